@@ -1,0 +1,1 @@
+"""Sub-commands of ``python -m bokeh_model``; one module each (``HELP``, ``add_arguments``, ``run``)."""

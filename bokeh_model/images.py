@@ -1,0 +1,249 @@
+"""Image and depth-map I/O at the library's edges.
+
+One convention inside the library: images are float32 arrays of shape (H, W, 3), RGB in [0, 1];
+depth maps are float32 (H, W) disparity in [0, 1], near = 1. This module turns files, bytes and PIL
+images of any common mode (grayscale, palette, RGBA, CMYK, 16-bit, EXIF-rotated) into that form and
+rejects truncated files, non-images and decompression bombs with a clear :class:`InputError`.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import InputError
+
+__all__ = [
+    "MAX_PIXELS",
+    "ImageSource",
+    "array_to_pil",
+    "load_depth",
+    "load_image",
+    "pil_to_array",
+    "resize_array",
+    "save_depth",
+    "save_image",
+]
+
+# 64 MP: well above any camera the project targets (EBB! photos are 1.6 MP), well below a bomb.
+MAX_PIXELS = int(os.environ.get("BOKEH_MAX_PIXELS", 64_000_000))
+
+ImageSource = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
+
+
+def _describe(source: object) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return str(source)
+    return f"<{type(source).__name__}>"
+
+
+def _open(source: ImageSource, max_pixels: int) -> Image.Image:
+    """Open and fully decode ``source`` as a PIL image, raising InputError for anything unusable."""
+    name = _describe(source)
+    if isinstance(source, Image.Image):
+        image = source
+    else:
+        if isinstance(source, (str, os.PathLike)):
+            path = Path(source)
+            if not path.exists():
+                raise InputError(f"image file not found: {path}")
+            if path.is_dir():
+                raise InputError(f"expected an image file, got a directory: {path}")
+            handle: object = path
+        elif isinstance(source, (bytes, bytearray)):
+            handle = io.BytesIO(source)
+        else:
+            raise InputError(f"cannot read an image from {type(source).__name__}")
+        previous_limit = Image.MAX_IMAGE_PIXELS
+        try:
+            # PIL only warns below 2x its limit; we want a hard, clear error at our own limit.
+            Image.MAX_IMAGE_PIXELS = None
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                image = Image.open(handle)  # type: ignore[arg-type]
+                pixels = image.width * image.height
+                if pixels > max_pixels:
+                    raise InputError(
+                        f"{name}: {image.width}x{image.height} = {pixels / 1e6:.1f} MP is above the "
+                        f"limit of {max_pixels / 1e6:.0f} MP; downscale the image first"
+                    )
+                image.load()
+        except InputError:
+            raise
+        except UnidentifiedImageError:
+            raise InputError(f"{name} is not an image file this tool can read (PNG, JPEG, WebP, TIFF, ...)") from None
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise InputError(f"{name} could not be decoded (truncated or corrupt file?): {exc}") from None
+        finally:
+            Image.MAX_IMAGE_PIXELS = previous_limit
+    if image.width * image.height > max_pixels:
+        raise InputError(f"{name}: {image.width}x{image.height} is above the limit of {max_pixels / 1e6:.0f} MP")
+    if image.width < 1 or image.height < 1:
+        raise InputError(f"{name} is empty ({image.width}x{image.height})")
+    return image
+
+
+def _white_composite(image: Image.Image) -> Image.Image:
+    rgba = image.convert("RGBA")
+    background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(background, rgba).convert("RGB")
+
+
+def pil_to_array(image: Image.Image) -> np.ndarray:
+    """PIL image of any mode -> float32 (H, W, 3) RGB in [0, 1], honouring the EXIF orientation.
+
+    Alpha is composited over white; 16-bit and float grayscale keep their precision.
+    """
+    image = ImageOps.exif_transpose(image)
+    mode = image.mode
+    if mode in {"I;16", "I;16B", "I;16L", "I;16N", "I"}:
+        gray = np.asarray(image, dtype=np.float32)
+        top = 65535.0 if mode.startswith("I;16") or gray.max(initial=0) > 255 else 255.0
+        gray = np.clip(gray / top, 0.0, 1.0)
+        return np.repeat(gray[..., None], 3, axis=2)
+    if mode == "F":
+        gray = np.asarray(image, dtype=np.float32)
+        if not np.all(np.isfinite(gray)):
+            raise InputError("image contains NaN or infinite values")
+        gray = np.clip(gray / 255.0 if gray.max(initial=0) > 1.0 else gray, 0.0, 1.0)
+        return np.repeat(gray[..., None], 3, axis=2)
+    if mode in {"RGBA", "LA", "PA"} or (mode == "P" and "transparency" in image.info):
+        rgb = _white_composite(image)
+    else:
+        rgb = image.convert("RGB")  # handles L, P, CMYK, YCbCr, 1, RGB
+    return np.asarray(rgb, dtype=np.float32) / 255.0
+
+
+def load_image(source: ImageSource, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Read an image (path, bytes, PIL image or array) as float32 (H, W, 3) RGB in [0, 1].
+
+    Raises:
+        InputError: missing, truncated or non-image file, or more than ``max_pixels`` pixels.
+
+    >>> load_image(Image.new("L", (4, 2))).shape
+    (2, 4, 3)
+    """
+    if isinstance(source, np.ndarray):
+        from .registry import check_image_array
+
+        array = source
+        if array.ndim == 2:
+            array = np.repeat(array[..., None], 3, axis=2)
+        if array.ndim == 3 and array.shape[2] == 4:
+            array = array[..., :3]
+        if array.dtype == np.uint8:
+            array = array.astype(np.float32) / 255.0
+        elif array.dtype == np.uint16:
+            array = array.astype(np.float32) / 65535.0
+        if array.shape[0] * array.shape[1] > max_pixels:
+            raise InputError(f"image of shape {array.shape} is above the limit of {max_pixels / 1e6:.0f} MP")
+        return check_image_array(array)
+    return pil_to_array(_open(source, max_pixels))
+
+
+def load_depth(source: ImageSource, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Read a depth (disparity) map as float32 (H, W) in [0, 1], near = 1.
+
+    8- and 16-bit PNGs are scaled by their bit depth; ``.npy`` files and float arrays are min-max
+    normalised. Colour images are converted to luminance.
+
+    Raises:
+        InputError: unreadable file, or NaN / infinite values.
+    """
+    if isinstance(source, (str, os.PathLike)) and str(source).endswith(".npy"):
+        try:
+            source = np.load(source, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{source}: not a readable .npy depth map ({exc})") from None
+    if isinstance(source, np.ndarray):
+        array = np.asarray(source)
+        if array.ndim == 3:
+            array = array[..., :3].mean(axis=2) if array.shape[2] >= 3 else array[..., 0]
+        if array.ndim != 2:
+            raise InputError(f"depth map must be 2-D, got shape {array.shape}")
+        array = array.astype(np.float32)
+        if not np.all(np.isfinite(array)):
+            raise InputError("depth map contains NaN or infinite values")
+        if source.dtype == np.uint8:
+            return array / 255.0
+        if source.dtype == np.uint16:
+            return array / 65535.0
+        low, high = float(array.min()), float(array.max())
+        return (array - low) / (high - low) if high > low else np.zeros_like(array)
+    image = ImageOps.exif_transpose(_open(source, max_pixels))
+    if image.mode.startswith("I;16") or image.mode == "I":
+        array = np.asarray(image, dtype=np.float32)
+        return np.clip(array / (65535.0 if array.max(initial=0) > 255 else 255.0), 0.0, 1.0)
+    if image.mode == "F":
+        return load_depth(np.asarray(image, dtype=np.float32))
+    return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+
+
+def resize_array(array: np.ndarray, size: tuple[int, int], *, resample: str = "bicubic") -> np.ndarray:
+    """Resize a float (H, W) or (H, W, C) array to ``size`` = (H, W) with PIL's filters, per channel."""
+    filters = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR,
+               "nearest": Image.Resampling.NEAREST, "area": Image.Resampling.BOX,
+               "lanczos": Image.Resampling.LANCZOS}
+    height, width = int(size[0]), int(size[1])
+    array = np.asarray(array, dtype=np.float32)
+    if array.shape[:2] == (height, width):
+        return array
+    channels = [array] if array.ndim == 2 else [array[..., c] for c in range(array.shape[2])]
+    resized = [
+        np.asarray(Image.fromarray(c).resize((width, height), filters[resample]), dtype=np.float32)
+        for c in channels
+    ]
+    return resized[0] if array.ndim == 2 else np.stack(resized, axis=2)
+
+
+def array_to_pil(array: np.ndarray) -> Image.Image:
+    """float [0, 1] (H, W, 3) or (H, W) -> 8-bit PIL image (rounded, clipped)."""
+    array = np.asarray(array, dtype=np.float32)
+    return Image.fromarray(np.round(np.clip(array, 0.0, 1.0) * 255.0).astype(np.uint8))
+
+
+def _atomic_save(image: Image.Image, path: str | os.PathLike, **kwargs: object) -> Path:
+    """Write to a temporary file beside ``path`` and rename, so a reader never sees half a file."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    suffix = target.suffix.lower() or ".png"
+    fmt = Image.registered_extensions().get(suffix)
+    if fmt is None:
+        raise InputError(f"unknown image extension {target.suffix!r} for {target}; use .png, .jpg, .webp or .tif")
+    descriptor, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            image.save(handle, format=fmt, **kwargs)
+        os.replace(temp_name, target)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def save_image(array: np.ndarray | Image.Image, path: str | os.PathLike, *, quality: int = 95) -> Path:
+    """Save a float [0, 1] RGB array (or PIL image) atomically; format from the extension."""
+    image = array if isinstance(array, Image.Image) else array_to_pil(array)
+    kwargs: dict[str, object] = {}
+    if Path(path).suffix.lower() in {".jpg", ".jpeg", ".webp"}:
+        kwargs["quality"] = quality
+    return _atomic_save(image, path, **kwargs)
+
+
+def save_depth(depth: np.ndarray, path: str | os.PathLike, *, bits: int = 16) -> Path:
+    """Save a [0, 1] disparity map as a grayscale PNG (16-bit by default, near = bright)."""
+    depth = np.clip(np.asarray(depth, dtype=np.float32), 0.0, 1.0)
+    if bits == 16:
+        image = Image.fromarray(np.round(depth * 65535.0).astype(np.uint16))
+    elif bits == 8:
+        image = Image.fromarray(np.round(depth * 255.0).astype(np.uint8))
+    else:
+        raise InputError(f"bits must be 8 or 16, got {bits}")
+    return _atomic_save(image, path)

@@ -1,0 +1,239 @@
+"""PyNET-Bokeh inference: weights, pre-processing as in the authors' code, and the registered method.
+
+Pre-processing follows ``aiff22/PyNET-Bokeh``: the photo is downscaled x0.5 (bicubic), the depth map
+is an 8-bit, per-image min-max normalised disparity (near = bright) at that half resolution, and the
+level-1 output comes back at the photo's resolution.
+
+Weights are never invented: without a trained checkpoint every entry point raises
+:class:`ModelUnavailableError` saying how to provide one.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .device import autocast, resolve_device
+from .errors import InputError, ModelUnavailableError
+from .images import ImageSource, array_to_pil, load_depth, load_image, resize_array
+from .modeling_pynet import PyNET
+from .registry import Method, ParamSpec, register_method
+
+__all__ = [
+    "ABLATIONS",
+    "PYNET_WEIGHTS_ENV",
+    "PyNETMethod",
+    "load_pynet",
+    "predict",
+    "run_pynet",
+    "to_pynet_depth",
+    "weights_status",
+]
+
+PYNET_WEIGHTS_ENV = "BOKEH_PYNET_WEIGHTS"
+WEIGHT_FILES = ("config.json", "model.safetensors")
+
+# The paper's Fig. 8: which levels are switched off (their activations passed upwards set to zero).
+ABLATIONS: dict[str, tuple[int, ...]] = {
+    "none": (),
+    "7": (7,),
+    "6+": (6, 7),
+    "5+": (5, 6, 7),
+    "4+": (4, 5, 6, 7),
+}
+
+_HOW_TO_PROVIDE = (
+    "Provide trained PyNET-Bokeh weights as one of: a folder written by PyNET.save_pretrained "
+    "(config.json + model.safetensors), a Hugging Face Hub model id already in the local cache "
+    "(`huggingface-cli download ID` on a machine with internet), or a conversion of the authors' "
+    "TensorFlow checkpoint (`python -m bokeh_model convert-tf CKPT_PREFIX OUT_DIR`). "
+    f"Pass it with --weights or set {PYNET_WEIGHTS_ENV}."
+)
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def weights_status(weights: str | os.PathLike | None) -> tuple[bool, str]:
+    """Cheap check (no loading, no network) of whether ``weights`` can be loaded here."""
+    if weights is None or str(weights).strip() == "":
+        return False, f"No PyNET weights configured. {_HOW_TO_PROVIDE}"
+    path = Path(weights).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            return False, f"PyNET weights must be a folder, got the file {path}. {_HOW_TO_PROVIDE}"
+        missing = [name for name in WEIGHT_FILES if not (path / name).is_file()]
+        if missing:
+            return False, f"PyNET weights folder {path} lacks {missing}. {_HOW_TO_PROVIDE}"
+        return True, ""
+    if _HUB_ID.match(str(weights)):
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = [try_to_load_from_cache(str(weights), name) for name in WEIGHT_FILES]
+        if all(isinstance(item, str) for item in cached):
+            return True, ""
+        return False, f"PyNET weights {weights!r} are not in the local Hugging Face cache. {_HOW_TO_PROVIDE}"
+    return False, f"PyNET weights {str(weights)!r} are neither an existing folder nor a hub id. {_HOW_TO_PROVIDE}"
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(weights: str, device: str) -> PyNET:
+    path = Path(weights).expanduser()
+    try:
+        if path.exists():
+            ok, reason = weights_status(path)
+            if not ok:
+                raise ModelUnavailableError(reason)
+            model = PyNET.from_pretrained(str(path), strict=True)
+        elif _HUB_ID.match(weights):
+            model = PyNET.from_pretrained(weights, strict=True)
+        else:
+            raise ModelUnavailableError(weights_status(weights)[1])
+    except ModelUnavailableError:
+        raise
+    except (OSError, ValueError, RuntimeError) as exc:
+        # Hub unreachable, file missing or a checkpoint of another shape (strict load).
+        raise ModelUnavailableError(f"Could not load PyNET weights {weights!r}: {exc}. {_HOW_TO_PROVIDE}") from exc
+    return model.to(device).eval()
+
+
+def load_pynet(weights: str | os.PathLike | None, device: str | torch.device = "auto") -> PyNET:
+    """Load trained PyNET weights (folder or hub id) once per (weights, device) and return the model.
+
+    Raises:
+        ModelUnavailableError: ``weights`` is unset, missing or not loadable; the message says how to fix it.
+    """
+    if weights is None or str(weights).strip() == "":
+        raise ModelUnavailableError(weights_status(None)[1])
+    return _load_cached(str(weights), str(resolve_device(device)))
+
+
+def to_pynet_depth(depth: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A disparity map (any size, near = large) in the authors' convention at ``size`` = (H, W).
+
+    The EBB! depth maps are 8-bit PNGs at half resolution, min-max stretched per image, near = bright;
+    the loader divides by 255. We resize, stretch and quantise the same way.
+    """
+    depth = resize_array(np.asarray(depth, dtype=np.float32), size, resample="bilinear")
+    if not np.all(np.isfinite(depth)):
+        raise InputError("depth map contains NaN or infinite values")
+    low, high = float(depth.min()), float(depth.max())
+    stretched = (depth - low) / (high - low) if high > low else np.zeros_like(depth)
+    return np.round(stretched * 255.0).astype(np.float32) / 255.0
+
+
+@torch.inference_mode()
+def run_pynet(
+    model: PyNET,
+    image: np.ndarray,
+    depth: np.ndarray | None,
+    *,
+    level: int = 1,
+    disabled_levels: Iterable[int] = (),
+    max_side: int = 0,
+    precision: str = "fp32",
+    channels_last: bool = False,
+) -> np.ndarray:
+    """Render bokeh for a full-resolution photo; returns float32 (H, W, 3) in [0, 1] at the photo's size.
+
+    Args:
+        model: a loaded :class:`PyNET`.
+        image: float32 (H, W, 3) RGB in [0, 1], the full-resolution photo.
+        depth: float32 disparity (any size, near = 1); required when the model takes 4 channels.
+        level: output level (1 = full resolution; 2 and 3 are coarser and upsampled for display).
+        disabled_levels: levels among 7..4 to switch off (paper Fig. 8).
+        max_side: when > 0, the photo is first downscaled so that its longest side is at most this
+            (a fast preview; the result is upscaled back to the photo's size).
+        precision: ``fp32``, ``bf16`` or ``fp16`` (autocast).
+        channels_last: use the channels-last memory format (often faster on CPUs and tensor cores).
+    """
+    height, width = image.shape[:2]
+    work = image
+    if max_side and max(height, width) > max_side:
+        scale = max_side / max(height, width)
+        work = resize_array(image, (max(2, round(height * scale)), max(2, round(width * scale))))
+    half_size = (max(1, round(work.shape[0] / 2)), max(1, round(work.shape[1] / 2)))
+    half = np.clip(resize_array(work, half_size), 0.0, 1.0)
+    channels = [half]
+    if model.in_channels == 4:
+        if depth is None:
+            raise InputError("this PyNET model takes RGB + depth; give a depth map or a depth model")
+        channels.append(to_pynet_depth(depth, half_size)[..., None])
+    device = next(model.parameters()).device
+    x = torch.from_numpy(np.concatenate(channels, axis=2)).permute(2, 0, 1)[None].to(device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+        model = model.to(memory_format=torch.channels_last)
+    with autocast(device, precision):
+        out = model(x, level=level, disabled_levels=tuple(disabled_levels))
+    result = out[0].float().clamp(0.0, 1.0).permute(1, 2, 0).cpu().numpy()
+    if result.shape[:2] != (height, width):
+        result = np.clip(resize_array(result, (height, width)), 0.0, 1.0)
+    return result
+
+
+def predict(
+    model: PyNET,
+    image: ImageSource,
+    depth: ImageSource | None = None,
+    **kwargs: Any,
+) -> Image.Image:
+    """High-level PyNET call on PIL images, arrays or paths; returns a PIL image at the photo's size.
+
+    >>> # out = predict(load_pynet("path/to/weights"), "photo.jpg", "depth.png")
+    """
+    photo = load_image(image)
+    disparity = None if depth is None else load_depth(depth)
+    return array_to_pil(run_pynet(model, photo, disparity, **kwargs))
+
+
+@register_method("pynet")
+class PyNETMethod(Method):
+    """PyNET-Bokeh (Ignatov et al., CVPRW 2020): learned DSLR bokeh from RGB + depth."""
+
+    name = "pynet"
+    description = "PyNET-Bokeh (CVPRW 2020): bokeh learned from Canon DSLR photos (needs trained weights)."
+    needs_depth = True
+    params = (
+        ParamSpec("disable_levels", "choice", "none", choices=tuple(ABLATIONS),
+                  help="Switch off pyramid levels as in the paper's Fig. 8 (none, 7, 6+, 5+, 4+).",
+                  label="disabled levels"),
+        ParamSpec("level", "int", 1, min=1, max=3, step=1,
+                  help="Output level: 1 = full resolution (the paper's result), 2 = half, 3 = quarter."),
+        ParamSpec("max_side", "int", 0, min=0, max=8192, step=64,
+                  help="Downscale the photo to this longest side before PyNET (fast preview); 0 = full size.",
+                  label="preview size"),
+    )
+
+    def __init__(self, weights: str | os.PathLike | None = None, device: str = "auto",
+                 precision: str = "fp32", channels_last: bool = False) -> None:
+        self.weights = weights if weights is not None else os.environ.get(PYNET_WEIGHTS_ENV)
+        self.device = device
+        self.precision = precision
+        self.channels_last = channels_last
+
+    def availability(self) -> tuple[bool, str]:
+        return weights_status(self.weights)
+
+    def model(self) -> PyNET:
+        return load_pynet(self.weights, self.device)
+
+    def render(self, image: np.ndarray, depth: np.ndarray | None, **params: Any) -> np.ndarray:
+        return run_pynet(
+            self.model(), image, depth,
+            level=params["level"],
+            disabled_levels=ABLATIONS[params["disable_levels"]],
+            max_side=params["max_side"],
+            precision=self.precision,
+            channels_last=self.channels_last,
+        )
+
+    def requires_depth(self) -> bool:
+        # Loading first means "no weights" is reported before "no depth"; an RGB-only model needs none.
+        return self.model().in_channels == 4
