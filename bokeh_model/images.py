@@ -13,7 +13,6 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -35,7 +34,7 @@ __all__ = [
 # 64 MP: well above any camera the project targets (EBB! photos are 1.6 MP), well below a bomb.
 MAX_PIXELS = int(os.environ.get("BOKEH_MAX_PIXELS", 64_000_000))
 
-ImageSource = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
+ImageSource = str | os.PathLike | bytes | Image.Image | np.ndarray
 
 
 def _describe(source: object) -> str:
@@ -188,17 +187,20 @@ def load_depth(source: ImageSource, *, max_pixels: int = MAX_PIXELS) -> np.ndarr
 
 def resize_array(array: np.ndarray, size: tuple[int, int], *, resample: str = "bicubic") -> np.ndarray:
     """Resize a float (H, W) or (H, W, C) array to ``size`` = (H, W) with PIL's filters, per channel."""
-    filters = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR,
-               "nearest": Image.Resampling.NEAREST, "area": Image.Resampling.BOX,
-               "lanczos": Image.Resampling.LANCZOS}
+    filters = {
+        "bicubic": Image.Resampling.BICUBIC,
+        "bilinear": Image.Resampling.BILINEAR,
+        "nearest": Image.Resampling.NEAREST,
+        "area": Image.Resampling.BOX,
+        "lanczos": Image.Resampling.LANCZOS,
+    }
     height, width = int(size[0]), int(size[1])
     array = np.asarray(array, dtype=np.float32)
     if array.shape[:2] == (height, width):
         return array
     channels = [array] if array.ndim == 2 else [array[..., c] for c in range(array.shape[2])]
     resized = [
-        np.asarray(Image.fromarray(c).resize((width, height), filters[resample]), dtype=np.float32)
-        for c in channels
+        np.asarray(Image.fromarray(c).resize((width, height), filters[resample]), dtype=np.float32) for c in channels
     ]
     return resized[0] if array.ndim == 2 else np.stack(resized, axis=2)
 

@@ -65,8 +65,14 @@ def tf_same_conv_transpose2d(x: torch.Tensor, weight: torch.Tensor) -> torch.Ten
 class PyNETConvLayer(nn.Module):
     """k x k conv (stride 1, zero 'SAME' padding, bias) -> optional instance norm -> optional LeakyReLU(0.2)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int,
-                 instance_norm: bool = False, activation: bool = True) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        instance_norm: bool = False,
+        activation: bool = True,
+    ) -> None:
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
         # TF computes (x - mean) / sqrt(var + 1e-3) with the biased variance; PyTorch's default eps is 1e-5.

@@ -201,18 +201,42 @@ class PyNETMethod(Method):
     description = "PyNET-Bokeh (CVPRW 2020): bokeh learned from Canon DSLR photos (needs trained weights)."
     needs_depth = True
     params = (
-        ParamSpec("disable_levels", "choice", "none", choices=tuple(ABLATIONS),
-                  help="Switch off pyramid levels as in the paper's Fig. 8 (none, 7, 6+, 5+, 4+).",
-                  label="disabled levels"),
-        ParamSpec("level", "int", 1, min=1, max=3, step=1,
-                  help="Output level: 1 = full resolution (the paper's result), 2 = half, 3 = quarter."),
-        ParamSpec("max_side", "int", 0, min=0, max=8192, step=64,
-                  help="Downscale the photo to this longest side before PyNET (fast preview); 0 = full size.",
-                  label="preview size"),
+        ParamSpec(
+            "disable_levels",
+            "choice",
+            "none",
+            choices=tuple(ABLATIONS),
+            help="Switch off pyramid levels as in the paper's Fig. 8 (none, 7, 6+, 5+, 4+).",
+            label="disabled levels",
+        ),
+        ParamSpec(
+            "level",
+            "int",
+            1,
+            min=1,
+            max=3,
+            step=1,
+            help="Output level: 1 = full resolution (the paper's result), 2 = half, 3 = quarter.",
+        ),
+        ParamSpec(
+            "max_side",
+            "int",
+            0,
+            min=0,
+            max=8192,
+            step=64,
+            help="Downscale the photo to this longest side before PyNET (fast preview); 0 = full size.",
+            label="preview size",
+        ),
     )
 
-    def __init__(self, weights: str | os.PathLike | None = None, device: str = "auto",
-                 precision: str = "fp32", channels_last: bool = False) -> None:
+    def __init__(
+        self,
+        weights: str | os.PathLike | None = None,
+        device: str = "auto",
+        precision: str = "fp32",
+        channels_last: bool = False,
+    ) -> None:
         self.weights = weights if weights is not None else os.environ.get(PYNET_WEIGHTS_ENV)
         self.device = device
         self.precision = precision
@@ -226,7 +250,9 @@ class PyNETMethod(Method):
 
     def render(self, image: np.ndarray, depth: np.ndarray | None, **params: Any) -> np.ndarray:
         return run_pynet(
-            self.model(), image, depth,
+            self.model(),
+            image,
+            depth,
             level=params["level"],
             disabled_levels=ABLATIONS[params["disable_levels"]],
             max_side=params["max_side"],

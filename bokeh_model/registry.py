@@ -137,9 +137,7 @@ class Method:
         """Fill defaults and check every value; unknown names raise :class:`InputError`."""
         unknown = sorted(set(params) - set(self.param_names()))
         if unknown:
-            raise InputError(
-                f"method {self.name!r} does not take {unknown}; its parameters are {self.param_names()}"
-            )
+            raise InputError(f"method {self.name!r} does not take {unknown}; its parameters are {self.param_names()}")
         return {spec.name: spec.validate(params.get(spec.name)) for spec in self.params}
 
     def __call__(self, image: np.ndarray, depth: np.ndarray | None = None, **params: Any) -> np.ndarray:
@@ -241,4 +239,3 @@ def create_method(name: str, **kwargs: Any) -> Method:
     """
     factory = _REGISTRY[_resolve(name)]
     return factory(**{k: v for k, v in kwargs.items() if v is not None})
-

@@ -20,17 +20,26 @@ def run(args: argparse.Namespace) -> int:
     for name in list_methods():
         method = create_method(name)
         ok, reason = method.availability()
-        rows.append({
-            "name": name,
-            "description": method.description,
-            "available": ok,
-            "reason": reason,
-            "params": [
-                {"name": p.name, "kind": p.kind, "default": p.default, "min": p.min, "max": p.max,
-                 "choices": list(p.choices), "help": p.help}
-                for p in method.params
-            ],
-        })
+        rows.append(
+            {
+                "name": name,
+                "description": method.description,
+                "available": ok,
+                "reason": reason,
+                "params": [
+                    {
+                        "name": p.name,
+                        "kind": p.kind,
+                        "default": p.default,
+                        "min": p.min,
+                        "max": p.max,
+                        "choices": list(p.choices),
+                        "help": p.help,
+                    }
+                    for p in method.params
+                ],
+            }
+        )
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -40,7 +49,10 @@ def run(args: argparse.Namespace) -> int:
         if not row["available"]:
             print(f"    {row['reason']}")
         for p in row["params"]:
-            bounds = f" one of {p['choices']}" if p["choices"] else (
-                f" in [{p['min']}, {p['max']}]" if p["min"] is not None else "")
+            bounds = (
+                f" one of {p['choices']}"
+                if p["choices"]
+                else (f" in [{p['min']}, {p['max']}]" if p["min"] is not None else "")
+            )
             print(f"    --{p['name'].replace('_', '-')} ({p['kind']}, default {p['default']}{bounds}): {p['help']}")
     return 0
