@@ -1,0 +1,61 @@
+"""Compare tab: every available method on the same photo, the same depth and the same focus, with runtimes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+
+from .config import SpaceSettings
+from .controls import depth_preview, to_pil
+from .render_tab import user_errors
+from .services import compute_depth, method_infos, prepare_photo, render_photo
+
+__all__ = ["build_compare_tab"]
+
+
+def build_compare_tab(settings: SpaceSettings, shared: dict[str, gr.components.Component]) -> None:
+    gr.Markdown(
+        "Runs every available method with its default settings on the photo, focus point and depth source chosen "
+        "in the **Render** tab. The depth map is computed once and shared, so the methods differ only in how "
+        "they render."
+    )
+    button = gr.Button("Compare all methods", variant="primary", elem_id="compare")
+    gallery = gr.Gallery(
+        label="Methods side by side", columns=3, height=520, object_fit="contain", elem_id="compare-gallery"
+    )
+    table = gr.DataFrame(label="Runtime", interactive=False, elem_id="compare-table")
+
+    def compare(
+        photo: str | None, focus_x: float, focus_y: float, depth_source: str, depth_map: str | None
+    ) -> tuple[list[tuple[Any, str]], pd.DataFrame]:
+        """Render the photo with every available method (default parameters) and time each."""
+        with user_errors():
+            if not photo:
+                raise gr.Error("Upload a photo or pick an example in the Render tab first.")
+            image, scale, _ = prepare_photo(photo, settings.max_render_side)
+            focus = None if focus_x is None or focus_x < 0 else (int(focus_x * scale), int(focus_y * scale))
+            depth = compute_depth(image, depth_source, settings, focus_xy=focus, uploaded=depth_map)
+            items: list[tuple[Any, str]] = [
+                (to_pil(image), "input photo"),
+                (depth_preview(depth.depth), f"depth: {depth.label}"),
+            ]
+            rows = []
+            for info in method_infos(settings):
+                if not info.available:
+                    rows.append({"method": info.name, "runtime s": None, "note": f"unavailable: {info.reason}"})
+                    continue
+                result = render_photo(image, info.name, settings, focus_xy=focus, depth=depth)
+                items.append((to_pil(result.image), f"{info.name} ({result.seconds:.2f} s)"))
+                rows.append(
+                    {"method": info.name, "runtime s": round(result.seconds, 3), "note": " ".join(result.notes)}
+                )
+            return items, pd.DataFrame(rows)
+
+    button.click(
+        compare,
+        [shared["photo"], shared["focus_x"], shared["focus_y"], shared["depth_source"], shared["depth_map"]],
+        [gallery, table],
+        api_name="compare",
+    )

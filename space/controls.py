@@ -1,0 +1,75 @@
+"""Gradio controls built from a method's declared ParamSpecs, and the conversions around them."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import gradio as gr
+import numpy as np
+
+from bokeh_model import InputError
+from bokeh_model.images import array_to_pil
+from bokeh_model.registry import ParamSpec
+
+__all__ = ["UI_HIDDEN_PARAMS", "PhotoInput", "control_for", "depth_preview", "parse_params", "to_pil"]
+
+
+class PhotoInput(gr.Image):
+    """``gr.Image`` that hands the uploaded file's path to the app without decoding it first.
+
+    Gradio's own pre-processing opens uploads with PIL and answers a broken file with a generic error;
+    passing the path lets :func:`bokeh_model.load_image` name the problem (truncated, not an image, too
+    large, odd mode) in the page. ``is_template`` makes the browser use the ordinary image component.
+    """
+
+    is_template = True
+
+    def preprocess(self, payload: Any) -> str | None:
+        return None if payload is None else str(payload.path)
+
+
+# Set by clicking on the photo rather than with a slider.
+UI_HIDDEN_PARAMS = {"focus_disparity"}
+
+
+def control_for(method: str, spec: ParamSpec) -> gr.components.Component:
+    """One input component for ``spec``; ``elem_id`` is ``f"{method}-{name}"`` for tests and CSS."""
+    common: dict[str, Any] = {
+        "label": spec.display_label,
+        "info": spec.help or None,
+        "elem_id": f"{method}-{spec.name}",
+        "interactive": True,
+    }
+    if spec.kind == "bool":
+        return gr.Checkbox(value=bool(spec.default), **common)
+    if spec.kind == "choice":
+        return gr.Dropdown(choices=list(spec.choices), value=spec.default, **common)
+    if spec.kind in {"float", "int"} and spec.min is not None and spec.max is not None and spec.default is not None:
+        step = spec.step or (1 if spec.kind == "int" else (spec.max - spec.min) / 100)
+        return gr.Slider(minimum=spec.min, maximum=spec.max, step=step, value=spec.default, **common)
+    if spec.kind in {"float", "int"}:
+        return gr.Number(value=spec.default, precision=0 if spec.kind == "int" else None, **common)
+    return gr.Textbox(value="" if spec.default is None else str(spec.default), **common)
+
+
+def parse_params(text: str | None) -> dict[str, Any]:
+    """The ``params`` argument of the API: a JSON object of method parameters (may be empty)."""
+    if text is None or not str(text).strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f'params must be a JSON object such as {{"strength": 24}}: {exc}') from None
+    if not isinstance(value, dict):
+        raise InputError(f"params must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def to_pil(image: np.ndarray):  # noqa: ANN201 - PIL.Image.Image
+    return array_to_pil(image)
+
+
+def depth_preview(depth: np.ndarray) -> np.ndarray:
+    """Disparity as an 8-bit grayscale picture (near = bright), as the EBB! depth maps look."""
+    return np.round(np.clip(depth, 0.0, 1.0) * 255.0).astype(np.uint8)
