@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gradio as gr
 
+from user_study.ui import build_study_ui
+
 from .compare_tab import build_compare_tab
 from .config import SpaceSettings
 from .leaderboard_tab import build_leaderboard_tab
@@ -18,6 +20,11 @@ PyNET-Bokeh (Ignatov, Patel, Timofte, CVPRW 2020) learns the shallow depth of fi
 **Click on the photo** to choose what stays sharp."""
 
 
+def _initial_tab(request: gr.Request) -> gr.Tabs:
+    params = dict(request.query_params) if request is not None else {}
+    return gr.Tabs(selected="study") if params.get("study") else gr.Tabs()
+
+
 def build_app(settings: SpaceSettings | None = None) -> gr.Blocks:
     """Build (not launch) the app; tests call this directly."""
     settings = settings or SpaceSettings.from_env()
@@ -26,18 +33,19 @@ def build_app(settings: SpaceSettings | None = None) -> gr.Blocks:
         banner = status_banner(settings)
         if banner:
             gr.Markdown(banner, elem_id="status-banner")
-        with gr.Tab("Render", id="render"):
-            shared = build_render_tab(settings)
-        with gr.Tab("Compare", id="compare"):
-            build_compare_tab(settings, shared)
-        with gr.Tab("Leaderboard", id="leaderboard"):
-            build_leaderboard_tab(settings)
-        with gr.Tab("Study", id="study"):
-            from user_study.ui import build_study_ui
-
-            build_study_ui(db_url=settings.study_db, organizer_token=settings.organizer_token)
-        with gr.Tab("Status", id="status"):
-            build_status_tab(settings)
+        with gr.Tabs() as tabs:
+            with gr.Tab("Render", id="render"):
+                shared = build_render_tab(settings)
+            with gr.Tab("Compare", id="compare"):
+                build_compare_tab(settings, shared)
+            with gr.Tab("Leaderboard", id="leaderboard"):
+                build_leaderboard_tab(settings)
+            with gr.Tab("Study", id="study"):
+                build_study_ui(db_url=settings.study_db, organizer_token=settings.organizer_token)
+            with gr.Tab("Status", id="status"):
+                build_status_tab(settings)
+        # A rater link (?study=...) opens the Study tab directly.
+        demo.load(_initial_tab, None, tabs, api_visibility="private")
     demo.queue(default_concurrency_limit=settings.concurrency, max_size=64)
     demo.max_upload_mb = settings.max_upload_mb  # read by launch()
     return demo

@@ -112,13 +112,13 @@ def compute_depth(
             raise InputError("Choose a depth map file to upload, or pick another depth source.")
         depth = resize_array(load_depth(uploaded), photo.shape[:2], resample="bilinear")
         return DepthResult(np.clip(depth, 0.0, 1.0), "your uploaded depth map", approximate=False)
-    model_ok, reason = depth_model_status(settings.depth_model)
+    model_ok, _ = depth_model_status(settings.depth_model)
     if source == "model" or (source == "auto" and model_ok):
         estimator = get_depth_estimator(settings.depth_model, "auto")
         return DepthResult(estimator.estimate(photo), f"depth model {settings.depth_model}", approximate=False)
     label = "APPROXIMATE depth (no learned depth model: subject mask from the focus point + ground-plane prior)"
     if source == "auto":
-        label += f". {reason}"
+        label += "; the Status tab says how to install the depth model"
     return DepthResult(approximate_depth(photo, focus_xy), label, approximate=True)
 
 

@@ -1,0 +1,402 @@
+"""Table 1 leaderboards: the paper's six rows plus the measured methods of a run, with MOS when available.
+
+Everything here is re-derived from files in a run's output folder: ``run.json`` (written by
+``evaluation/run.py``), ``per_image.csv`` and an optional ``mos.csv`` (written by the user-study module;
+columns ``method, mos, ci_low, ci_high, rank, sig_rank, n_ratings``; lower MOS is better). So after a user
+study, :func:`rebuild_tables` refreshes ``table.md``, ``table.csv``, ``leaderboard.json`` and
+``report.html`` without recomputing anything.
+
+>>> # rebuild_tables("runs/val294")          # after mos.csv appeared
+>>> # load_leaderboard("runs/val294")        # -> pandas.DataFrame (the Space shows it)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .report import distribution_figure, mos_figure, runtime_quality_figure, write_report
+
+__all__ = [
+    "MOS_COLUMNS",
+    "PAPER_ROWS",
+    "PAPER_SOURCE",
+    "TABLE_COLUMNS",
+    "leaderboard_figures",
+    "leaderboard_rows",
+    "load_leaderboard",
+    "read_mos",
+    "rebuild_tables",
+    "render_markdown",
+]
+
+PAPER_SOURCE = "reported in paper"
+TABLE_COLUMNS = ["Method", "Hardware", "Runtime s", "PSNR ↑", "SSIM ↑", "LPIPS ↓", "MOS ↓", "Source"]
+MOS_COLUMNS = ["method", "mos", "ci_low", "ci_high", "rank", "sig_rank", "n_ratings"]
+
+# Table 1 of Ignatov, Patel, Timofte, "Rendering Natural Camera Bokeh Effect with Deep Learning" (CVPRW 2020),
+# on the 200-image EBB! test subset (its targets are not public). "normalized_runtime_s" is the paper's
+# runtime normalised by the ai-benchmark.com GPU index. Copied from the paper's text in shared/paper/.
+PAPER_ROWS: list[dict[str, Any]] = [
+    {
+        "method": "PyNET",
+        "hardware": "Nvidia Tesla V100",
+        "runtime_s": 0.14,
+        "normalized_runtime_s": 0.14,
+        "psnr": 23.28,
+        "ssim": 0.8780,
+        "lpips": 0.2438,
+        "mos": 0.85,
+        "mos_rank": 1,
+    },
+    {
+        "method": "Zheng et al.",
+        "hardware": "GeForce GTX 2080 Ti",
+        "runtime_s": 0.27,
+        "normalized_runtime_s": 0.26,
+        "psnr": 23.44,
+        "ssim": 0.8874,
+        "lpips": 0.2452,
+        "mos": 0.87,
+        "mos_rank": 2,
+    },
+    {
+        "method": "Dutta et al.",
+        "hardware": "GeForce GTX 1080 Ti",
+        "runtime_s": 0.8,
+        "normalized_runtime_s": 0.57,
+        "psnr": 22.14,
+        "ssim": 0.8633,
+        "lpips": 0.2811,
+        "mos": 0.88,
+        "mos_rank": 3,
+    },
+    {
+        "method": "Purohit et al.",
+        "hardware": "Nvidia TITAN X",
+        "runtime_s": 2.5,
+        "normalized_runtime_s": 1.15,
+        "psnr": 23.62,
+        "ssim": 0.8836,
+        "lpips": 0.2248,
+        "mos": 0.93,
+        "mos_rank": 4,
+    },
+    {
+        "method": "Xiong et al.",
+        "hardware": "GeForce GTX 1080 Ti",
+        "runtime_s": 0.89,
+        "normalized_runtime_s": 0.63,
+        "psnr": 23.93,
+        "ssim": 0.8917,
+        "lpips": 0.2300,
+        "mos": 0.98,
+        "mos_rank": 5,
+    },
+    {
+        "method": "Yang et al.",
+        "hardware": "Nvidia TITAN",
+        "runtime_s": 0.6,
+        "normalized_runtime_s": 0.15,
+        "psnr": 23.18,
+        "ssim": 0.8851,
+        "lpips": 0.2467,
+        "mos": 1.02,
+        "mos_rank": 6,
+    },
+]
+
+_SUBSCRIPTS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def _read_run(out_dir: Path) -> dict[str, Any]:
+    path = out_dir / "run.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist; run `python evaluation/run.py --out {out_dir}` first")
+    run = json.loads(path.read_text(encoding="utf-8"))
+    if run.get("status") != "complete":
+        raise ValueError(f"{path} describes an incomplete run (status {run.get('status')!r}); rerun the evaluation")
+    return run
+
+
+def read_mos(out_dir: str | os.PathLike) -> pd.DataFrame | None:
+    """The user study's ``mos.csv`` in ``out_dir``, or ``None`` when there is none.
+
+    Raises:
+        ValueError: the file lacks a required column (``method``, ``mos``).
+    """
+    path = Path(out_dir) / "mos.csv"
+    if not path.is_file():
+        return None
+    mos = pd.read_csv(path)
+    missing = [c for c in ("method", "mos") if c not in mos.columns]
+    if missing:
+        raise ValueError(f"{path} lacks columns {missing}; expected {MOS_COLUMNS}")
+    for column in MOS_COLUMNS:
+        if column not in mos.columns:
+            mos[column] = float("nan")
+    if mos["rank"].isna().all():
+        mos["rank"] = mos["mos"].rank(method="min")
+    mos["method"] = mos["method"].astype(str)
+    return mos
+
+
+def _finite(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def leaderboard_rows(run: dict[str, Any], mos: pd.DataFrame | None = None) -> list[dict[str, Any]]:
+    """Rows of the leaderboard: the paper's six (marked :data:`PAPER_SOURCE`) then the run's measured methods.
+
+    Measured rows are sorted by MOS when the user study rated them, else by PSNR (higher first).
+    """
+    rows: list[dict[str, Any]] = [
+        {**row, "source": PAPER_SOURCE, "n_images": 200, "mos_ci": None} for row in PAPER_ROWS
+    ]
+    dataset = run.get("dataset", {})
+    where = (
+        "synthetic sample, not EBB!" if dataset.get("synthetic") else f"{dataset.get('name')} / {dataset.get('split')}"
+    )
+    lookup = {} if mos is None else {str(r["method"]): r for _, r in mos.iterrows()}
+    measured = []
+    for label, entry in run.get("methods", {}).items():
+        metrics = entry.get("metrics", {})
+        runtime = entry.get("runtime_s") or {}
+        study = lookup.get(label)
+        rank = _finite(study["rank"]) if study is not None else None
+        measured.append(
+            {
+                "method": label,
+                "hardware": entry.get("hardware") or "",
+                "runtime_s": _finite(runtime.get("mean")),
+                "runtime_median_s": _finite(runtime.get("median")),
+                "normalized_runtime_s": None,
+                "psnr": _finite(metrics.get("psnr", {}).get("mean")),
+                "ssim": _finite(metrics.get("ssim", {}).get("mean")),
+                "lpips": _finite(metrics.get("lpips", {}).get("mean")),
+                "mos": _finite(study["mos"]) if study is not None else None,
+                "mos_rank": int(rank) if rank is not None else None,
+                "mos_ci": ([_finite(study["ci_low"]), _finite(study["ci_high"])] if study is not None else None),
+                "n_images": entry.get("n_images"),
+                "source": f"measured: {where}, profile {run.get('profile')}, {entry.get('n_images')} images",
+            }
+        )
+    if any(row["mos"] is not None for row in measured):
+        measured.sort(key=lambda r: (r["mos"] is None, r["mos"] if r["mos"] is not None else 0.0))
+    else:
+        measured.sort(key=lambda r: -(r["psnr"] if r["psnr"] is not None else -math.inf))
+    return rows + measured
+
+
+def _fmt(value: Any, digits: int) -> str:
+    number = _finite(value)
+    return "–" if number is None else f"{number:.{digits}f}"
+
+
+def _fmt_runtime(value: Any) -> str:
+    number = _finite(value)
+    if number is None:
+        return "–"
+    return f"{number:.2f}" if number >= 0.1 else f"{number:.3g}"
+
+
+def _display(row: dict[str, Any], lpips_available: bool) -> dict[str, str]:
+    mos = "–" if row["mos"] is None else f"{row['mos']:.2f}"
+    if row["mos"] is not None and row.get("mos_rank") is not None:
+        mos += str(int(row["mos_rank"])).translate(_SUBSCRIPTS)
+    lpips = _fmt(row["lpips"], 4)
+    if lpips == "–" and row["source"] != PAPER_SOURCE and not lpips_available:
+        lpips = "n/a"
+    return {
+        "Method": row["method"],
+        "Hardware": row["hardware"],
+        "Runtime s": _fmt_runtime(row["runtime_s"]),
+        "PSNR ↑": _fmt(row["psnr"], 2),
+        "SSIM ↑": _fmt(row["ssim"], 4),
+        "LPIPS ↓": lpips,
+        "MOS ↓": mos,
+        "Source": row["source"],
+    }
+
+
+def _notes(run: dict[str, Any]) -> list[str]:
+    dataset = run.get("dataset", {})
+    notes = []
+    if dataset.get("synthetic"):
+        notes.append(
+            "SYNTHETIC SAMPLE, NOT EBB!: measured rows come from procedural scenes with thin-lens targets; "
+            "they are not comparable with the paper's rows."
+        )
+    fingerprint = dataset.get("fingerprint", {})
+    notes.append(
+        f"Measured on {dataset.get('description', dataset.get('name'))}: {fingerprint.get('n')} images, "
+        f"fingerprint sha256 {str(fingerprint.get('sha256', ''))[:16]}."
+    )
+    notes.append(f"Metric profile {run.get('profile')!r}: {run.get('profile_description', '')}.")
+    lpips = run.get("lpips", {})
+    if not lpips.get("available", False):
+        notes.append(f"LPIPS not computed: {lpips.get('reason', 'unavailable')}")
+    notes.append(
+        "Runtime: mean seconds per image of the method call after warm-up (CUDA synchronised), on the "
+        "hardware shown; never compare runtimes across devices."
+    )
+    notes.append(
+        "Rows marked 'reported in paper' are Table 1 of Ignatov et al. (CVPRW 2020) on the 200-image EBB! "
+        "test subset with private targets: not the same images as the measured rows. Paper runtimes "
+        "normalised by the GPU index: "
+        + ", ".join(f"{r['method']} {r['normalized_runtime_s']}" for r in PAPER_ROWS)
+        + " s."
+    )
+    notes.append(
+        "MOS ↓: user-study mean opinion score, 0 = almost identical to the target ... 4 = mostly different; "
+        "subscripts are ranks (1 = best)."
+    )
+    return notes
+
+
+def render_markdown(run: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    """``table.md``: a title, the Table 1 layout and notes."""
+    lpips_available = bool(run.get("lpips", {}).get("available"))
+    display = [_display(row, lpips_available) for row in rows]
+    lines = ["# Bokeh rendering: Table 1 leaderboard", ""]
+    if run.get("dataset", {}).get("synthetic"):
+        lines += ["> **SYNTHETIC SAMPLE, NOT EBB!**", ""]
+    lines.append("| " + " | ".join(TABLE_COLUMNS) + " |")
+    lines.append("|" + "|".join(["---"] * len(TABLE_COLUMNS)) + "|")
+    for row in display:
+        lines.append("| " + " | ".join(row[c].replace("|", "\\|") for c in TABLE_COLUMNS) + " |")
+    lines.append("")
+    lines += [f"- {note}" for note in _notes(run)]
+    return "\n".join(lines) + "\n"
+
+
+def _table_frame(rows: list[dict[str, Any]], lpips_available: bool) -> pd.DataFrame:
+    frame = pd.DataFrame([_display(row, lpips_available) for row in rows], columns=TABLE_COLUMNS)
+    return frame
+
+
+def _csv_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Numbers (not formatted strings) in the Table 1 column names, plus MOS rank and the image count."""
+    return pd.DataFrame(
+        {
+            "Method": [r["method"] for r in rows],
+            "Hardware": [r["hardware"] for r in rows],
+            "Runtime s": [r["runtime_s"] for r in rows],
+            "PSNR ↑": [r["psnr"] for r in rows],
+            "SSIM ↑": [r["ssim"] for r in rows],
+            "LPIPS ↓": [r["lpips"] for r in rows],
+            "MOS ↓": [r["mos"] for r in rows],
+            "MOS rank": [r["mos_rank"] for r in rows],
+            "Images": [r["n_images"] for r in rows],
+            "Source": [r["source"] for r in rows],
+        }
+    )
+
+
+def leaderboard_figures(out_dir: str | os.PathLike) -> list[Any]:
+    """Plotly figures of a run folder: per-image metric distributions, runtime vs PSNR and MOS (when rated)."""
+    folder = Path(out_dir)
+    run = _read_run(folder)
+    figures: list[Any] = []
+    per_image_path = folder / "per_image.csv"
+    if per_image_path.is_file():
+        per_image = pd.read_csv(per_image_path, dtype={"id": str})
+        if len(per_image):
+            figures.append(distribution_figure(per_image))
+    measured = [r for r in leaderboard_rows(run, read_mos(folder)) if r["source"] != PAPER_SOURCE]
+    if measured:
+        figures.append(runtime_quality_figure(pd.DataFrame(measured)))
+    mos = read_mos(folder)
+    if mos is not None and len(mos):
+        figures.append(mos_figure(mos))
+    return figures
+
+
+def rebuild_tables(out_dir: str | os.PathLike) -> None:
+    """Re-render ``table.md``, ``table.csv``, ``leaderboard.json`` and ``report.html`` of a run folder.
+
+    Reads ``run.json`` and, when present, ``mos.csv`` and ``per_image.csv``.
+
+    Raises:
+        FileNotFoundError: no ``run.json`` in ``out_dir``.
+        ValueError: ``run.json`` is from an incomplete run, or ``mos.csv`` lacks required columns.
+    """
+    folder = Path(out_dir)
+    run = _read_run(folder)
+    mos = read_mos(folder)
+    rows = leaderboard_rows(run, mos)
+    lpips_available = bool(run.get("lpips", {}).get("available"))
+    _atomic_write(folder / "table.csv", _csv_frame(rows).to_csv(index=False))
+    _atomic_write(folder / "table.md", render_markdown(run, rows))
+    board = {
+        "columns": TABLE_COLUMNS,
+        "directions": {
+            "PSNR ↑": "higher",
+            "SSIM ↑": "higher",
+            "LPIPS ↓": "lower",
+            "MOS ↓": "lower",
+            "Runtime s": "lower",
+        },
+        "profile": run.get("profile"),
+        "dataset": {k: v for k, v in run.get("dataset", {}).items() if k != "fingerprint"}
+        | {
+            "sha256": run.get("dataset", {}).get("fingerprint", {}).get("sha256"),
+            "n": run.get("dataset", {}).get("fingerprint", {}).get("n"),
+        },
+        "synthetic": bool(run.get("dataset", {}).get("synthetic")),
+        "lpips": run.get("lpips"),
+        "has_mos": mos is not None,
+        "rows": rows,
+        "table": _table_frame(rows, lpips_available).to_dict(orient="records"),
+        "notes": _notes(run),
+    }
+    _atomic_write(folder / "leaderboard.json", json.dumps(board, indent=2, ensure_ascii=False))
+    title = "Bokeh evaluation: " + (
+        "synthetic sample, not EBB!"
+        if board["synthetic"]
+        else f"{run['dataset'].get('name')} / {run['dataset'].get('split')}"
+    )
+    write_report(folder / "report.html", leaderboard_figures(folder), title=title, notes=_notes(run))
+
+
+def load_leaderboard(out_dir: str | os.PathLike | None) -> pd.DataFrame:
+    """The leaderboard of a run folder as a DataFrame in the Table 1 layout (display strings).
+
+    ``None`` gives the paper's reported rows alone (nothing has been evaluated yet).
+
+    Uses ``leaderboard.json`` when present and newer than ``run.json`` / ``mos.csv``; otherwise the rows are
+    derived from ``run.json`` (and ``mos.csv``) in memory, without writing anything.
+    """
+    if out_dir is None:
+        return _table_frame(leaderboard_rows({}), lpips_available=False)
+    folder = Path(out_dir)
+    board_path = folder / "leaderboard.json"
+    inputs = [p for p in (folder / "run.json", folder / "mos.csv") if p.is_file()]
+    if board_path.is_file() and all(board_path.stat().st_mtime >= p.stat().st_mtime for p in inputs):
+        board = json.loads(board_path.read_text(encoding="utf-8"))
+        return pd.DataFrame(board["table"], columns=board.get("columns", TABLE_COLUMNS))
+    run = _read_run(folder)
+    rows = leaderboard_rows(run, read_mos(folder))
+    return _table_frame(rows, bool(run.get("lpips", {}).get("available")))
