@@ -121,6 +121,7 @@ def _atomic_write(path: Path, text: str) -> None:
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)
+        os.chmod(temp, 0o644)  # mkstemp creates 0600; results are meant to be shared
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
@@ -316,19 +317,21 @@ def _csv_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def leaderboard_figures(out_dir: str | os.PathLike) -> list[Any]:
-    """Plotly figures of a run folder: per-image metric distributions, runtime vs PSNR and MOS (when rated)."""
+    """Plotly figures of a run folder, in this order: runtime vs PSNR of the measured methods, per-image metric
+    distributions, and MOS with its interval when ``mos.csv`` exists (figures without data are left out).
+    """
     folder = Path(out_dir)
     run = _read_run(folder)
+    mos = read_mos(folder)
     figures: list[Any] = []
+    measured = [r for r in leaderboard_rows(run, mos) if r["source"] != PAPER_SOURCE]
+    if measured:
+        figures.append(runtime_quality_figure(pd.DataFrame(measured)))
     per_image_path = folder / "per_image.csv"
     if per_image_path.is_file():
         per_image = pd.read_csv(per_image_path, dtype={"id": str})
         if len(per_image):
             figures.append(distribution_figure(per_image))
-    measured = [r for r in leaderboard_rows(run, read_mos(folder)) if r["source"] != PAPER_SOURCE]
-    if measured:
-        figures.append(runtime_quality_figure(pd.DataFrame(measured)))
-    mos = read_mos(folder)
     if mos is not None and len(mos):
         figures.append(mos_figure(mos))
     return figures

@@ -1,0 +1,291 @@
+"""Evaluation data through ``datasets``: hub ids, hub-layout folders, parquet, ``save_to_disk`` output.
+
+Every source is read as rows with an ``id``, an ``original`` (input photo) and a ``bokeh`` (target) image
+column, and optionally ``depth``. Image columns are read undecoded (the original bytes), so a target can be
+copied losslessly next to the predictions and hashed for the run's fingerprint.
+
+>>> # source = open_source("path/to/ebb_hf", split="val294")
+>>> # for sample in source.iter_samples(): ...
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from bokeh_model.errors import BokehError, InputError, ModelUnavailableError
+from bokeh_model.images import load_depth, load_image
+
+__all__ = [
+    "COLUMN_ALIASES",
+    "DatasetSource",
+    "DatasetUnavailableError",
+    "EvalSource",
+    "Sample",
+    "fingerprint",
+    "image_extension",
+    "open_dataset",
+    "open_source",
+    "sort_ids",
+]
+
+# Accepted column names, first match wins (comHannah/bokeh-dataset uses original_image / bokeh_image).
+COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
+    "id": ("id", "image_id", "idx"),
+    "original": ("original", "original_image", "input", "image"),
+    "bokeh": ("bokeh", "bokeh_image", "target", "gt"),
+    "depth": ("depth", "original_depth", "disparity"),
+}
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_FORMAT_EXT = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".bmp", "MPO": ".jpg"}
+
+
+class DatasetUnavailableError(ModelUnavailableError):
+    """A dataset (hub id or path) cannot be reached or read here; the message says what to do."""
+
+
+@dataclass
+class Sample:
+    """One evaluation pair, still encoded.
+
+    Attributes:
+        id: the image id as a string (EBB! ids are integers such as ``"4400"``).
+        original: encoded input photo (bytes).
+        bokeh: encoded target photo (bytes).
+        depth: encoded depth map (bytes), a float array, or ``None``.
+        where: human description of where the row came from, for error messages.
+    """
+
+    id: str
+    original: bytes
+    bokeh: bytes
+    depth: bytes | np.ndarray | None = None
+    where: str = ""
+
+    def decode_original(self) -> np.ndarray:
+        """The input photo as float32 (H, W, 3) in [0, 1]; a corrupt file names the sample."""
+        return _decode(self.original, f"{self.where} id {self.id} (original)")
+
+    def decode_bokeh(self) -> np.ndarray:
+        """The target as float32 (H, W, 3) in [0, 1]; a corrupt file names the sample."""
+        return _decode(self.bokeh, f"{self.where} id {self.id} (bokeh)")
+
+    def decode_depth(self) -> np.ndarray | None:
+        """The disparity map as float32 (H, W) in [0, 1], or ``None`` when the row has none."""
+        if self.depth is None:
+            return None
+        try:
+            return load_depth(self.depth)
+        except InputError as exc:
+            raise InputError(f"{self.where} id {self.id} (depth): {exc}") from None
+
+    @property
+    def bokeh_sha256(self) -> str:
+        return hashlib.sha256(self.bokeh).hexdigest()
+
+
+def _decode(data: bytes, where: str) -> np.ndarray:
+    try:
+        return load_image(data)
+    except InputError as exc:
+        raise InputError(f"{where}: {exc}") from None
+
+
+def image_extension(data: bytes, default: str = ".png") -> str:
+    """File extension for encoded image bytes from the format in its header (``.jpg``, ``.png``, ...)."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return _FORMAT_EXT.get(image.format or "", default)
+    except Exception:  # noqa: BLE001 - unreadable data is reported when it is decoded
+        return default
+
+
+def sort_ids(ids: Iterable[str]) -> list[str]:
+    """Ids in natural order: numbers numerically (``"9" < "10"``), then the rest alphabetically."""
+    return sorted(ids, key=lambda value: (0, int(value), "") if value.isdigit() else (1, 0, value))
+
+
+def fingerprint(name: str, split: str, hashes: dict[str, str]) -> dict[str, Any]:
+    """A run's dataset fingerprint: the ids and the SHA-256 of every target, plus one combined hash."""
+    ids = sort_ids(hashes)
+    combined = hashlib.sha256("\n".join(f"{i}:{hashes[i]}" for i in ids).encode()).hexdigest()
+    return {"name": name, "split": split, "n": len(ids), "sha256": combined, "ids": ids, "target_sha256": hashes}
+
+
+@dataclass
+class EvalSource:
+    """Base of the data a run scores: a name, a split and an iterator over :class:`Sample` rows."""
+
+    name: str
+    split: str
+    synthetic: bool = False
+    description: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def ids(self) -> list[str] | None:
+        """All ids up front when cheap (``None`` for streaming sources)."""
+        return None
+
+    def iter_samples(self, shard: int = 0, num_shards: int = 1) -> Iterator[Sample]:
+        raise NotImplementedError
+
+
+def _column(names: Iterable[str], role: str, required: bool = True) -> str | None:
+    available = list(names)
+    for candidate in COLUMN_ALIASES[role]:
+        if candidate in available:
+            return candidate
+    if required:
+        raise InputError(
+            f"the dataset has no {role!r} column; expected one of {list(COLUMN_ALIASES[role])}, found {available}"
+        )
+    return None
+
+
+def _image_bytes(value: Any, where: str) -> bytes:
+    """Bytes of an undecoded ``datasets.Image`` cell ({"bytes", "path"}), a PIL image or raw bytes."""
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    if isinstance(value, dict):
+        if value.get("bytes"):
+            return bytes(value["bytes"])
+        if value.get("path"):
+            path = Path(value["path"])
+            if not path.is_file():
+                raise InputError(f"{where}: image file {path} referenced by the dataset does not exist")
+            return path.read_bytes()
+    if isinstance(value, Image.Image):
+        buffer = io.BytesIO()
+        value.save(buffer, format="PNG")
+        return buffer.getvalue()
+    raise InputError(f"{where}: cannot read an image from a cell of type {type(value).__name__}")
+
+
+def open_dataset(source: str, split: str, *, streaming: bool = False) -> Any:
+    """Open ``split`` of a dataset given by hub id, hub-layout folder, parquet file(s) or ``save_to_disk`` folder.
+
+    Image columns are cast to undecoded (``decode=False``) so rows carry the original bytes.
+
+    Raises:
+        DatasetUnavailableError: a hub id that cannot be reached (offline, private, misspelt).
+        InputError: the split does not exist (the available ones are listed) or the path is unusable.
+    """
+    import datasets
+
+    path = Path(source).expanduser()
+    try:
+        if path.exists():
+            if path.is_file() and path.suffix == ".parquet":
+                dataset = datasets.load_dataset("parquet", data_files=str(path), split="train", streaming=streaming)
+            elif path.is_dir() and ((path / "dataset_dict.json").is_file() or (path / "state.json").is_file()):
+                loaded = datasets.load_from_disk(str(path))
+                if isinstance(loaded, datasets.DatasetDict):
+                    if split not in loaded:
+                        raise InputError(f"{path} has no split {split!r}; it has {sorted(loaded)}")
+                    loaded = loaded[split]
+                dataset = loaded.to_iterable_dataset() if streaming else loaded
+            elif path.is_dir():
+                dataset = datasets.load_dataset(str(path), split=split, streaming=streaming)
+            else:
+                raise InputError(f"{path} is neither a dataset folder nor a .parquet file")
+        elif _HUB_ID.match(source):
+            dataset = datasets.load_dataset(source, split=split, streaming=streaming)
+        else:
+            raise InputError(f"dataset {source!r} is neither an existing path nor a Hugging Face Hub id (owner/name)")
+    except (InputError, BokehError):
+        raise
+    except ValueError as exc:
+        if "split" in str(exc).lower():
+            raise InputError(f"dataset {source!r} has no split {split!r}: {exc}") from None
+        raise InputError(f"dataset {source!r} could not be read: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - network, auth, offline mode: all reported the same way
+        raise DatasetUnavailableError(
+            f"dataset {source!r} (split {split!r}) cannot be loaded here: {type(exc).__name__}: {exc}. "
+            "EBB! is not on the Hub under an official id: build a copy with `python -m evaluation.ebb build "
+            "--source Training.zip --out DIR` (from the AIM 2019/PyNET-Bokeh download) and pass --dataset DIR, "
+            "or download the hub dataset on a machine with internet (`huggingface-cli download --repo-type "
+            "dataset ID`) and retry."
+        ) from None
+    features = getattr(dataset, "features", None) or {}
+    for name, feature in features.items():
+        if isinstance(feature, datasets.Image):
+            dataset = dataset.cast_column(name, datasets.Image(decode=False))
+    return dataset
+
+
+class DatasetSource(EvalSource):
+    """An :class:`EvalSource` over a ``datasets`` dataset (see :func:`open_dataset`)."""
+
+    def __init__(self, source: str, split: str, *, streaming: bool = False) -> None:
+        super().__init__(name=source, split=split, description=f"dataset {source!r}, split {split!r}")
+        self.streaming = streaming
+        self.dataset = open_dataset(source, split, streaming=streaming)
+        names = list(getattr(self.dataset, "column_names", None) or (self.dataset.features or {}).keys())
+        self.columns = {
+            "id": _column(names, "id", required=False),
+            "original": _column(names, "original"),
+            "bokeh": _column(names, "bokeh"),
+            "depth": _column(names, "depth", required=False),
+        }
+        self.meta = {"streaming": streaming, "columns": self.columns}
+
+    def ids(self) -> list[str] | None:
+        if self.streaming:
+            return None
+        if self.columns["id"] is None:
+            return [str(i) for i in range(len(self.dataset))]
+        return [str(value) for value in self.dataset[self.columns["id"]]]
+
+    def iter_samples(self, shard: int = 0, num_shards: int = 1) -> Iterator[Sample]:
+        where = f"dataset {self.name!r} split {self.split!r}"
+        seen: set[str] = set()
+        for index, row in enumerate(self.dataset):
+            sample_id = str(row[self.columns["id"]]) if self.columns["id"] else str(index)
+            if sample_id in seen:
+                raise InputError(f"{where}: id {sample_id!r} occurs twice")
+            seen.add(sample_id)
+            if index % num_shards != shard:
+                continue
+            depth_value = row[self.columns["depth"]] if self.columns["depth"] else None
+            depth: bytes | np.ndarray | None
+            if depth_value is None:
+                depth = None
+            elif isinstance(depth_value, (list, np.ndarray)):
+                depth = np.asarray(depth_value, dtype=np.float32)
+            else:
+                depth = _image_bytes(depth_value, f"{where} id {sample_id} (depth)")
+            yield Sample(
+                id=sample_id,
+                original=_image_bytes(row[self.columns["original"]], f"{where} id {sample_id} (original)"),
+                bokeh=_image_bytes(row[self.columns["bokeh"]], f"{where} id {sample_id} (bokeh)"),
+                depth=depth,
+                where=where,
+            )
+
+
+def open_source(dataset: str | None, split: str = "val294", *, streaming: bool = False, **synthetic: Any) -> EvalSource:
+    """The run's data: a dataset when ``dataset`` is given, else the built-in synthetic sample.
+
+    Args:
+        dataset: hub id, folder, parquet file or ``save_to_disk`` folder; ``None`` or ``"synthetic"`` for the
+            built-in synthetic benchmark (not EBB!).
+        split: split to evaluate (``val294`` is the community EBB! benchmark, ids 4400-4693).
+        streaming: stream the rows instead of loading the table (large sets).
+        **synthetic: options of :func:`evaluation.synthetic.synthetic_source`.
+    """
+    if dataset is None or dataset == "synthetic":
+        from .synthetic import synthetic_source
+
+        return synthetic_source(**synthetic)
+    if not os.fspath(dataset).strip():
+        raise InputError("--dataset is empty")
+    return DatasetSource(dataset, split, streaming=streaming)
