@@ -135,16 +135,75 @@ def load_image(source: ImageSource, *, max_pixels: int = MAX_PIXELS) -> np.ndarr
         array = source
         if array.ndim == 2:
             array = np.repeat(array[..., None], 3, axis=2)
-        if array.ndim == 3 and array.shape[2] == 4:
-            array = array[..., :3]
         if array.dtype == np.uint8:
             array = array.astype(np.float32) / 255.0
         elif array.dtype == np.uint16:
             array = array.astype(np.float32) / 65535.0
+        if array.ndim == 3 and array.shape[2] == 4:  # RGBA: composite over white, like files
+            alpha = np.clip(array[..., 3:4].astype(np.float32), 0.0, 1.0)
+            array = array[..., :3] * alpha + (1.0 - alpha)
         if array.shape[0] * array.shape[1] > max_pixels:
             raise InputError(f"image of shape {array.shape} is above the limit of {max_pixels / 1e6:.0f} MP")
         return check_image_array(array)
-    return pil_to_array(_open(source, max_pixels))
+    image = _open(source, max_pixels)
+    deep = _decode_16bit_colour(source, image)
+    return deep if deep is not None else pil_to_array(image)
+
+
+_EXIF_ORIENTATION = 0x0112
+
+
+def _orient(array: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation (1..8) to an (H, W, C) array, as ``ImageOps.exif_transpose`` does."""
+    ops = {
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1],
+        5: lambda a: np.swapaxes(a, 0, 1),
+        6: lambda a: np.rot90(a, -1),
+        7: lambda a: np.swapaxes(a, 0, 1)[::-1, ::-1],
+        8: lambda a: np.rot90(a, 1),
+    }
+    return np.ascontiguousarray(ops[orientation](array)) if orientation in ops else array
+
+
+def _decode_16bit_colour(source: ImageSource, image: Image.Image) -> np.ndarray | None:
+    """16-bit-per-channel RGB(A) PNG/TIFF: Pillow reads these as 8-bit, so decode them with OpenCV instead.
+
+    Returns ``None`` for every other image (then Pillow's decoding is used).
+    """
+    if isinstance(source, (str, os.PathLike)):
+        try:
+            data = Path(source).read_bytes()
+        except OSError:
+            return None
+    elif isinstance(source, (bytes, bytearray)):
+        data = bytes(source)
+    else:
+        return None
+    fmt = image.format
+    if fmt == "PNG":
+        deep = len(data) > 26 and data[24] == 16 and data[25] in (2, 6)  # IHDR: bit depth, RGB / RGBA
+    elif fmt == "TIFF":
+        bits = getattr(image, "tag_v2", {}).get(258, ())
+        bits = bits if isinstance(bits, tuple) else (bits,)
+        deep = len(bits) >= 3 and all(int(b) == 16 for b in bits)
+    else:
+        deep = False
+    if not deep:
+        return None
+    import cv2
+
+    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if decoded is None or decoded.dtype != np.uint16 or decoded.ndim != 3 or decoded.shape[2] not in (3, 4):
+        return None
+    array = decoded.astype(np.float32) / 65535.0
+    rgb = array[..., 2::-1] if array.shape[2] == 3 else array[..., [2, 1, 0]]
+    if array.shape[2] == 4:
+        alpha = array[..., 3:4]
+        rgb = rgb * alpha + (1.0 - alpha)
+    orientation = int(image.getexif().get(_EXIF_ORIENTATION, 1) or 1)
+    return np.ascontiguousarray(_orient(rgb, orientation), dtype=np.float32)
 
 
 def load_depth(source: ImageSource, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
@@ -223,6 +282,7 @@ def _atomic_save(image: Image.Image, path: str | os.PathLike, **kwargs: object) 
     try:
         with os.fdopen(descriptor, "wb") as handle:
             image.save(handle, format=fmt, **kwargs)
+        os.chmod(temp_name, 0o644)  # mkstemp makes owner-only files; images are meant to be shared (web server)
         os.replace(temp_name, target)
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)

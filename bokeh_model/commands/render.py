@@ -2,6 +2,11 @@
 
 Every parameter a registered method declares is also a flag (``--max-side 768``); a flag that the
 chosen method does not take is an error naming the parameters it does take.
+
+Depth, for methods that need it: ``--depth FILE`` (a disparity map, near = bright), else ``--depth-model ID``
+(a transformers depth model, local cache or folder; default ``$BOKEH_DEPTH_MODEL`` or
+``Intel/dpt-hybrid-midas``), else ``--approximate-depth`` (no weights; clearly approximate).
+``--focus X,Y`` focuses on a pixel: its disparity (median over a small window) becomes ``focus_disparity``.
 """
 
 from __future__ import annotations
@@ -10,10 +15,12 @@ import argparse
 import time
 from typing import Any
 
+from ..depth import approximate_depth, focus_disparity_at, get_depth_estimator
 from ..device import PRECISIONS
 from ..errors import InputError
 from ..images import load_depth, load_image, save_image
-from ..registry import create_method, list_methods
+from ..registry import check_depth_array, create_method, list_methods
+from .depth import parse_point
 
 HELP = "Render bokeh for one photo with a registered method and save the result."
 
@@ -32,14 +39,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("output", help="where to save the result; format from the extension (.png, .jpg)")
     parser.add_argument("--method", default="pynet", help=f"one of {list_methods()} (default: pynet)")
     parser.add_argument("--depth", help="disparity map file (PNG 8/16-bit or .npy, near = bright)")
+    parser.add_argument(
+        "--depth-model",
+        default=None,
+        help="transformers depth model used when no --depth file is given: a hub id in the local cache or a "
+        "local folder (default: $BOKEH_DEPTH_MODEL or Intel/dpt-hybrid-midas)",
+    )
+    parser.add_argument(
+        "--approximate-depth",
+        action="store_true",
+        help="no depth model: APPROXIMATE depth from a GrabCut subject mask grown from --focus and a ground plane",
+    )
+    parser.add_argument("--focus", metavar="X,Y", help="focus on this pixel (column,row of the input photo)")
     parser.add_argument("--weights", help="PyNET weights: a save_pretrained folder or a hub id")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS, help="autocast precision on GPU")
     parser.add_argument("--channels-last", action="store_true", help="channels-last memory format")
     group = parser.add_argument_group("method parameters (see `python -m bokeh_model list`)")
     for name, spec in sorted(_method_params().items()):
-        group.add_argument(f"--{name.replace('_', '-')}", dest=f"param_{name}", default=None,
-                           metavar=spec.kind.upper(), help=spec.help)
+        group.add_argument(
+            f"--{name.replace('_', '-')}",
+            dest=f"param_{name}",
+            default=None,
+            metavar=spec.kind.upper(),
+            help=spec.help.replace("%", "%%"),
+        )
 
 
 def method_kwargs(method_name: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -50,9 +74,23 @@ def method_kwargs(method_name: str, args: argparse.Namespace) -> dict[str, Any]:
     return kwargs
 
 
-def resolve_depth(args: argparse.Namespace, image: Any) -> Any:
-    """The depth map for this run: a file when given, else ``None``."""
-    return load_depth(args.depth) if args.depth else None
+def resolve_depth(args: argparse.Namespace, image: Any, *, needed: bool = True) -> Any:
+    """The depth map for this run: ``--depth`` file, else approximate depth, else the depth model.
+
+    Returns ``None`` when the method does not need depth and none was asked for.
+    """
+    if args.depth:
+        if getattr(args, "approximate_depth", False) or getattr(args, "depth_model", None):
+            raise InputError("give only one of --depth, --depth-model and --approximate-depth")
+        return load_depth(args.depth)
+    if getattr(args, "approximate_depth", False):
+        if getattr(args, "depth_model", None):
+            raise InputError("give only one of --depth-model and --approximate-depth")
+        print("note: using APPROXIMATE depth (GrabCut subject mask + ground-plane prior, no learned model)")
+        return approximate_depth(image, parse_point(getattr(args, "focus", None)))
+    if not needed and not getattr(args, "depth_model", None):
+        return None
+    return get_depth_estimator(getattr(args, "depth_model", None), args.device).estimate(image)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,8 +106,26 @@ def run(args: argparse.Namespace) -> int:
         if key.startswith("param_") and value is not None
     }
     method.validate_params(params)  # names the bad flag before any slow work
+    focus = parse_point(getattr(args, "focus", None))
+    if focus is not None and "focus_disparity" not in method.param_names():
+        raise InputError(f"method {method.name!r} has no adjustable focus; drop --focus")
+    if focus is not None and "focus_disparity" in params:
+        raise InputError("give either --focus X,Y or --focus-disparity, not both")
     image = load_image(args.input)
-    depth = resolve_depth(args, image)
+    if focus is not None:
+        height, width = image.shape[:2]
+        if not (0 <= focus[0] < width and 0 <= focus[1] < height):
+            raise InputError(
+                f"--focus {focus[0]},{focus[1]} is outside the {width}x{height} photo "
+                f"(x in [0, {width - 1}], y in [0, {height - 1}])"
+            )
+    depth = resolve_depth(args, image, needed=method.requires_depth())
+    if depth is not None and depth.shape != image.shape[:2]:
+        depth = check_depth_array(depth, image.shape[:2])
+    if focus is not None:
+        if depth is None:
+            raise InputError("--focus needs a depth map (--depth, --depth-model or --approximate-depth)")
+        params["focus_disparity"] = focus_disparity_at(depth, *focus)
     start = time.perf_counter()
     result = method(image, depth, **params)
     elapsed = time.perf_counter() - start
