@@ -17,6 +17,7 @@ checkpoint maps one-to-one by creation order (see ``convert_tf_checkpoint.py``).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -38,6 +39,7 @@ __all__ = [
 # Resolution of each level's output relative to the network input (the half-resolution photo).
 LEVEL_SCALES: dict[int, float] = {7: 1 / 32, 6: 1 / 16, 5: 1 / 8, 4: 1 / 4, 3: 1 / 2, 2: 1.0, 1: 2.0}
 _DISABLEABLE_LEVELS = (4, 5, 6, 7)
+_LOADING = threading.local()  # set while from_pretrained builds a model whose weights it will overwrite
 
 
 def space_to_depth_tf(x: torch.Tensor, block: int = 2) -> torch.Tensor:
@@ -238,7 +240,18 @@ class PyNET(
         self.l1_up = PyNETTransposedConv(3, 3)
         self.l1_head = _head(3)
 
-        self._init_like_tf()
+        if not getattr(_LOADING, "strict", False):
+            self._init_like_tf()
+
+    @classmethod
+    def _from_pretrained(cls, **kwargs: Any) -> PyNET:
+        # A strict load overwrites every tensor, so the truncated-normal init of 47.5M weights (seconds on a
+        # CPU) would be wasted; a non-strict load keeps it for the tensors the checkpoint lacks.
+        _LOADING.strict = bool(kwargs.get("strict", False))
+        try:
+            return super()._from_pretrained(**kwargs)
+        finally:
+            _LOADING.strict = False
 
     def _init_like_tf(self) -> None:
         # The authors: truncated normal (std 0.01) kernels, biases 0.01. Only matters for training from scratch.

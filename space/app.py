@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import gradio as gr
 
 from user_study.ui import build_study_ui
@@ -25,9 +27,18 @@ def _initial_tab(request: gr.Request) -> gr.Tabs:
     return gr.Tabs(selected="study") if params.get("study") else gr.Tabs()
 
 
+def _warm_up_renderers() -> None:
+    # The lens renderer's CPU kernels are compiled by Numba on first use (10-30 s, then cached on disk):
+    # do it in the background at start-up rather than in the first visitor's request.
+    from bokeh_model.methods._lens_fast import warm_up
+
+    warm_up()
+
+
 def build_app(settings: SpaceSettings | None = None) -> gr.Blocks:
     """Build (not launch) the app; tests call this directly."""
     settings = settings or SpaceSettings.from_env()
+    threading.Thread(target=_warm_up_renderers, name="warm-up", daemon=True).start()
     with gr.Blocks(title="PyNET-Bokeh: natural camera bokeh") as demo:
         gr.Markdown(INTRO)
         banner = status_banner(settings)
