@@ -5,8 +5,12 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# A separate environment with TensorFlow, used only by the test that checks the converted PyNET against
+# TensorFlow itself (kept apart: TensorFlow pins numpy/protobuf versions the app does not want).
+TF_VENV := .venv-tf
+TF_STAMP := $(TF_VENV)/.installed
 
-.PHONY: setup demo test lint format bench system-deps clean
+.PHONY: setup tf-env demo test lint format bench system-deps clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,6 +19,14 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 setup: $(STAMP)
 
+# Best effort: if TensorFlow cannot be installed, the TensorFlow parity test is skipped with a reason.
+$(TF_STAMP):
+	-@test -x $(TF_VENV)/bin/python || $(PYTHON) -m venv $(TF_VENV)
+	-$(TF_VENV)/bin/python -m pip install --quiet --disable-pip-version-check "tensorflow-cpu==2.21.0" numpy \
+		&& touch $(TF_STAMP)
+
+tf-env: $(TF_STAMP)
+
 # Debian packages the browser and PostgreSQL tests use (installed only when running as root).
 system-deps:
 	@bash scripts/install_system_deps.sh
@@ -22,9 +34,9 @@ system-deps:
 demo: setup
 	$(PY) app.py
 
-test: setup system-deps
+test: setup system-deps tf-env
 	$(PY) -m ruff check .
-	$(PY) -m pytest
+	BOKEH_TF_PYTHON=$$(test -f $(TF_STAMP) && echo $(CURDIR)/$(TF_VENV)/bin/python) $(PY) -m pytest
 
 lint: setup
 	$(PY) -m ruff check .
@@ -38,4 +50,4 @@ bench: setup
 	@for script in benchmarks/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(TF_VENV) .pytest_cache .ruff_cache

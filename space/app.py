@@ -6,7 +6,7 @@ import threading
 
 import gradio as gr
 
-from user_study.ui import build_study_ui
+from user_study.ui import build_study_ui, tune_queue
 
 from .compare_tab import build_compare_tab
 from .config import SpaceSettings
@@ -57,7 +57,10 @@ def build_app(settings: SpaceSettings | None = None) -> gr.Blocks:
                 build_status_tab(settings)
         # A rater link (?study=...) opens the Study tab directly.
         demo.load(_initial_tab, None, tabs, api_visibility="private")
-    demo.queue(default_concurrency_limit=settings.concurrency, max_size=64)
+    # Renders share `concurrency` slots; the study's own handlers have no limit (they are cheap and many raters
+    # may submit at once), and the queue is long enough for a crowd of raters.
+    demo.queue(default_concurrency_limit=settings.concurrency, max_size=512)
+    tune_queue(demo)  # queue() replaced the queue that build_study_ui tuned
     demo.max_upload_mb = settings.max_upload_mb  # read by launch()
     return demo
 

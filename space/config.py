@@ -40,7 +40,7 @@ class SpaceSettings:
 
     pynet_weights: str | None = None
     depth_model: str = "Intel/dpt-hybrid-midas"
-    results_dir: Path = field(default_factory=lambda: ROOT / "results" / "latest")
+    results_dir: Path = field(default_factory=lambda: ROOT / "runs" / "latest")
     study_db: str | None = None
     organizer_token: str | None = None
     max_render_side: int = 2048
@@ -55,7 +55,7 @@ class SpaceSettings:
         return cls(
             pynet_weights=os.environ.get("BOKEH_PYNET_WEIGHTS") or None,
             depth_model=os.environ.get("BOKEH_DEPTH_MODEL") or DEFAULT_DEPTH_MODEL,
-            results_dir=Path(os.environ.get("BOKEH_RESULTS_DIR") or ROOT / "results" / "latest"),
+            results_dir=Path(os.environ.get("BOKEH_RESULTS_DIR") or ROOT / "runs" / "latest"),
             study_db=os.environ.get("BOKEH_STUDY_DB") or None,
             organizer_token=os.environ.get("BOKEH_ORGANIZER_TOKEN") or None,
             max_render_side=_int("BOKEH_MAX_RENDER_SIDE", 2048),

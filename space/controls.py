@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import types
 from typing import Any
 
 import gradio as gr
@@ -12,21 +13,23 @@ from bokeh_model import InputError
 from bokeh_model.images import array_to_pil
 from bokeh_model.registry import ParamSpec
 
-__all__ = ["UI_HIDDEN_PARAMS", "PhotoInput", "control_for", "depth_preview", "parse_params", "to_pil"]
+__all__ = ["UI_HIDDEN_PARAMS", "control_for", "depth_preview", "parse_params", "photo_input", "to_pil"]
 
 
-class PhotoInput(gr.Image):
-    """``gr.Image`` that hands the uploaded file's path to the app without decoding it first.
+def _path_only(self: gr.Image, payload: Any) -> str | None:
+    return None if payload is None else str(payload.path)
+
+
+def photo_input(**kwargs: Any) -> gr.Image:
+    """A ``gr.Image`` that hands the uploaded file's path to the app without decoding it first.
 
     Gradio's own pre-processing opens uploads with PIL and answers a broken file with a generic error;
     passing the path lets :func:`bokeh_model.load_image` name the problem (truncated, not an image, too
-    large, odd mode) in the page. ``is_template`` makes the browser use the ordinary image component.
+    large, odd mode) in the page. (A subclass would make Gradio write a ``.pyi`` stub into the source tree.)
     """
-
-    is_template = True
-
-    def preprocess(self, payload: Any) -> str | None:
-        return None if payload is None else str(payload.path)
+    image = gr.Image(type="filepath", **kwargs)
+    image.preprocess = types.MethodType(_path_only, image)  # type: ignore[method-assign]
+    return image
 
 
 # Set by clicking on the photo rather than with a slider.

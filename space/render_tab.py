@@ -13,7 +13,7 @@ import gradio as gr
 from bokeh_model import BokehError
 
 from .config import EXAMPLES_DIR, SpaceSettings
-from .controls import UI_HIDDEN_PARAMS, PhotoInput, control_for, depth_preview, parse_params, to_pil
+from .controls import UI_HIDDEN_PARAMS, control_for, depth_preview, parse_params, photo_input, to_pil
 from .services import DEPTH_SOURCES, method_infos, prepare_photo, render_photo
 
 __all__ = ["build_render_tab", "user_errors"]
@@ -110,8 +110,7 @@ def build_render_tab(settings: SpaceSettings) -> dict[str, gr.components.Compone
 
     with gr.Row():
         with gr.Column(scale=3):
-            photo = PhotoInput(
-                type="filepath",
+            photo = photo_input(
                 label="Photo: click on it to set the focus",
                 height=440,
                 sources=["upload", "clipboard"],
@@ -130,8 +129,8 @@ def build_render_tab(settings: SpaceSettings) -> dict[str, gr.components.Compone
                 label="Depth",
                 elem_id="depth_source",
             )
-            depth_map = PhotoInput(
-                type="filepath", label="Depth map (near = bright)", visible=False, height=200, elem_id="depth_upload"
+            depth_map = photo_input(
+                label="Depth map (near = bright)", visible=False, height=200, elem_id="depth_upload"
             )
             groups: dict[str, gr.Group] = {}
             controls: list[tuple[str, str, gr.components.Component]] = []
