@@ -8,7 +8,7 @@ import gradio as gr
 import pandas as pd
 
 from .config import SpaceSettings
-from .controls import depth_preview, to_pil
+from .controls import depth_preview, export_image
 from .render_tab import user_errors
 from .services import compute_depth, method_infos, prepare_photo, render_photo
 
@@ -38,8 +38,8 @@ def build_compare_tab(settings: SpaceSettings, shared: dict[str, gr.components.C
             focus = None if focus_x is None or focus_x < 0 else (int(focus_x * scale), int(focus_y * scale))
             depth = compute_depth(image, depth_source, settings, focus_xy=focus, uploaded=depth_map)
             items: list[tuple[Any, str]] = [
-                (to_pil(image), "input photo"),
-                (depth_preview(depth.depth), f"depth: {depth.label}"),
+                (export_image(image, "jpeg"), "input photo"),
+                (export_image(depth_preview(depth.depth), "jpeg"), f"depth: {depth.label}"),
             ]
             rows = []
             for info in method_infos(settings):
@@ -47,7 +47,7 @@ def build_compare_tab(settings: SpaceSettings, shared: dict[str, gr.components.C
                     rows.append({"method": info.name, "runtime s": None, "note": f"unavailable: {info.reason}"})
                     continue
                 result = render_photo(image, info.name, settings, focus_xy=focus, depth=depth)
-                items.append((to_pil(result.image), f"{info.name} ({result.seconds:.2f} s)"))
+                items.append((export_image(result.image, "jpeg"), f"{info.name} ({result.seconds:.2f} s)"))
                 rows.append(
                     {"method": info.name, "runtime s": round(result.seconds, 3), "note": " ".join(result.notes)}
                 )

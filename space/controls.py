@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
+import time
 import types
+import uuid
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 import numpy as np
+from PIL import Image
 
 from bokeh_model import InputError
 from bokeh_model.images import array_to_pil
 from bokeh_model.registry import ParamSpec
 
-__all__ = ["UI_HIDDEN_PARAMS", "control_for", "depth_preview", "parse_params", "photo_input", "to_pil"]
+__all__ = ["UI_HIDDEN_PARAMS", "control_for", "depth_preview", "export_image", "parse_params", "photo_input"]
+
+_EXPORT_DIR = Path(tempfile.gettempdir()) / "bokeh-space-outputs"
+_EXPORT_MAX_AGE_S = 15 * 60
 
 
 def _path_only(self: gr.Image, payload: Any) -> str | None:
@@ -69,10 +78,36 @@ def parse_params(text: str | None) -> dict[str, Any]:
     return value
 
 
-def to_pil(image: np.ndarray):  # noqa: ANN201 - PIL.Image.Image
-    return array_to_pil(image)
-
-
 def depth_preview(depth: np.ndarray) -> np.ndarray:
     """Disparity as an 8-bit grayscale picture (near = bright), as the EBB! depth maps look."""
     return np.round(np.clip(depth, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def export_image(image: np.ndarray, kind: str = "png") -> str:
+    """Write an output image to a temporary file and return its path, for Gradio to serve.
+
+    Encoding ourselves is much faster than Gradio's defaults for a 1-megapixel result (measured: PNG at
+    compression level 1 in 0.12 s instead of 0.52 s; JPEG q92 for previews in 7 ms instead of WebP's 0.17 s).
+    Files older than 15 minutes are removed on the way (Gradio keeps its own copy).
+
+    Args:
+        image: float (H, W, 3) in [0, 1] or uint8 (H, W[, 3]).
+        kind: ``"png"`` (lossless, for downloads) or ``"jpeg"`` (previews).
+    """
+    _EXPORT_DIR.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    for old in _EXPORT_DIR.iterdir():
+        try:
+            if now - old.stat().st_mtime > _EXPORT_MAX_AGE_S:
+                old.unlink()
+        except OSError:
+            pass  # another request removed it first
+    picture = Image.fromarray(image) if image.dtype == np.uint8 else array_to_pil(image)
+    path = _EXPORT_DIR / f"{uuid.uuid4().hex}.{'png' if kind == 'png' else 'jpg'}"
+    temp = path.with_suffix(path.suffix + ".part")
+    if kind == "png":
+        picture.save(temp, format="PNG", compress_level=1)
+    else:
+        picture.convert("RGB").save(temp, format="JPEG", quality=92)
+    os.replace(temp, path)
+    return str(path)

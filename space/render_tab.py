@@ -13,7 +13,7 @@ import gradio as gr
 from bokeh_model import BokehError
 
 from .config import EXAMPLES_DIR, SpaceSettings
-from .controls import UI_HIDDEN_PARAMS, control_for, depth_preview, parse_params, photo_input, to_pil
+from .controls import UI_HIDDEN_PARAMS, control_for, depth_preview, export_image, parse_params, photo_input
 from .services import DEPTH_SOURCES, method_infos, prepare_photo, render_photo
 
 __all__ = ["build_render_tab", "user_errors"]
@@ -94,9 +94,9 @@ def make_render_fn(settings: SpaceSettings) -> Callable[..., tuple[Any, Any, Any
                 marker = "⚠️ " if result.depth.approximate else ""
                 lines.append(f"{marker}Depth: {result.depth.label}.")
             lines += notes + result.notes
-            after = to_pil(result.image)
-            depth_img = None if result.depth is None else depth_preview(result.depth.depth)
-            return after, (to_pil(image), after), depth_img, "\n\n".join(lines)
+            depth_img = None if result.depth is None else export_image(depth_preview(result.depth.depth), "png")
+            pair = (export_image(image, "jpeg"), export_image(result.image, "jpeg"))
+            return export_image(result.image, "png"), pair, depth_img, "\n\n".join(lines)
 
     return render
 

@@ -7,7 +7,10 @@ Heavy objects (PyNET, the depth model) are created once per process and shared b
 from __future__ import annotations
 
 import functools
+import hashlib
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,7 +122,26 @@ def compute_depth(
     label = "APPROXIMATE depth (no learned depth model: subject mask from the focus point + ground-plane prior)"
     if source == "auto":
         label += "; the Status tab says how to install the depth model"
-    return DepthResult(approximate_depth(photo, focus_xy), label, approximate=True)
+    return DepthResult(_cached_approximate_depth(photo, focus_xy), label, approximate=True)
+
+
+_APPROXIMATE_CACHE: OrderedDict[tuple[str, tuple[int, int] | None], np.ndarray] = OrderedDict()
+_APPROXIMATE_LOCK = threading.Lock()
+
+
+def _cached_approximate_depth(photo: np.ndarray, focus_xy: tuple[int, int] | None) -> np.ndarray:
+    # Changing the strength or the aperture must not redo GrabCut: key on the photo's content and the focus.
+    key = (hashlib.blake2b(np.ascontiguousarray(photo).data, digest_size=16).hexdigest(), focus_xy)
+    with _APPROXIMATE_LOCK:
+        if key in _APPROXIMATE_CACHE:
+            _APPROXIMATE_CACHE.move_to_end(key)
+            return _APPROXIMATE_CACHE[key]
+    depth = approximate_depth(photo, focus_xy)
+    with _APPROXIMATE_LOCK:
+        _APPROXIMATE_CACHE[key] = depth
+        while len(_APPROXIMATE_CACHE) > 16:
+            _APPROXIMATE_CACHE.popitem(last=False)
+    return depth
 
 
 def render_photo(

@@ -47,18 +47,20 @@ def test_app_builds_without_launching(settings: SpaceSettings) -> None:
 
 def test_render_labels_approximate_depth_and_focus(settings: SpaceSettings, photo: str) -> None:
     render = make_render_fn(settings)
-    after, (before, after_again), depth, notes = render(photo, "lens", 113, 75, "auto", None, '{"strength": 12}')
-    assert after.size == (226, 150) and before.size == after.size and after_again is after
-    assert depth.shape == (150, 226)
+    result, (before, after), depth, notes = render(photo, "lens", 113, 75, "auto", None, '{"strength": 12}')
+    assert result.endswith(".png") and before.endswith(".jpg") and after.endswith(".jpg")
+    assert Image.open(result).size == (226, 150) and Image.open(before).size == (226, 150)
+    assert Image.open(depth).size == (226, 150) and Image.open(depth).mode == "L"
     assert "APPROXIMATE" in notes and "Focus at pixel (113, 75)" in notes
-    assert not np.array_equal(np.asarray(after), np.asarray(before))  # something was blurred
+    original = np.asarray(Image.open(photo).convert("RGB"), np.float32)
+    assert np.abs(np.asarray(Image.open(result), np.float32) - original).mean() > 1.0  # something was blurred
 
 
 def test_focus_point_changes_the_output(settings: SpaceSettings, photo: str) -> None:
     render = make_render_fn(settings)
     near, *_ = render(photo, "lens", 113, 75, "approximate", None, '{"strength": 12}')
     far, *_ = render(photo, "lens", 5, 5, "approximate", None, '{"strength": 12}')
-    assert np.abs(np.asarray(near, np.float32) - np.asarray(far, np.float32)).mean() > 0.5
+    assert np.abs(np.asarray(Image.open(near), np.float32) - np.asarray(Image.open(far), np.float32)).mean() > 0.5
 
 
 @pytest.mark.parametrize(
