@@ -28,7 +28,7 @@ from typing import Any
 
 import gradio as gr
 
-from user_study.config import Settings
+from user_study.config import DEFAULT_SCALE_LABELS, Settings
 from user_study.hub import sink_from_env
 from user_study.service import RaterView, StudyError, StudyService, SubmitRejected
 
@@ -194,7 +194,7 @@ def build_study_ui(db_url: str | None = None, organizer_token: str | None = None
 
     st = gr.State({})
     header = gr.Markdown("## Bokeh rendering study")
-    instructions = gr.Markdown(_instructions({k: "" for k in range(5)}, "mos"))
+    instructions = gr.Markdown(_instructions(dict(DEFAULT_SCALE_LABELS), "mos"))
     with gr.Row():
         study_box = gr.Textbox(label="Study", scale=1)
         rater_box = gr.Textbox(label="Your rater id / invite code", scale=2)
