@@ -11,12 +11,12 @@ import argparse
 import importlib
 import pkgutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from . import commands
 from .errors import BokehError, InputError, ModelUnavailableError
 
-__all__ = ["EXIT_BAD_INPUT", "EXIT_MISSING_MODEL", "build_parser", "main"]
+__all__ = ["EXIT_BAD_INPUT", "EXIT_FAILURE", "EXIT_MISSING_MODEL", "build_parser", "main", "run_reporting_errors"]
 
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
@@ -41,11 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def run_reporting_errors(action: Callable[[], int | None], *, interrupted: str = "interrupted") -> int:
+    """Run a command-line action: library errors become one ``error:`` line on stderr and an exit code.
+
+    Shared by every CLI of the project (bokeh_model, evaluation) so that exit codes mean the same everywhere.
+    """
     try:
-        return int(args._run(args) or 0)
+        return int(action() or 0)
     except ModelUnavailableError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_MISSING_MODEL
@@ -56,5 +58,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(interrupted, file=sys.stderr)
         return 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return run_reporting_errors(lambda: args._run(args))

@@ -335,7 +335,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     build.add_argument("--limit", type=int, default=0, help="only the first N pairs (0 = all)")
     build.add_argument("--rows-per-shard", type=int, default=250, help="rows per parquet file (default 250)")
     args = parser.parse_args(argv)
-    try:
+    from bokeh_model.cli import run_reporting_errors
+
+    def build() -> int:
         summary = build_dataset(
             args.source,
             args.out,
@@ -346,17 +348,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         if args.push_to_hub:
             print(f"pushed to {push_to_hub(summary['out'], args.push_to_hub, private=args.private)}")
-    except ModelUnavailableError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 3
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except BokehError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(f"wrote {args.out}; evaluate with: python evaluation/run.py --dataset {args.out} --split val294")
-    return 0
+        print(f"wrote {args.out}; evaluate with: python evaluation/run.py --dataset {args.out} --split val294")
+        return 0
+
+    return run_reporting_errors(build)
 
 
 if __name__ == "__main__":

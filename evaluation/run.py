@@ -57,7 +57,7 @@ from evaluation.runtime import environment_info, hardware_label, timed_call
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_FAILURE", "EXIT_MISSING", "build_parser", "main", "run_evaluation"]
 
-EXIT_FAILURE = 1
+EXIT_FAILURE = 1  # the same codes as bokeh_model.cli
 EXIT_BAD_INPUT = 2
 EXIT_MISSING = 3
 DERIVED_FILES = ("table.md", "table.csv", "leaderboard.json", "report.html", "run.json", "per_image.csv")
@@ -751,21 +751,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
+    from bokeh_model.cli import run_reporting_errors
+
+    def evaluate() -> int:
         run_evaluation(args, argv)
-    except ModelUnavailableError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_MISSING
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except BokehError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
-    except KeyboardInterrupt:
-        print("interrupted: predictions written so far are reused by the next run", file=sys.stderr)
-        return 130
-    return 0
+        return 0
+
+    return run_reporting_errors(
+        evaluate, interrupted="interrupted: predictions written so far are reused by the next run"
+    )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _tiny_models import save_tiny_dpt
 from PIL import Image
 
 from bokeh_model import InputError, ModelUnavailableError
@@ -28,29 +29,7 @@ from bokeh_model.pynet import to_pynet_depth as pynet_to_pynet_depth
 @pytest.fixture(scope="module")
 def tiny_dpt(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A random 170k-parameter DPT saved like a hub checkpoint (see docs/environment.md); not a real model."""
-    import torch
-    from transformers import DPTConfig, DPTForDepthEstimation, DPTImageProcessor
-
-    torch.manual_seed(0)
-    config = DPTConfig(
-        hidden_size=32,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        intermediate_size=64,
-        image_size=64,
-        patch_size=16,
-        backbone_out_indices=[0, 1, 2, 3],
-        neck_hidden_sizes=[8, 16, 32, 64],
-        fusion_hidden_size=16,
-        reassemble_factors=[4, 2, 1, 0.5],
-        readout_type="project",
-        is_hybrid=False,
-        use_auxiliary_head=False,
-    )
-    folder = tmp_path_factory.mktemp("tiny-dpt")
-    DPTForDepthEstimation(config).save_pretrained(folder)
-    DPTImageProcessor(size={"height": 64, "width": 64}).save_pretrained(folder)
-    return str(folder)
+    return str(save_tiny_dpt(tmp_path_factory.mktemp("tiny-dpt")))
 
 
 @pytest.fixture()

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from _tiny_models import save_tiny_dpt
 from PIL import Image
 
 from bokeh_model.registry import Method, ParamSpec, is_method, register_method
@@ -439,30 +440,9 @@ def test_accelerate_two_processes_give_the_same_table(tmp_path):
 @pytest.mark.slow
 def test_depth_model_fills_missing_depth(tmp_path):
     """A tiny random DPT (built here, saved locally) stands in for a real depth model: plumbing only."""
-    import torch
-    from transformers import DPTConfig, DPTForDepthEstimation, DPTImageProcessor
-
     from evaluation import ebb
 
-    torch.manual_seed(0)
-    config = DPTConfig(
-        hidden_size=32,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        intermediate_size=64,
-        image_size=64,
-        patch_size=16,
-        backbone_out_indices=[0, 1, 2, 3],
-        neck_hidden_sizes=[8, 16, 32, 64],
-        fusion_hidden_size=16,
-        reassemble_factors=[4, 2, 1, 0.5],
-        readout_type="project",
-        is_hybrid=False,
-        use_auxiliary_head=False,
-    )
-    model_dir = tmp_path / "tiny-dpt"
-    DPTForDepthEstimation(config).save_pretrained(model_dir)
-    DPTImageProcessor(size={"height": 64, "width": 64}).save_pretrained(model_dir)
+    model_dir = save_tiny_dpt(tmp_path / "tiny-dpt")
     built = tmp_path / "hf"
     ebb.build_dataset(_ebb_zip(tmp_path / "Training.zip"), built, log=lambda line: None)
     out = tmp_path / "r"
