@@ -20,7 +20,9 @@ import torch
 from bokeh_model import InputError, create_method, list_methods, load_image
 from bokeh_model.depth import approximate_depth, depth_model_status, focus_disparity_at, get_depth_estimator
 from bokeh_model.images import ImageSource, load_depth, resize_array
+from bokeh_model.pynet import weights_status
 from bokeh_model.registry import Method
+from evaluation.metrics import lpips_status
 
 from .config import SpaceSettings
 
@@ -186,8 +188,6 @@ def render_photo(
 
 def status_rows(settings: SpaceSettings) -> list[dict[str, str]]:
     """What is installed and what is missing, with how to provide it (the Status tab)."""
-    from bokeh_model.pynet import weights_status
-
     rows = []
     ok, reason = weights_status(settings.pynet_weights)
     rows.append(
@@ -207,20 +207,15 @@ def status_rows(settings: SpaceSettings) -> list[dict[str, str]]:
             "how to provide": reason,
         }
     )
-    try:
-        from evaluation.metrics import lpips_status
-
-        ok, reason = lpips_status()
-        rows.append(
-            {
-                "component": "LPIPS AlexNet trunk",
-                "state": "ready" if ok else "missing",
-                "detail": "evaluation only",
-                "how to provide": reason,
-            }
-        )
-    except ImportError:
-        pass
+    ok, reason = lpips_status()
+    rows.append(
+        {
+            "component": "LPIPS AlexNet trunk",
+            "state": "ready" if ok else "missing",
+            "detail": "evaluation only",
+            "how to provide": reason,
+        }
+    )
     for info in method_infos(settings):
         rows.append(
             {
