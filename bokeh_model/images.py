@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import InputError
+from .files import atomic_writer
 
 __all__ = [
     "MAX_PIXELS",
@@ -273,20 +273,12 @@ def array_to_pil(array: np.ndarray) -> Image.Image:
 def _atomic_save(image: Image.Image, path: str | os.PathLike, **kwargs: object) -> Path:
     """Write to a temporary file beside ``path`` and rename, so a reader never sees half a file."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
     suffix = target.suffix.lower() or ".png"
     fmt = Image.registered_extensions().get(suffix)
     if fmt is None:
         raise InputError(f"unknown image extension {target.suffix!r} for {target}; use .png, .jpg, .webp or .tif")
-    descriptor, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            image.save(handle, format=fmt, **kwargs)
-        os.chmod(temp_name, 0o644)  # mkstemp makes owner-only files; images are meant to be shared (web server)
-        os.replace(temp_name, target)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    with atomic_writer(target, suffix=suffix) as handle:
+        image.save(handle, format=fmt, **kwargs)
     return target
 
 

@@ -53,6 +53,7 @@ from PIL import Image
 from torch import nn
 
 from .errors import InputError, ModelUnavailableError
+from .files import atomic_write
 from .modeling_pynet import LEVEL_SCALES, PyNET
 
 __all__ = [
@@ -517,10 +518,7 @@ def _open_table(source: str, split: str) -> Any:
 
 
 def _atomic_json(path: Path, payload: Mapping[str, Any]) -> None:
-    descriptor, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(descriptor, "w") as handle:
-        json.dump(payload, handle, indent=1)
-    os.replace(temp, path)
+    atomic_write(path, json.dumps(payload, indent=1))
 
 
 def _save_dir(path: Path, write: Callable[[Path], None]) -> None:

@@ -15,11 +15,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from bokeh_model.files import atomic_write
 
 from .report import distribution_figure, mos_figure, runtime_quality_figure, write_report
 
@@ -113,19 +114,6 @@ PAPER_ROWS: list[dict[str, Any]] = [
 ]
 
 _SUBSCRIPTS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.chmod(temp, 0o644)  # mkstemp creates 0600; results are meant to be shared
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 def _read_run(out_dir: Path) -> dict[str, Any]:
@@ -351,8 +339,8 @@ def rebuild_tables(out_dir: str | os.PathLike) -> None:
     mos = read_mos(folder)
     rows = leaderboard_rows(run, mos)
     lpips_available = bool(run.get("lpips", {}).get("available"))
-    _atomic_write(folder / "table.csv", _csv_frame(rows).to_csv(index=False))
-    _atomic_write(folder / "table.md", render_markdown(run, rows))
+    atomic_write(folder / "table.csv", _csv_frame(rows).to_csv(index=False))
+    atomic_write(folder / "table.md", render_markdown(run, rows))
     board = {
         "columns": TABLE_COLUMNS,
         "directions": {
@@ -375,7 +363,7 @@ def rebuild_tables(out_dir: str | os.PathLike) -> None:
         "table": _table_frame(rows, lpips_available).to_dict(orient="records"),
         "notes": _notes(run),
     }
-    _atomic_write(folder / "leaderboard.json", json.dumps(board, indent=2, ensure_ascii=False))
+    atomic_write(folder / "leaderboard.json", json.dumps(board, indent=2, ensure_ascii=False))
     title = "Bokeh evaluation: " + (
         "synthetic sample, not EBB!"
         if board["synthetic"]

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import html
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
+
+from bokeh_model.files import atomic_write
 
 __all__ = ["distribution_figure", "mos_figure", "runtime_quality_figure", "write_report"]
 
@@ -118,15 +119,4 @@ def write_report(path: str | os.PathLike, figures: Sequence[object], *, title: s
     if not figures:
         parts.append("<p>No charts: the run has no measured methods.</p>")
     parts.append("</body></html>")
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temp = tempfile.mkstemp(prefix=".report.", suffix=".html", dir=target.parent)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write("\n".join(parts))
-        os.chmod(temp, 0o644)  # mkstemp creates 0600; the report is meant to be shared
-        os.replace(temp, target)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    return target
+    return atomic_write(path, "\n".join(parts))

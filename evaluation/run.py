@@ -28,10 +28,8 @@ import datetime as _dt
 import hashlib
 import inspect
 import json
-import os
 import shlex
 import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +38,7 @@ import numpy as np
 from PIL import Image
 
 from bokeh_model.errors import BokehError, InputError, ModelUnavailableError
+from bokeh_model.files import atomic_write
 from bokeh_model.images import array_to_pil, load_image, resize_array, save_image
 from evaluation.dataset import EvalSource, Sample, fingerprint, image_extension, open_source, sort_ids
 from evaluation.metrics import (
@@ -137,32 +136,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.chmod(temp, 0o644)  # mkstemp creates 0600; results are meant to be shared
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
-def _atomic_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-        os.chmod(temp, 0o644)  # mkstemp creates 0600; results are meant to be shared
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 def parse_assignments(items: Sequence[str], flag: str) -> dict[str, dict[str, str]]:
@@ -458,7 +431,7 @@ def _render(
         raise InputError(f"method {run.label!r} returned {output.shape} for id {sample.id}; target is {target.shape}")
     levels = np.asarray(array_to_pil(output))  # exactly what the PNG holds
     save_image(Image.fromarray(levels), pred_path)
-    _atomic_text(
+    atomic_write(
         meta_path,
         json.dumps(
             {"config": config, "method": run.name, "params": params, "runtime_s": seconds, "hardware": run.hardware},
@@ -485,7 +458,7 @@ def _write_pair_files(out: Path, sample: Sample) -> None:
     for folder, data in (("targets", sample.bokeh), ("inputs", sample.original)):
         path = out / folder / f"{sample.id}{image_extension(data)}"
         if not path.is_file() or path.stat().st_size != len(data) or path.read_bytes() != data:
-            _atomic_bytes(path, data)
+            atomic_write(path, data)
 
 
 def _score_shard(
@@ -665,7 +638,7 @@ def run_evaluation(args: argparse.Namespace, argv: Sequence[str] | None = None) 
     )
     shard = _score_shard(ctx, runs, rank, world, args.limit, show_progress=main_process or world > 1)
     shard_file = out / ".shards" / f"rank-{rank:03d}-of-{world:03d}.json"
-    _atomic_text(shard_file, json.dumps(shard, default=float))
+    atomic_write(shard_file, json.dumps(shard, default=float))
     state.wait_for_everyone()
     if not main_process:
         return out
@@ -727,8 +700,8 @@ def run_evaluation(args: argparse.Namespace, argv: Sequence[str] | None = None) 
         "notes": notes,
         "methods": _summaries(frame, runs, source.synthetic),
     }
-    _atomic_text(out / "per_image.csv", frame.to_csv(index=False))
-    _atomic_text(out / "run.json", json.dumps(_strict_json(run_record), indent=2, default=str, allow_nan=False))
+    atomic_write(out / "per_image.csv", frame.to_csv(index=False))
+    atomic_write(out / "run.json", json.dumps(_strict_json(run_record), indent=2, default=str, allow_nan=False))
     from evaluation.leaderboard import rebuild_tables
 
     rebuild_tables(out)

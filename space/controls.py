@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 import time
 import types
@@ -103,11 +102,9 @@ def export_image(image: np.ndarray, kind: str = "png") -> str:
         except OSError:
             pass  # another request removed it first
     picture = Image.fromarray(image) if image.dtype == np.uint8 else array_to_pil(image)
-    path = _EXPORT_DIR / f"{uuid.uuid4().hex}.{'png' if kind == 'png' else 'jpg'}"
-    temp = path.with_suffix(path.suffix + ".part")
+    path = _EXPORT_DIR / f"{uuid.uuid4().hex}.{'png' if kind == 'png' else 'jpg'}"  # unique: nobody reads it yet
     if kind == "png":
-        picture.save(temp, format="PNG", compress_level=1)
+        picture.save(path, format="PNG", compress_level=1)
     else:
-        picture.convert("RGB").save(temp, format="JPEG", quality=92)
-    os.replace(temp, path)
+        picture.convert("RGB").save(path, format="JPEG", quality=92)
     return str(path)

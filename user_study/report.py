@@ -18,13 +18,12 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from bokeh_model.files import atomic_write
 from user_study.aggregate import (
     item_mos,
     method_mos,
@@ -51,20 +50,8 @@ log = logging.getLogger(__name__)
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _write_csv(df: pd.DataFrame, path: Path) -> None:
-    _atomic_write_text(path, df.to_csv(index=False))
+    atomic_write(path, df.to_csv(index=False))
 
 
 def safe_cell(value: Any) -> Any:
@@ -203,7 +190,7 @@ def write_aggregate(
         put(res["items"], "item_mos.csv")
         put(res["paired"], "paired_tests.csv")
         rel = {k: _json_ready(v) for k, v in res["reliability"].items()}
-        _atomic_write_text(out / "reliability.json", json.dumps(rel, indent=2))
+        atomic_write(out / "reliability.json", json.dumps(rel, indent=2))
         files.append(out / "reliability.json")
         summary["reliability"] = rel
         with service.Session() as s:
@@ -217,9 +204,9 @@ def write_aggregate(
             res["correlations"] = corr
         chart_table = mos
     fig = mos_figure(chart_table, res["mode"])
-    _atomic_write_text(out / "mos_chart.html", fig.to_html(include_plotlyjs=True, full_html=True))
+    atomic_write(out / "mos_chart.html", fig.to_html(include_plotlyjs=True, full_html=True))
     files.append(out / "mos_chart.html")
-    _atomic_write_text(out / "study_summary.json", json.dumps(summary, indent=2, default=str))
+    atomic_write(out / "study_summary.json", json.dumps(summary, indent=2, default=str))
     files.append(out / "study_summary.json")
     res["files"] = files
     res["rebuild"] = "skipped"
@@ -277,7 +264,7 @@ def export_ratings(service: StudyService, study_id: str, path: str | Path, *, fm
     path = Path(path)
     if fmt == "csv":
         df = df.map(safe_cell)
-        _atomic_write_text(path, df.to_csv(index=False))
+        atomic_write(path, df.to_csv(index=False))
     else:
-        _atomic_write_text(path, df.to_json(orient="records", lines=True))
+        atomic_write(path, df.to_json(orient="records", lines=True))
     return path

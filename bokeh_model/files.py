@@ -1,0 +1,43 @@
+"""Atomic file writes shared by every part of the project (library, evaluation, user study, app).
+
+A file is written under a temporary name in the same folder and renamed into place, so readers (the app,
+a resumed run, another process) never see half a file, and an interrupted write leaves the old file intact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+__all__ = ["atomic_write", "atomic_writer"]
+
+
+@contextlib.contextmanager
+def atomic_writer(path: str | os.PathLike, *, suffix: str = "") -> Iterator[BinaryIO]:
+    """Binary handle whose content replaces ``path`` when the block ends without an exception.
+
+    The file gets mode 0644 (``mkstemp`` creates 0600): results and images are meant to be read by others,
+    e.g. a web server running as another user. Parent folders are created.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            yield handle
+        os.chmod(temp, 0o644)
+        os.replace(temp, target)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write(path: str | os.PathLike, data: bytes | str) -> Path:
+    """Write ``data`` (text is UTF-8, newlines kept as given) to ``path`` atomically; returns the path."""
+    with atomic_writer(path) as handle:
+        handle.write(data.encode("utf-8") if isinstance(data, str) else data)
+    return Path(path)
