@@ -197,11 +197,37 @@ class DepthEstimator:
                 self._cache.popitem(last=False)
             return disparity.copy()
 
+    def estimate_batch(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        """:meth:`estimate` for several images, one forward pass per group of equally sized images.
+
+        Used to precompute depth for a whole dataset (``python -m evaluation.ebb build --depth-model``);
+        bypasses the per-image cache.
+
+        Raises:
+            ModelUnavailableError: the model is not available locally.
+            InputError: a bad image.
+        """
+        images = [check_image_array(image) for image in images]
+        results: list[np.ndarray | None] = [None] * len(images)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for index, image in enumerate(images):
+            groups.setdefault(image.shape, []).append(index)
+        with self._lock:
+            self._load()
+            for members in groups.values():
+                for index, disparity in zip(members, self._predict_many([images[i] for i in members]), strict=True):
+                    results[index] = disparity
+        return [r for r in results if r is not None]
+
     def _predict(self, image: np.ndarray) -> np.ndarray:
+        return self._predict_many([image])[0]
+
+    def _predict_many(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        """Disparity of equally sized images in one forward pass."""
         import torch
 
-        height, width = image.shape[:2]
-        pixels = np.round(image * 255.0).astype(np.uint8)
+        height, width = images[0].shape[:2]
+        pixels = [np.round(image * 255.0).astype(np.uint8) for image in images]
         inputs = self._processor(images=pixels, return_tensors="pt")
         inputs = {k: v.to(self._torch_device) for k, v in inputs.items() if hasattr(v, "to")}
         with torch.inference_mode():
@@ -210,11 +236,13 @@ class DepthEstimator:
             predicted = predicted[:, None]
         predicted = torch.nn.functional.interpolate(
             predicted.float(), size=(height, width), mode="bicubic", align_corners=False
-        )[0, 0]
-        raw = predicted.cpu().numpy()
-        if getattr(self._model.config, "model_type", "") in _METRIC_DEPTH_TYPES:
-            raw = 1.0 / np.maximum(raw, 1e-6)
-        return normalize_disparity(raw)
+        )[:, 0]
+        results = []
+        for raw in predicted.cpu().numpy():
+            if getattr(self._model.config, "model_type", "") in _METRIC_DEPTH_TYPES:
+                raw = 1.0 / np.maximum(raw, 1e-6)
+            results.append(normalize_disparity(raw))
+        return results
 
 
 @functools.lru_cache(maxsize=4)

@@ -14,7 +14,7 @@ import hashlib
 import io
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,6 +92,18 @@ class Sample:
     def bokeh_sha256(self) -> str:
         return hashlib.sha256(self.bokeh).hexdigest()
 
+    @property
+    def original_sha256(self) -> str:
+        return hashlib.sha256(self.original).hexdigest()
+
+    @property
+    def depth_sha256(self) -> str | None:
+        """SHA-256 of the row's depth map (encoded bytes or array), ``None`` when it has none."""
+        if self.depth is None:
+            return None
+        data = self.depth if isinstance(self.depth, bytes) else np.ascontiguousarray(self.depth).tobytes()
+        return hashlib.sha256(data).hexdigest()
+
 
 def _decode(data: bytes, where: str) -> np.ndarray:
     try:
@@ -114,11 +126,21 @@ def sort_ids(ids: Iterable[str]) -> list[str]:
     return sorted(ids, key=lambda value: (0, int(value), "") if value.isdigit() else (1, 0, value))
 
 
-def fingerprint(name: str, split: str, hashes: dict[str, str]) -> dict[str, Any]:
-    """A run's dataset fingerprint: the ids and the SHA-256 of every target, plus one combined hash."""
+def fingerprint(name: str, split: str, hashes: dict[str, str], inputs: dict[str, str] | None = None) -> dict[str, Any]:
+    """A run's dataset fingerprint from the bytes that were scored.
+
+    ``sha256`` combines the ids and the SHA-256 of every target (the images the metrics compared against);
+    ``inputs_sha256`` does the same for the input photos the methods rendered, when given.
+    """
     ids = sort_ids(hashes)
     combined = hashlib.sha256("\n".join(f"{i}:{hashes[i]}" for i in ids).encode()).hexdigest()
-    return {"name": name, "split": split, "n": len(ids), "sha256": combined, "ids": ids, "target_sha256": hashes}
+    result = {"name": name, "split": split, "n": len(ids), "sha256": combined, "ids": ids, "target_sha256": hashes}
+    if inputs is not None:
+        result["inputs_sha256"] = hashlib.sha256(
+            "\n".join(f"{i}:{inputs.get(i, '')}" for i in ids).encode()
+        ).hexdigest()
+        result["input_sha256"] = {i: inputs.get(i, "") for i in ids}
+    return result
 
 
 @dataclass
@@ -134,6 +156,11 @@ class EvalSource:
     def ids(self) -> list[str] | None:
         """All ids up front when cheap (``None`` for streaming sources)."""
         return None
+
+    def depth_coverage(self) -> tuple[int | None, int | None]:
+        """``(rows with a depth map, rows)``; ``None`` where unknown without reading every row (streaming)."""
+        ids = self.ids()
+        return (len(ids), len(ids)) if ids is not None else (None, None)
 
     def iter_samples(self, shard: int = 0, num_shards: int = 1) -> Iterator[Sample]:
         raise NotImplementedError
@@ -170,10 +197,92 @@ def _image_bytes(value: Any, where: str) -> bytes:
     raise InputError(f"{where}: cannot read an image from a cell of type {type(value).__name__}")
 
 
-def open_dataset(source: str, split: str, *, streaming: bool = False) -> Any:
+def _hash_files(files: Sequence[Path]) -> list[dict[str, Any]]:
+    """Path, size and SHA-256 of every data file (read in 8 MiB blocks)."""
+    records = []
+    for file in files:
+        digest = hashlib.sha256()
+        with open(file, "rb") as handle:
+            for block in iter(lambda: handle.read(8 << 20), b""):
+                digest.update(block)
+        records.append({"path": str(file), "bytes": file.stat().st_size, "sha256": digest.hexdigest()})
+    return records
+
+
+def _content_key(builder: str, split: str, records: Sequence[dict[str, Any]]) -> str:
+    """One key for a split's exact bytes: builder, split and the files' hashes in order (names do not count)."""
+    payload = "\n".join([builder, split, *(r["sha256"] for r in records)])
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def resolve_local_files(path: Path, split: str) -> tuple[str, list[Path]]:
+    """The ``datasets`` builder name and the data files of ``split`` in a local folder or parquet file.
+
+    A hub-layout folder is resolved exactly as ``datasets.load_dataset(folder)`` would (the card's ``configs``
+    section, else the standard file-name patterns), but only to learn which files hold the split.
+
+    Raises:
+        InputError: the split does not exist (the available ones are listed) or the folder holds no data files.
+    """
+    if path.is_file():
+        if path.suffix != ".parquet":
+            raise InputError(f"{path} is neither a dataset folder nor a .parquet file")
+        return "parquet", [path.resolve()]
+    import datasets
+
+    try:
+        builder = datasets.load_dataset_builder(str(path))
+    except FileNotFoundError as exc:
+        raise InputError(f"{path} holds no dataset files: {exc}") from None
+    data_files = builder.config.data_files or {}
+    if split not in data_files:
+        raise InputError(f"dataset {str(path)!r} has no split {split!r}; it has {sorted(data_files)}")
+    files = [Path(str(f)).resolve() for f in data_files[split]]
+    if not files:
+        raise InputError(f"dataset {str(path)!r}: split {split!r} has no data files")
+    return builder.name, files
+
+
+def open_local(path: Path, split: str, *, streaming: bool = False) -> tuple[Any, dict[str, Any]]:
+    """Open ``split`` of a local folder or parquet file from exactly the files on disk now.
+
+    ``datasets`` caches a prepared copy keyed by the folder's name and the files' modification times, which
+    can serve another folder's rows or a previous build of the same folder. Here the cache folder is keyed
+    by the SHA-256 of the split's files, so a cached copy is only ever reused for identical bytes. Streaming
+    reads the files directly (no cache).
+
+    Returns:
+        ``(dataset, record)``; ``record`` lists the data files with their SHA-256 and the content key.
+    """
+    import datasets
+
+    builder, files = resolve_local_files(path, split)
+    records = _hash_files(files)
+    key = _content_key(builder, split, records)
+    record = {"builder": builder, "data_files": records, "content_sha256": key}
+    data_files = {split: [str(f) for f in files]}
+    if streaming:
+        dataset = datasets.load_dataset(builder, data_files=data_files, split=split, streaming=True)
+    else:
+        cache = _cache_root() / "datasets" / key[:32]
+        dataset = datasets.load_dataset(builder, data_files=data_files, split=split, cache_dir=str(cache))
+    return dataset, record
+
+
+def _cache_root() -> Path:
+    from .synthetic import _cache_root as evaluation_cache  # one cache root for all evaluation data
+
+    return evaluation_cache()
+
+
+def open_dataset(source: str, split: str, *, streaming: bool = False, record: dict[str, Any] | None = None) -> Any:
     """Open ``split`` of a dataset given by hub id, hub-layout folder, parquet file(s) or ``save_to_disk`` folder.
 
-    Image columns are cast to undecoded (``decode=False``) so rows carry the original bytes.
+    Local folders and parquet files are read from the files on disk now (see :func:`open_local`); image
+    columns are cast to undecoded (``decode=False``) so rows carry the original bytes.
+
+    Args:
+        record: when given, filled with what was read (data files and their SHA-256, or the hub revision).
 
     Raises:
         DatasetUnavailableError: a hub id that cannot be reached (offline, private, misspelt).
@@ -182,23 +291,25 @@ def open_dataset(source: str, split: str, *, streaming: bool = False) -> Any:
     import datasets
 
     path = Path(source).expanduser()
+    info: dict[str, Any] = {}
     try:
         if path.exists():
-            if path.is_file() and path.suffix == ".parquet":
-                dataset = datasets.load_dataset("parquet", data_files=str(path), split="train", streaming=streaming)
-            elif path.is_dir() and ((path / "dataset_dict.json").is_file() or (path / "state.json").is_file()):
+            if path.is_dir() and ((path / "dataset_dict.json").is_file() or (path / "state.json").is_file()):
+                # save_to_disk output is memory-mapped in place: no cache that could go stale
                 loaded = datasets.load_from_disk(str(path))
                 if isinstance(loaded, datasets.DatasetDict):
                     if split not in loaded:
                         raise InputError(f"{path} has no split {split!r}; it has {sorted(loaded)}")
                     loaded = loaded[split]
+                files = [Path(f["filename"]) for f in getattr(loaded, "cache_files", [])]
+                info = {"builder": "save_to_disk", "data_files": _hash_files(files)}
+                info["content_sha256"] = _content_key("arrow", split, info["data_files"])
                 dataset = loaded.to_iterable_dataset() if streaming else loaded
-            elif path.is_dir():
-                dataset = datasets.load_dataset(str(path), split=split, streaming=streaming)
             else:
-                raise InputError(f"{path} is neither a dataset folder nor a .parquet file")
+                dataset, info = open_local(path, split, streaming=streaming)
         elif _HUB_ID.match(source):
             dataset = datasets.load_dataset(source, split=split, streaming=streaming)
+            info = {"builder": "hub", "hub_id": source}
         else:
             raise InputError(f"dataset {source!r} is neither an existing path nor a Hugging Face Hub id (owner/name)")
     except (InputError, BokehError):
@@ -219,6 +330,8 @@ def open_dataset(source: str, split: str, *, streaming: bool = False) -> Any:
     for name, feature in features.items():
         if isinstance(feature, datasets.Image):
             dataset = dataset.cast_column(name, datasets.Image(decode=False))
+    if record is not None:
+        record.update(info)
     return dataset
 
 
@@ -226,9 +339,13 @@ class DatasetSource(EvalSource):
     """An :class:`EvalSource` over a ``datasets`` dataset (see :func:`open_dataset`)."""
 
     def __init__(self, source: str, split: str, *, streaming: bool = False) -> None:
-        super().__init__(name=source, split=split, description=f"dataset {source!r}, split {split!r}")
+        path = Path(source).expanduser()
+        # a local dataset is named by its absolute path: two folders called "ebb_hf" are different datasets
+        name = str(path.resolve()) if path.exists() else source
+        super().__init__(name=name, split=split, description=f"dataset {name!r}, split {split!r}")
         self.streaming = streaming
-        self.dataset = open_dataset(source, split, streaming=streaming)
+        self.record: dict[str, Any] = {}
+        self.dataset = open_dataset(source, split, streaming=streaming, record=self.record)
         names = list(getattr(self.dataset, "column_names", None) or (self.dataset.features or {}).keys())
         self.columns = {
             "id": _column(names, "id", required=False),
@@ -236,7 +353,16 @@ class DatasetSource(EvalSource):
             "bokeh": _column(names, "bokeh"),
             "depth": _column(names, "depth", required=False),
         }
-        self.meta = {"streaming": streaming, "columns": self.columns}
+        self.meta = {"streaming": streaming, "columns": self.columns, "read": self.record}
+
+    def depth_coverage(self) -> tuple[int | None, int | None]:
+        total = None if self.streaming else len(self.dataset)
+        if self.columns["depth"] is None:
+            return 0, total
+        table = None if self.streaming else getattr(self.dataset, "data", None)
+        if table is None or total is None:
+            return None, total
+        return total - int(table.column(self.columns["depth"]).null_count), total
 
     def ids(self) -> list[str] | None:
         if self.streaming:

@@ -20,6 +20,7 @@ the input or twice the size of a half-resolution input. Pairs that fail are left
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
 import math
@@ -140,7 +141,26 @@ def _decoded_size(data: bytes, label: str) -> tuple[int, int]:
 
 def _card(splits: dict[str, list[int]], bad: dict[str, str], has_depth: bool, source: str) -> str:
     configs = "\n".join(f"  - split: {s}\n    path: data/{s}-*" for s in splits)
-    counts = "\n".join(f"| {s} | {len(ids)} | {min(ids)}-{max(ids)} |" for s, ids in splits.items() if ids)
+    rows = []
+    warnings = []
+    for split, ids in splits.items():
+        if not ids:
+            continue
+        count = str(len(ids))
+        if split == "val294":
+            missing = sorted(set(VAL294_IDS) - set(ids))
+            count = f"{len(ids)} of {len(VAL294_IDS)}"
+            if missing:
+                shown = ", ".join(map(str, missing[:10])) + (", ..." if len(missing) > 10 else "")
+                count += " (INCOMPLETE)"
+                warnings.append(
+                    f"**Incomplete split:** `val294` holds {len(ids)} of the {len(VAL294_IDS)} ids "
+                    f"{VAL294_IDS.start}-{VAL294_IDS.stop - 1} ({len(missing)} missing: {shown}). Results on it are "
+                    "not comparable with results on the full Val294 benchmark."
+                )
+        rows.append(f"| {split} | {count} | {min(ids)}-{max(ids)} |")
+    counts = "\n".join(rows)
+    warning_text = "".join(f"\n{w}\n" for w in warnings)
     depth_note = ", `depth` (disparity, near = bright)" if has_depth else ""
     return f"""---
 configs:
@@ -163,13 +183,86 @@ Images are the source files' original bytes (no re-encoding).
 | split | rows | ids |
 |---|---|---|
 {counts}
-
+{warning_text}
 `val294` (training ids 4400-4693) is the community benchmark introduced with DMSHN; train on `train` only when
 reporting on it. {len(bad)} pairs failed the checks and are left out (see `bad_ids.json`).
 
 Dataset terms are those of the AIM 2019 / PyNET-Bokeh download (Ignatov, Patel, Timofte, CVPRW 2020); the
 PyNET-Bokeh code and models are CC BY-NC-SA 4.0.
 """
+
+
+DEPTH_CACHE = ".depth-cache"
+
+
+def _depth_model_key(depth_model: str) -> str:
+    """Short key of a depth model for the resumable depth cache: its name, and its config when it is a folder."""
+    digest = hashlib.sha256(str(depth_model).encode())
+    folder = Path(depth_model).expanduser()
+    if folder.is_dir():
+        digest.update(str(folder.resolve()).encode())
+        for name in ("config.json", "preprocessor_config.json"):
+            if (folder / name).is_file():
+                digest.update((folder / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _estimate_depth(
+    reader: _Source,
+    pairs: Sequence[EbbPair],
+    depth_model: str,
+    device: str,
+    cache: Path,
+    batch_size: int,
+    log: Callable[[str], None],
+) -> dict[tuple[str, int], Path]:
+    """Depth maps (16-bit PNG, near = bright) for ``pairs``, estimated in batches into ``cache``.
+
+    Each map is stored as soon as its batch is done, named by the input's SHA-256, so an interrupted build
+    resumes where it stopped and a changed input photo is estimated again.
+
+    Raises:
+        ModelUnavailableError: the depth model cannot be loaded.
+    """
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    from bokeh_model.depth import get_depth_estimator
+    from bokeh_model.files import atomic_write
+    from bokeh_model.images import load_image
+
+    folder = cache / _depth_model_key(depth_model)
+    paths: dict[tuple[str, int], Path] = {}
+    todo: list[tuple[EbbPair, bytes, Path]] = []
+    for pair in pairs:
+        original = reader.read(pair.original or "")
+        path = folder / f"{pair.part}-{pair.id}-{hashlib.sha256(original).hexdigest()[:16]}.png"
+        paths[(pair.part, pair.id)] = path
+        if not path.is_file():
+            todo.append((pair, original, path))
+    if not todo:
+        if pairs:
+            log(f"depth: all {len(pairs)} maps reused from {folder}")
+        return paths
+    estimator = get_depth_estimator(depth_model, device)
+    ok, reason = estimator.availability()
+    if not ok:
+        raise ModelUnavailableError(reason)
+    estimate_batch = getattr(estimator, "estimate_batch", None)
+    done = len(pairs) - len(todo)
+    if done:
+        log(f"depth: resuming, {done} of {len(pairs)} maps already in {folder}")
+    with tqdm(total=len(pairs), initial=done, desc="estimating depth", unit="img") as progress:
+        for start in range(0, len(todo), batch_size):
+            chunk = todo[start : start + batch_size]
+            images = [load_image(original) for _, original, _ in chunk]
+            maps = estimate_batch(images) if estimate_batch else [estimator.estimate(image) for image in images]
+            for (_, _, path), disparity in zip(chunk, maps, strict=True):
+                buffer = io.BytesIO()
+                Image.fromarray(np.round(np.clip(disparity, 0, 1) * 65535.0).astype(np.uint16)).save(buffer, "PNG")
+                atomic_write(path, buffer.getvalue())
+            progress.update(len(chunk))
+    return paths
 
 
 def build_dataset(
@@ -180,9 +273,14 @@ def build_dataset(
     limit: int = 0,
     rows_per_shard: int = 250,
     device: str = "cpu",
+    depth_batch: int = 8,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Build the hub-layout dataset folder; returns a summary (splits with ids, bad ids with reasons).
+
+    Three passes, each with a progress bar: check every pair, estimate missing depth maps in batches (kept
+    in ``OUT/.depth-cache`` until the build succeeds, so an interrupted build resumes), then write the
+    parquet shards one at a time (memory holds one shard, not the dataset).
 
     Args:
         source: zip archive or folder in one of the EBB! layouts.
@@ -191,6 +289,7 @@ def build_dataset(
         limit: keep only the first N pairs (0 = all); for trials.
         rows_per_shard: rows per parquet file (EBB! pairs are about 1.5 MB, so 250 rows is about 400 MB).
         device: device of the depth model.
+        depth_batch: images per depth-model forward pass.
         log: where progress lines go.
 
     Raises:
@@ -198,26 +297,24 @@ def build_dataset(
         ModelUnavailableError: ``depth_model`` cannot be loaded.
     """
     import datasets
-    import numpy as np
     from tqdm.auto import tqdm
 
     if rows_per_shard < 1:
         raise InputError(f"rows_per_shard must be at least 1, got {rows_per_shard}")
+    if depth_batch < 1:
+        raise InputError(f"depth_batch must be at least 1, got {depth_batch}")
     reader = _open_source(Path(source))
     pairs = find_pairs(reader.names)
     if limit:
         pairs = pairs[:limit]
-    estimator = None
     if depth_model and not all(p.depth for p in pairs):
-        from bokeh_model.depth import get_depth_estimator
+        from bokeh_model.depth import depth_model_status
 
-        model = get_depth_estimator(depth_model, device)
-        ok, reason = model.availability()
+        ok, reason = depth_model_status(depth_model)  # fail before the long checking pass
         if not ok:
             raise ModelUnavailableError(reason)
-        estimator = model.estimate
     bad: dict[str, str] = {}
-    rows: dict[str, list[dict[str, Any]]] = {"train": [], "val294": [], "test": []}
+    kept: dict[str, list[EbbPair]] = {"train": [], "val294": [], "test": []}
     no_target_test = 0
     for pair in tqdm(pairs, desc="checking pairs", unit="pair"):
         label = f"{pair.part}/{pair.id}"
@@ -230,34 +327,24 @@ def build_dataset(
         try:
             original, bokeh = reader.read(pair.original), reader.read(pair.bokeh)
             reason = check_pair_sizes(_decoded_size(original, pair.original), _decoded_size(bokeh, pair.bokeh))
-            depth = reader.read(pair.depth) if pair.depth else None
-            if depth is not None:
-                _decoded_size(depth, pair.depth or "")
+            if pair.depth:
+                _decoded_size(reader.read(pair.depth), pair.depth)
         except InputError as exc:
-            reason, depth = str(exc), None
+            reason = str(exc)
         if reason:
             bad[label] = reason
             continue
-        if depth is None and estimator is not None:
-            from bokeh_model.images import load_image
-
-            disparity = estimator(load_image(original))
-            buffer = io.BytesIO()
-            Image.fromarray(np.round(disparity * 65535.0).astype(np.uint16)).save(buffer, format="PNG")
-            depth = buffer.getvalue()
-        cell = lambda data, name: {"bytes": data, "path": Path(name).name}  # noqa: E731
-        rows[assign_split(pair)].append(
-            {
-                "id": pair.id,
-                "original": cell(original, pair.original),
-                "bokeh": cell(bokeh, pair.bokeh),
-                "depth": cell(depth, pair.depth or f"{pair.id}_depth.png") if depth is not None else None,
-            }
-        )
-    rows = {split: items for split, items in rows.items() if items}
-    if not rows:
+        kept[assign_split(pair)].append(pair)
+    kept = {split: items for split, items in kept.items() if items}
+    if not kept:
         raise InputError(f"no valid EBB! pair in {source}; {len(bad)} bad: {dict(list(bad.items())[:5])}")
-    has_depth = any(r["depth"] is not None for items in rows.values() for r in items)
+    target = Path(out)
+    target.mkdir(parents=True, exist_ok=True)
+    estimated: dict[tuple[str, int], Path] = {}
+    if depth_model:
+        without = [p for items in kept.values() for p in items if not p.depth]
+        estimated = _estimate_depth(reader, without, depth_model, device, target / DEPTH_CACHE, depth_batch, log)
+    has_depth = any(p.depth or (p.part, p.id) in estimated for items in kept.values() for p in items)
     features = datasets.Features(
         {
             "id": datasets.Value("int32"),
@@ -266,27 +353,49 @@ def build_dataset(
             **({"depth": datasets.Image()} if has_depth else {}),
         }
     )
-    target = Path(out)
-    target.mkdir(parents=True, exist_ok=True)
+
+    def row(pair: EbbPair) -> dict[str, Any]:
+        cell = {
+            "id": pair.id,
+            "original": {"bytes": reader.read(pair.original or ""), "path": Path(pair.original or "").name},
+            "bokeh": {"bytes": reader.read(pair.bokeh or ""), "path": Path(pair.bokeh or "").name},
+        }
+        if has_depth:
+            depth_path = estimated.get((pair.part, pair.id))
+            data = None
+            if depth_path is not None:
+                data = depth_path.read_bytes()
+            elif pair.depth:
+                data = reader.read(pair.depth)
+            name = Path(pair.depth or f"{pair.id}_depth.png").name
+            cell["depth"] = {"bytes": data, "path": name} if data is not None else None
+        return cell
+
     staging = Path(tempfile.mkdtemp(prefix=".data-", dir=target))
     try:
-        for split, items in rows.items():
-            count = math.ceil(len(items) / rows_per_shard)
-            for index in range(count):
-                chunk = items[index * rows_per_shard : (index + 1) * rows_per_shard]
-                columns = {name: [r[name] for r in chunk] for name in features}
-                datasets.Dataset.from_dict(columns, features=features).to_parquet(
-                    str(staging / f"{split}-{index:05d}-of-{count:05d}.parquet")
-                )
+        total = sum(math.ceil(len(items) / rows_per_shard) for items in kept.values())
+        with tqdm(total=total, desc="writing parquet", unit="shard") as progress:
+            for split, items in kept.items():
+                count = math.ceil(len(items) / rows_per_shard)
+                for index in range(count):
+                    chunk = [row(p) for p in items[index * rows_per_shard : (index + 1) * rows_per_shard]]
+                    columns = {name: [r[name] for r in chunk] for name in features}
+                    datasets.Dataset.from_dict(columns, features=features).to_parquet(
+                        str(staging / f"{split}-{index:05d}-of-{count:05d}.parquet")
+                    )
+                    progress.update(1)
         shutil.rmtree(target / "data", ignore_errors=True)
         os.replace(staging, target / "data")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    splits = {split: [r["id"] for r in items] for split, items in rows.items()}
+    shutil.rmtree(target / DEPTH_CACHE, ignore_errors=True)  # the maps are in the parquet files now
+    splits = {split: [p.id for p in items] for split, items in kept.items()}
     (target / "README.md").write_text(_card(splits, bad, has_depth, str(source)), encoding="utf-8")
     (target / "bad_ids.json").write_text(json.dumps(bad, indent=2), encoding="utf-8")
     for split, ids in splits.items():
         log(f"{split}: {len(ids)} pairs")
+    if "val294" in splits and len(set(splits["val294"])) < len(VAL294_IDS):
+        log(f"warning: val294 is incomplete: {len(splits['val294'])} of {len(VAL294_IDS)} ids (see README.md)")
     if no_target_test:
         log(f"test: {no_target_test} inputs without a bokeh target were left out (no split for them)")
     if bad:
@@ -332,6 +441,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     build.add_argument("--private", action="store_true", help="create the Hub repo as private")
     build.add_argument("--depth-model", help="transformers depth model for a depth column (folder or cached hub id)")
     build.add_argument("--device", default="cpu", help="device of the depth model (default: cpu)")
+    build.add_argument("--depth-batch", type=int, default=8, help="images per depth-model forward pass (default 8)")
     build.add_argument("--limit", type=int, default=0, help="only the first N pairs (0 = all)")
     build.add_argument("--rows-per-shard", type=int, default=250, help="rows per parquet file (default 250)")
     args = parser.parse_args(argv)
@@ -345,6 +455,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             limit=args.limit,
             rows_per_shard=args.rows_per_shard,
             device=args.device,
+            depth_batch=args.depth_batch,
         )
         if args.push_to_hub:
             print(f"pushed to {push_to_hub(summary['out'], args.push_to_hub, private=args.private)}")

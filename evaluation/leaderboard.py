@@ -22,10 +22,11 @@ import pandas as pd
 
 from bokeh_model.files import atomic_write
 
-from .report import distribution_figure, mos_figure, runtime_quality_figure, write_report
+from .report import distribution_figure, method_colors, mos_figure, runtime_quality_figure, write_report
 
 __all__ = [
     "MOS_COLUMNS",
+    "PAPER_PROFILE",
     "PAPER_ROWS",
     "PAPER_SOURCE",
     "TABLE_COLUMNS",
@@ -38,6 +39,8 @@ __all__ = [
 ]
 
 PAPER_SOURCE = "reported in paper"
+# The metric profile that follows the paper's protocol; its Table 1 rows are shown only beside this one.
+PAPER_PROFILE = "pynet"
 TABLE_COLUMNS = ["Method", "Hardware", "Runtime s", "PSNR ↑", "SSIM ↑", "LPIPS ↓", "MOS ↓", "Source"]
 MOS_COLUMNS = ["method", "mos", "ci_low", "ci_high", "rank", "sig_rank", "n_ratings"]
 
@@ -156,14 +159,23 @@ def _finite(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def shows_paper_rows(run: dict[str, Any]) -> bool:
+    """Whether the paper's rows belong beside this run: only under the paper's protocol (``pynet``), or with
+    no run at all (the paper's rows alone)."""
+    return run.get("profile") in (None, PAPER_PROFILE)
+
+
 def leaderboard_rows(run: dict[str, Any], mos: pd.DataFrame | None = None) -> list[dict[str, Any]]:
-    """Rows of the leaderboard: the paper's six (marked :data:`PAPER_SOURCE`) then the run's measured methods.
+    """Rows of the leaderboard: the paper's six (marked :data:`PAPER_SOURCE`, only under the ``pynet``
+    profile, whose protocol they were measured with) then the run's measured methods.
 
     Measured rows are sorted by MOS when the user study rated them, else by PSNR (higher first).
     """
-    rows: list[dict[str, Any]] = [
-        {**row, "source": PAPER_SOURCE, "n_images": 200, "mos_ci": None} for row in PAPER_ROWS
-    ]
+    rows: list[dict[str, Any]] = (
+        [{**row, "source": PAPER_SOURCE, "n_images": 200, "mos_ci": None} for row in PAPER_ROWS]
+        if shows_paper_rows(run)
+        else []
+    )
     dataset = run.get("dataset", {})
     where = (
         "synthetic sample, not EBB!" if dataset.get("synthetic") else f"{dataset.get('name')} / {dataset.get('split')}"
@@ -230,14 +242,31 @@ def _display(row: dict[str, Any], lpips_available: bool) -> dict[str, str]:
     }
 
 
-def _notes(run: dict[str, Any]) -> list[str]:
+def _banners(run: dict[str, Any]) -> list[str]:
+    """Warnings that belong above the table: synthetic data, an incomplete split."""
     dataset = run.get("dataset", {})
-    notes = []
+    banners = []
     if dataset.get("synthetic"):
-        notes.append(
+        banners.append(
             "SYNTHETIC SAMPLE, NOT EBB!: measured rows come from procedural scenes with thin-lens targets; "
             "they are not comparable with the paper's rows."
         )
+    coverage = dataset.get("coverage") or {}
+    if coverage and coverage.get("complete") is False:
+        missing = coverage.get("missing_ids") or []
+        shown = ", ".join(missing[:8]) + (", ..." if len(missing) > 8 else "")
+        detail = f" ({len(missing)} missing: {shown})" if missing else ""
+        limit = f", limited with --limit {coverage['limit']}" if coverage.get("limit") else ""
+        banners.append(
+            f"INCOMPLETE SPLIT: {coverage.get('n')} of {coverage.get('expected')} {dataset.get('split')} images "
+            f"scored{detail}{limit}; these means are not comparable with results on the full split."
+        )
+    return banners
+
+
+def _notes(run: dict[str, Any]) -> list[str]:
+    dataset = run.get("dataset", {})
+    notes = list(run.get("notes") or [])
     fingerprint = dataset.get("fingerprint", {})
     notes.append(
         f"Measured on {dataset.get('description', dataset.get('name'))}: {fingerprint.get('n')} images, "
@@ -251,13 +280,19 @@ def _notes(run: dict[str, Any]) -> list[str]:
         "Runtime: mean seconds per image of the method call after warm-up (CUDA synchronised), on the "
         "hardware shown; never compare runtimes across devices."
     )
-    notes.append(
-        "Rows marked 'reported in paper' are Table 1 of Ignatov et al. (CVPRW 2020) on the 200-image EBB! "
-        "test subset with private targets: not the same images as the measured rows. Paper runtimes "
-        "normalised by the GPU index: "
-        + ", ".join(f"{r['method']} {r['normalized_runtime_s']}" for r in PAPER_ROWS)
-        + " s."
-    )
+    if shows_paper_rows(run):
+        notes.append(
+            "Rows marked 'reported in paper' are Table 1 of Ignatov et al. (CVPRW 2020), measured with the "
+            "authors' protocol (which the 'pynet' profile follows) on the 200-image EBB! test subset with "
+            "private targets: not the same images as the measured rows. Paper runtimes normalised by the GPU "
+            "index: " + ", ".join(f"{r['method']} {r['normalized_runtime_s']}" for r in PAPER_ROWS) + " s."
+        )
+    else:
+        notes.append(
+            f"The paper's Table 1 rows are not shown: they were measured with the authors' protocol (profile "
+            f"'{PAPER_PROFILE}': 32-px border crop, Gaussian SSIM) on other images, so they are not the same "
+            f"metric as profile {run.get('profile')!r}. Run with --profile {PAPER_PROFILE} to see them."
+        )
     notes.append(
         "MOS ↓: user-study mean opinion score, 0 = almost identical to the target ... 4 = mostly different; "
         "subscripts are ranks (1 = best)."
@@ -265,18 +300,34 @@ def _notes(run: dict[str, Any]) -> list[str]:
     return notes
 
 
+def _profile_line(run: dict[str, Any]) -> str:
+    dataset = run.get("dataset", {})
+    where = (
+        "the synthetic sample (not EBB!)"
+        if dataset.get("synthetic")
+        else f"{dataset.get('name')}, split {dataset.get('split')}"
+    )
+    return f"Profile **{run.get('profile')}** on {where}"
+
+
 def render_markdown(run: dict[str, Any], rows: list[dict[str, Any]]) -> str:
-    """``table.md``: a title, the Table 1 layout and notes."""
+    """``table.md``: a title, banners, the profile, the Table 1 layout, methods not scored and notes."""
     lpips_available = bool(run.get("lpips", {}).get("available"))
     display = [_display(row, lpips_available) for row in rows]
     lines = ["# Bokeh rendering: Table 1 leaderboard", ""]
-    if run.get("dataset", {}).get("synthetic"):
-        lines += ["> **SYNTHETIC SAMPLE, NOT EBB!**", ""]
+    for banner in _banners(run):
+        lines += [f"> **{banner}**", ""]
+    lines += [_profile_line(run) + ".", ""]
     lines.append("| " + " | ".join(TABLE_COLUMNS) + " |")
     lines.append("|" + "|".join(["---"] * len(TABLE_COLUMNS)) + "|")
     for row in display:
         lines.append("| " + " | ".join(row[c].replace("|", "\\|") for c in TABLE_COLUMNS) + " |")
     lines.append("")
+    skipped = run.get("skipped_methods") or []
+    if skipped:
+        lines += ["**Not scored:**", ""]
+        lines += [f"- **{entry.get('method')}**: {entry.get('reason')}" for entry in skipped]
+        lines.append("")
     lines += [f"- {note}" for note in _notes(run)]
     return "\n".join(lines) + "\n"
 
@@ -311,18 +362,30 @@ def leaderboard_figures(out_dir: str | os.PathLike) -> list[Any]:
     folder = Path(out_dir)
     run = _read_run(folder)
     mos = read_mos(folder)
+    colors = _colors(run, mos)
     figures: list[Any] = []
     measured = [r for r in leaderboard_rows(run, mos) if r["source"] != PAPER_SOURCE]
-    if measured:
-        figures.append(runtime_quality_figure(pd.DataFrame(measured)))
+    # Runtime vs PSNR only for methods that were run here: prediction folders have no runtime.
+    timed = [r for r in measured if r["runtime_s"] is not None and r["psnr"] is not None]
+    if timed:
+        figures.append(runtime_quality_figure(pd.DataFrame(timed), colors=colors))
     per_image_path = folder / "per_image.csv"
     if per_image_path.is_file():
-        per_image = pd.read_csv(per_image_path, dtype={"id": str})
-        if len(per_image):
-            figures.append(distribution_figure(per_image))
+        per_image = pd.read_csv(per_image_path, dtype={"id": str, "method": str})
+        metrics = [m for m in ("psnr", "ssim", "lpips") if m in per_image]
+        if len(per_image) and per_image[metrics].notna().any().any():
+            figures.append(distribution_figure(per_image, colors=colors))
     if mos is not None and len(mos):
-        figures.append(mos_figure(mos))
+        figures.append(mos_figure(mos, colors=colors))
     return figures
+
+
+def _colors(run: dict[str, Any], mos: pd.DataFrame | None) -> dict[str, str]:
+    """The page's one method -> colour map: the run's methods in run order, then methods only in mos.csv."""
+    methods = list(run.get("methods", {}))
+    if mos is not None:
+        methods += [str(m) for m in mos["method"]]
+    return method_colors(methods)
 
 
 def rebuild_tables(out_dir: str | os.PathLike) -> None:
@@ -361,6 +424,9 @@ def rebuild_tables(out_dir: str | os.PathLike) -> None:
         "has_mos": mos is not None,
         "rows": rows,
         "table": _table_frame(rows, lpips_available).to_dict(orient="records"),
+        "banners": _banners(run),
+        "coverage": run.get("dataset", {}).get("coverage"),
+        "skipped_methods": run.get("skipped_methods") or [],
         "notes": _notes(run),
     }
     atomic_write(folder / "leaderboard.json", json.dumps(board, indent=2, ensure_ascii=False))
@@ -369,7 +435,17 @@ def rebuild_tables(out_dir: str | os.PathLike) -> None:
         if board["synthetic"]
         else f"{run['dataset'].get('name')} / {run['dataset'].get('split')}"
     )
-    write_report(folder / "report.html", leaderboard_figures(folder), title=title, notes=_notes(run))
+    write_report(
+        folder / "report.html",
+        leaderboard_figures(folder),
+        title=f"{title} (profile {run.get('profile')})",
+        banners=board["banners"],
+        table=_table_frame(rows, lpips_available),
+        skipped=board["skipped_methods"],
+        notes=board["notes"],
+        colors=_colors(run, mos),
+        paper_source=PAPER_SOURCE,
+    )
 
 
 def load_leaderboard(out_dir: str | os.PathLike | None) -> pd.DataFrame:

@@ -28,6 +28,7 @@ import datetime as _dt
 import hashlib
 import inspect
 import json
+import os
 import shlex
 import shutil
 from collections.abc import Sequence
@@ -42,10 +43,12 @@ from bokeh_model.files import atomic_write
 from bokeh_model.images import array_to_pil, load_image, resize_array, save_image
 from evaluation.dataset import EvalSource, Sample, fingerprint, image_extension, open_source, sort_ids
 from evaluation.metrics import (
+    ALEXNET_FILE,
     DEFAULT_PROFILE,
     PROFILES,
     LPIPSUnavailableError,
     MetricProfile,
+    alexnet_trunk_path,
     get_lpips_model,
     get_profile,
     lpips_status,
@@ -54,7 +57,16 @@ from evaluation.metrics import (
 )
 from evaluation.runtime import environment_info, hardware_label, timed_call
 
-__all__ = ["EXIT_BAD_INPUT", "EXIT_FAILURE", "EXIT_MISSING", "build_parser", "main", "run_evaluation"]
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "EXIT_FAILURE",
+    "EXIT_MISSING",
+    "PSNR_CAP_DB",
+    "build_parser",
+    "evaluate_predictions",
+    "main",
+    "run_evaluation",
+]
 
 EXIT_FAILURE = 1  # the same codes as bokeh_model.cli
 EXIT_BAD_INPUT = 2
@@ -62,6 +74,12 @@ EXIT_MISSING = 3
 DERIVED_FILES = ("table.md", "table.csv", "leaderboard.json", "report.html", "run.json", "per_image.csv")
 PREDICTION_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".npy")
 FOCUS_PARAMS = ("focus_disparity", "focus")
+# A prediction equal to its target has infinite PSNR; 8-bit images that differ in one level of one pixel of a
+# 1536x1024 photo give about 115 dB. Every PSNR above this cap counts as the cap, so identical images raise a
+# method's mean instead of silently dropping out of it. Capped images are counted in run.json and the table.
+PSNR_CAP_DB = 100.0
+# Ids a split must hold to be complete (Val294 = EBB! training ids 4400-4693, the DMSHN benchmark).
+EXPECTED_IDS: dict[str, list[str]] = {"val294": [str(i) for i in range(4400, 4694)]}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -202,8 +220,8 @@ def _create(name: str, options: dict[str, Any]) -> Any:
         raise InputError(f"method {name!r} does not accept these options {sorted(kwargs)}: {exc}") from None
 
 
-def resolve_methods(args: argparse.Namespace, device: str) -> tuple[list[MethodRun], list[str]]:
-    """The registered and external methods of this run, and notes about skipped ones.
+def resolve_methods(args: argparse.Namespace, device: str) -> tuple[list[MethodRun], list[dict[str, str]]]:
+    """The registered and external methods of this run, and the skipped ones (``{"method", "reason"}``).
 
     Raises:
         ModelUnavailableError: an explicitly requested method cannot run here (e.g. PyNET without weights).
@@ -213,7 +231,7 @@ def resolve_methods(args: argparse.Namespace, device: str) -> tuple[list[MethodR
 
     params = parse_assignments(args.param, "--param")
     options = parse_assignments(args.option, "--option")
-    notes: list[str] = []
+    skipped: list[dict[str, str]] = []
     explicit = args.methods is not None
     requested = [] if explicit and args.methods == ["none"] else (args.methods or list_methods())
     runs: list[MethodRun] = []
@@ -227,7 +245,7 @@ def resolve_methods(args: argparse.Namespace, device: str) -> tuple[list[MethodR
         if not ok:
             if explicit:
                 raise ModelUnavailableError(f"method {label!r} ({name}) cannot run here: {reason}")
-            notes.append(f"skipped {label}: {reason}")
+            skipped.append({"method": label, "reason": reason})
             continue
         checked = method.validate_params(params.get(label, {}))
         runs.append(
@@ -260,9 +278,9 @@ def resolve_methods(args: argparse.Namespace, device: str) -> tuple[list[MethodR
     stray = sorted((set(params) | set(options)) - set(labels) - {n.split("=")[0] for n in requested})
     if stray:
         raise InputError(f"--param/--option given for {stray}, which are not run; run labels: {labels}")
-    if not runs:
+    if not runs and not skipped:
         raise InputError("no method to evaluate: give --methods NAME or --predictions DIR")
-    return runs, notes
+    return runs, skipped
 
 
 def _find_prediction(folder: Path, sample_id: str) -> Path | None:
@@ -340,8 +358,14 @@ class _Context:
     lpips_model: Any
     depth_estimator: Any
     warmup: int
+    depth_model: str | None = None
     notes: list[str] = field(default_factory=list)
     upsampled_inputs: int = 0
+    dropped: dict[str, str] = field(default_factory=dict)  # label -> why it stopped part-way (no depth)
+
+
+class _NoDepth(Exception):
+    """A method needs a depth map for a row that has none (only seen part-way when streaming)."""
 
 
 def _prepare_input(ctx: _Context, sample: Sample, target: np.ndarray) -> np.ndarray:
@@ -358,22 +382,35 @@ def _prepare_input(ctx: _Context, sample: Sample, target: np.ndarray) -> np.ndar
     )
 
 
+def _depth_identity(ctx: _Context, sample: Sample) -> str | None:
+    """What a method's depth input is made of: the row's depth map (by hash) or the depth model's name."""
+    stored = sample.depth_sha256
+    if stored is not None:
+        return f"dataset:{stored}"
+    return f"model:{ctx.depth_model}" if ctx.depth_estimator is not None else None
+
+
 def _depth_for(ctx: _Context, sample: Sample, image: np.ndarray) -> np.ndarray | None:
     depth = sample.decode_depth()
     if depth is not None:
         return depth
     if ctx.depth_estimator is None:
         return None
+    from bokeh_model.images import load_depth, save_depth
+
+    # Estimated maps are kept in --out/depth, reused only for the same input bytes and the same depth model.
     cached = ctx.out / "depth" / f"{sample.id}.png"
-    if cached.is_file():
-        from bokeh_model.images import load_depth
-
-        return load_depth(cached)
-    from bokeh_model.images import save_depth
-
-    depth = ctx.depth_estimator(image)
-    save_depth(depth, cached)
-    return depth
+    sidecar = cached.with_suffix(".json")
+    identity = {"input_sha256": sample.original_sha256, "depth_model": ctx.depth_model}
+    if cached.is_file() and sidecar.is_file():
+        try:
+            if json.loads(sidecar.read_text(encoding="utf-8")) == identity:
+                return load_depth(cached)
+        except (OSError, ValueError):
+            pass
+    save_depth(ctx.depth_estimator(image), cached)
+    atomic_write(sidecar, json.dumps(identity))
+    return load_depth(cached)  # the stored 16-bit levels, so a resumed run renders from the same map
 
 
 def _render(
@@ -383,12 +420,18 @@ def _render(
     pred_path = ctx.out / "predictions" / run.label / f"{sample.id}.png"
     meta_path = pred_path.with_suffix(".json")
     config = run.config_hash()
+    # A saved prediction is reused only for the same settings, input bytes and depth source.
+    identity = {
+        "config": config,
+        "input_sha256": sample.original_sha256,
+        "depth": _depth_identity(ctx, sample) if run.needs_depth else None,
+    }
     if pred_path.is_file() and meta_path.is_file():
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             meta = {}
-        if meta.get("config") == config:
+        if all(meta.get(key) == value for key, value in identity.items()):
             pred = load_image(pred_path)
             if pred.shape != target.shape:
                 raise InputError(
@@ -405,9 +448,8 @@ def _render(
             cache["depth"] = _depth_for(ctx, sample, image)
         depth = cache["depth"]
         if depth is None:
-            raise InputError(
-                f"method {run.label!r} needs a depth map but {sample.where} has no depth column; "
-                "pass --depth-model (a transformers depth model folder or cached hub id)"
+            raise _NoDepth(
+                f"needs a depth map but id {sample.id} of {sample.where} has none and no --depth-model was given"
             )
     params = dict(run.params)
     focus = getattr(ctx.source, "focus_disparity", None)
@@ -434,7 +476,7 @@ def _render(
     atomic_write(
         meta_path,
         json.dumps(
-            {"config": config, "method": run.name, "params": params, "runtime_s": seconds, "hardware": run.hardware},
+            {**identity, "method": run.name, "params": params, "runtime_s": seconds, "hardware": run.hardware},
             default=str,
         ),
     )
@@ -468,6 +510,7 @@ def _score_shard(
 
     rows: list[dict[str, Any]] = []
     hashes: dict[str, str] = {}
+    input_hashes: dict[str, str] = {}
     ids = ctx.source.ids()
     total = None
     if ids is not None:
@@ -489,19 +532,29 @@ def _score_shard(
         target = _exact_levels(sample.decode_bokeh())
         _write_pair_files(ctx.out, sample)
         hashes[sample.id] = sample.bokeh_sha256
+        input_hashes[sample.id] = sample.original_sha256
         cache: dict[str, Any] = {}
         for run in runs:
+            if run.label in ctx.dropped:
+                continue
             runtime, reused = float("nan"), False
             if run.kind == "registered":
-                pred, runtime, reused = _render(ctx, run, sample, target, cache)
+                try:
+                    pred, runtime, reused = _render(ctx, run, sample, target, cache)
+                except _NoDepth as missing:  # streaming: found part-way; drop the method, keep the run going
+                    ctx.dropped[run.label] = str(missing)
+                    rows = [row for row in rows if row["method"] != run.label]
+                    continue
             else:
                 pred = _external(ctx, run, sample, target)
             scores = score_pair(pred, target, ctx.profile, lpips_model=ctx.lpips_model)
+            capped = bool(scores["psnr"] > PSNR_CAP_DB)  # inf (identical images) included
             rows.append(
                 {
                     "method": run.label,
                     "id": sample.id,
-                    "psnr": scores["psnr"],
+                    "psnr": PSNR_CAP_DB if capped else scores["psnr"],
+                    "psnr_capped": capped,
                     "ssim": scores["ssim"],
                     "lpips": scores["lpips"],
                     "runtime_s": runtime,
@@ -512,7 +565,13 @@ def _score_shard(
             )
         progress.update(1)
     progress.close()
-    return {"rows": rows, "hashes": hashes, "upsampled_inputs": ctx.upsampled_inputs}
+    return {
+        "rows": rows,
+        "hashes": hashes,
+        "input_hashes": input_hashes,
+        "upsampled_inputs": ctx.upsampled_inputs,
+        "dropped": ctx.dropped,
+    }
 
 
 def _summaries(frame: Any, runs: list[MethodRun], synthetic: bool = False) -> dict[str, Any]:
@@ -540,13 +599,77 @@ def _summaries(frame: Any, runs: list[MethodRun], synthetic: bool = False) -> di
             "reused_predictions": int(part["reused"].sum()),
             "runtime_s": summarize(runtimes) if np.isfinite(runtimes).any() else None,
             "metrics": {m: summarize(part[m].to_numpy(dtype=np.float64)) for m in ("psnr", "ssim", "lpips")},
-            "psnr_infinite": int(np.isinf(part["psnr"].to_numpy(dtype=np.float64)).sum()),
+            "psnr_capped": int(part["psnr_capped"].sum()) if "psnr_capped" in part else 0,
+            "psnr_cap_db": PSNR_CAP_DB,
         }
     return result
 
 
+def _skip_methods_without_depth(
+    source: EvalSource, runs: list[MethodRun], args: argparse.Namespace
+) -> tuple[list[MethodRun], list[dict[str, str]]]:
+    """Leave out methods that need depth when the data has none and no --depth-model was given.
+
+    Checked before anything is written, so a run never stops part-way for this. A method named in
+    --methods cannot be honoured, which is an error (exit 3) like PyNET without weights.
+
+    Raises:
+        ModelUnavailableError: an explicitly requested method needs depth that the run cannot provide.
+    """
+    needy = [run for run in runs if run.kind == "registered" and run.needs_depth]
+    if not needy or args.depth_model:
+        return runs, []
+    with_depth, total = source.depth_coverage()
+    if with_depth == 0:
+        why = f"{source.description} has no depth maps"
+    elif with_depth is not None and total is not None and with_depth < total:
+        why = f"{total - with_depth} of {total} rows of {source.description} have no depth map"
+    else:
+        return runs, []  # every row has depth, or unknown until read (streaming): checked per row
+    reason = (
+        f"needs a depth map: {why} and no --depth-model was given; build the dataset once with "
+        "`python -m evaluation.ebb build --depth-model MODEL` (every later run reuses the stored maps) "
+        "or pass --depth-model MODEL"
+    )
+    if args.methods is not None:
+        raise ModelUnavailableError(f"method(s) {[run.label for run in needy]} {reason}")
+    return [run for run in runs if run not in needy], [{"method": run.label, "reason": reason} for run in needy]
+
+
+def _coverage(source: EvalSource, scored: list[str], available: int | None, limit: int) -> dict[str, Any]:
+    """How much of the split was scored: ``n`` of ``expected`` ids (Val294: 294), missing and extra ids."""
+    expected = None if source.synthetic else EXPECTED_IDS.get(source.split)
+    coverage: dict[str, Any] = {"n": len(scored), "expected": len(expected) if expected else available}
+    missing: list[str] = []
+    if expected:
+        missing = sort_ids(set(expected) - set(scored))
+        coverage["missing_ids"] = missing
+        coverage["unexpected_ids"] = sort_ids(set(scored) - set(expected))
+        coverage["expected_ids"] = f"{expected[0]}-{expected[-1]}"
+    limited = bool(limit) and available is not None and available > len(scored)
+    coverage["limit"] = limit or None
+    coverage["complete"] = not missing and not limited
+    return coverage
+
+
+def _lpips_trunk_record() -> dict[str, Any]:
+    """Path, SHA-256 and official-name check of the AlexNet trunk LPIPS used (the official file name carries
+    the first 8 hex digits of its SHA-256)."""
+    path = alexnet_trunk_path()
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(8 << 20), b""):
+            digest.update(block)
+    sha = digest.hexdigest()
+    official = ALEXNET_FILE.rsplit("-", 1)[-1].split(".")[0]
+    return {"trunk_path": str(path), "trunk_sha256": sha, "trunk_matches_official_name": sha.startswith(official)}
+
+
 def run_evaluation(args: argparse.Namespace, argv: Sequence[str] | None = None) -> Path:
     """Run the evaluation described by parsed ``args``; returns the output folder.
+
+    Everything that can be checked up front (data, methods, depth, weights, LPIPS) is checked before the
+    output folder is touched; the tables are written at the end, each file atomically.
 
     Raises:
         InputError, ModelUnavailableError: see the module docstring's exit codes.
@@ -585,27 +708,32 @@ def run_evaluation(args: argparse.Namespace, argv: Sequence[str] | None = None) 
             + f"\n  {source.description}\n  No --dataset given: these numbers are NOT EBB! results.\n"
             + "=" * 78
         )
-    runs, method_notes = resolve_methods(args, device)
-    notes += method_notes
-    for note in method_notes:
-        say(f"note: {note}")
+    runs, skipped = resolve_methods(args, device)
     user_params = parse_assignments(args.param, "--param")
     for run in runs:
         run.options["_user_params"] = tuple(user_params.get(run.label, {}))
         if run.kind == "registered":
             run.needs_depth = bool(run.method.requires_depth())
-    ids = source.ids()
-    if ids is not None and args.limit:
-        ids = ids[: args.limit]
+    runs, no_depth = _skip_methods_without_depth(source, runs, args)
+    skipped += no_depth
+    for entry in skipped:
+        say(f"note: skipped {entry['method']}: {entry['reason']}")
+    all_ids = source.ids()
+    ids = all_ids[: args.limit] if all_ids is not None and args.limit else all_ids
     _check_external(runs, ids)
 
     lpips_model = None
-    lpips_info = {"available": False, "reason": "skipped with --no-lpips"}
+    lpips_info: dict[str, Any] = {"available": False, "reason": "skipped with --no-lpips"}
     if not args.no_lpips:
         ok, reason = lpips_status()
         if ok:
             lpips_model = get_lpips_model(device)
-            lpips_info = {"available": True, "reason": "", "net": "alex", "version": "0.1"}
+            lpips_info = {"available": True, "reason": "", "net": "alex", "version": "0.1", **_lpips_trunk_record()}
+            if not lpips_info["trunk_matches_official_name"]:
+                notes.append(
+                    f"LPIPS trunk {lpips_info['trunk_path']} has SHA-256 {lpips_info['trunk_sha256'][:16]}..., "
+                    f"not the official {ALEXNET_FILE}: LPIPS values are not comparable with published ones"
+                )
         elif args.require_lpips:
             raise LPIPSUnavailableError(reason)
         else:
@@ -635,6 +763,7 @@ def run_evaluation(args: argparse.Namespace, argv: Sequence[str] | None = None) 
         lpips_model=lpips_model,
         depth_estimator=depth_estimator,
         warmup=args.warmup,
+        depth_model=args.depth_model,
     )
     shard = _score_shard(ctx, runs, rank, world, args.limit, show_progress=main_process or world > 1)
     shard_file = out / ".shards" / f"rank-{rank:03d}-of-{world:03d}.json"
@@ -645,19 +774,30 @@ def run_evaluation(args: argparse.Namespace, argv: Sequence[str] | None = None) 
 
     rows: list[dict[str, Any]] = []
     hashes: dict[str, str] = {}
+    input_hashes: dict[str, str] = {}
+    dropped: dict[str, str] = {}
     upsampled = 0
     for index in range(world):
         part = json.loads((out / ".shards" / f"rank-{index:03d}-of-{world:03d}.json").read_text(encoding="utf-8"))
         rows += part["rows"]
         hashes.update(part["hashes"])
+        input_hashes.update(part["input_hashes"])
+        dropped.update(part["dropped"])
         upsampled += part["upsampled_inputs"]
     expected = ids if ids is not None else sort_ids(hashes)
     missing = sorted(set(expected) - set(hashes))
     if missing:
         raise BokehError(f"shards did not score ids {missing[:20]}; the run is incomplete, no table was written")
-    if not rows:
+    if not hashes:
         raise InputError(f"{source.description} has no images to evaluate")
-    frame = pd.DataFrame(rows)
+    # a method one shard had to drop (a row without depth) is dropped from every shard
+    rows = [row for row in rows if row["method"] not in dropped]
+    skipped += [{"method": label, "reason": reason} for label, reason in dropped.items()]
+    runs = [run for run in runs if run.label not in dropped]
+    frame = pd.DataFrame(
+        rows,
+        columns=["method", "id", "psnr", "psnr_capped", "ssim", "lpips", "runtime_s", "reused", "width", "height"],
+    )
     order = {sample_id: position for position, sample_id in enumerate(sort_ids(hashes))}
     frame["_order"] = frame["id"].map(order)
     frame["_method"] = frame["method"].map({run.label: i for i, run in enumerate(runs)})
@@ -667,8 +807,17 @@ def run_evaluation(args: argparse.Namespace, argv: Sequence[str] | None = None) 
             runtimes = frame.loc[frame["method"] == run.label, "runtime_s"]
             if runtimes.isna().any():
                 notes.append(f"{run.label}: {int(runtimes.isna().sum())} reused predictions had no recorded runtime")
+    capped = frame.loc[frame["psnr_capped"].astype(bool)]
+    if len(capped):
+        counts = capped.groupby("method", sort=False).size()
+        notes.append(
+            f"PSNR capped at {PSNR_CAP_DB:g} dB (prediction equal to the target, or closer than that) for "
+            + ", ".join(f"{label}: {count} image{'s' if count != 1 else ''}" for label, count in counts.items())
+            + "; the means include them at the cap"
+        )
     if upsampled:
         notes.append(f"{upsampled} half-resolution inputs were upsampled x2 (bicubic) to the target size")
+    coverage = _coverage(source, sort_ids(hashes), len(all_ids) if all_ids is not None else None, args.limit)
     words = list(sys.argv) if argv is None else ["-m", "evaluation.run", *argv]
     command = "python " + " ".join(shlex.quote(str(a)) for a in words)
     env = environment_info(device)
@@ -686,9 +835,11 @@ def run_evaluation(args: argparse.Namespace, argv: Sequence[str] | None = None) 
             "synthetic": source.synthetic,
             "description": source.description,
             "meta": source.meta,
-            "fingerprint": fingerprint(source.name, source.split, hashes),
+            "coverage": coverage,
+            "fingerprint": fingerprint(source.name, source.split, hashes, input_hashes),
         },
         "lpips": lpips_info,
+        "psnr_cap_db": PSNR_CAP_DB,
         "device": device,
         "hardware": env["hardware"],
         "versions": env,
@@ -698,6 +849,7 @@ def run_evaluation(args: argparse.Namespace, argv: Sequence[str] | None = None) 
         "includes the method's own pre/post-processing, excludes file I/O, decoding and metrics",
         "quantization": "predictions are scored as saved: 8-bit PNG levels",
         "notes": notes,
+        "skipped_methods": skipped,
         "methods": _summaries(frame, runs, source.synthetic),
     }
     atomic_write(out / "per_image.csv", frame.to_csv(index=False))
@@ -706,6 +858,8 @@ def run_evaluation(args: argparse.Namespace, argv: Sequence[str] | None = None) 
 
     rebuild_tables(out)
     shutil.rmtree(out / ".shards", ignore_errors=True)
+    if not coverage["complete"]:
+        say(f"warning: incomplete split: {coverage['n']} of {coverage['expected']} images scored")
     for label, summary in run_record["methods"].items():
         metrics = summary["metrics"]
         runtime = summary["runtime_s"]
@@ -716,8 +870,60 @@ def run_evaluation(args: argparse.Namespace, argv: Sequence[str] | None = None) 
             + (f"{runtime['mean']:.4f} s" if runtime else "n/a")
             + f"  ({summary['n_images']} images)"
         )
+    for entry in skipped:
+        say(f"{entry['method']:>16}: not scored ({entry['reason']})")
     say(f"wrote {out / 'table.md'}, {out / 'report.html'} and per-image results")
     return out
+
+
+def evaluate_predictions(
+    dataset: str,
+    split: str,
+    predictions_dir: str | os.PathLike,
+    *,
+    label: str = "submission",
+    profile: str = DEFAULT_PROFILE,
+    out_dir: str | os.PathLike,
+    lpips: bool = True,
+    require_lpips: bool = False,
+    device: str = "auto",
+    limit: int = 0,
+) -> dict[str, Any]:
+    """Score a folder of predictions (``<id>.png|jpg|npy``) on a dataset split: the library form of
+    ``python evaluation/run.py --dataset DATASET --split SPLIT --methods none --predictions LABEL=DIR``.
+
+    Writes the usual outputs into ``out_dir`` and returns the run record (the content of ``run.json``:
+    ``methods[label]`` holds the metric summaries, ``dataset.fingerprint`` and ``dataset.coverage`` what was
+    scored, ``versions`` and ``lpips`` the environment).
+
+    Raises:
+        InputError: bad dataset, split, missing or malformed predictions (the message names the files).
+        ModelUnavailableError: the dataset cannot be reached, or LPIPS is missing with ``require_lpips``.
+    """
+    argv = [
+        "--dataset",
+        str(dataset),
+        "--split",
+        split,
+        "--methods",
+        "none",
+        "--predictions",
+        f"{label}={os.fspath(predictions_dir)}",
+        "--profile",
+        profile,
+        "--device",
+        device,
+        "--limit",
+        str(limit),
+        "--out",
+        os.fspath(out_dir),
+    ]
+    if not lpips:
+        argv.append("--no-lpips")
+    if require_lpips:
+        argv.append("--require-lpips")
+    out = run_evaluation(build_parser().parse_args(argv), argv)
+    return json.loads((out / "run.json").read_text(encoding="utf-8"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

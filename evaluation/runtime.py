@@ -81,10 +81,45 @@ def environment_info(device: str = "cpu") -> dict[str, Any]:
         "cuda": torch.version.cuda if torch.cuda.is_available() else None,
         "cudnn": torch.backends.cudnn.version() if torch.cuda.is_available() else None,
     }
-    for package in ("skimage", "lpips", "datasets", "cv2", "torchvision", "accelerate"):
-        try:
-            module = __import__(package)
-            info[package] = getattr(module, "__version__", "unknown")
-        except ImportError:
-            info[package] = None
+    # Versions from the installed distributions (importlib.metadata), not module attributes: lpips 0.1.4 has
+    # no __version__. JPEG decoding changes PSNR (up to 1.5 dB between decoders), so Pillow's libjpeg is kept.
+    for key, distributions in _DISTRIBUTIONS.items():
+        info[key] = _distribution_version(*distributions)
+    info.update(_jpeg_decoder())
     return info
+
+
+_DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
+    "skimage": ("scikit-image",),
+    "lpips": ("lpips",),
+    "datasets": ("datasets",),
+    "pyarrow": ("pyarrow",),
+    "cv2": ("opencv-python", "opencv-python-headless", "opencv-contrib-python"),
+    "torchvision": ("torchvision",),
+    "transformers": ("transformers",),
+    "accelerate": ("accelerate",),
+    "pillow": ("pillow",),
+}
+
+
+def _distribution_version(*names: str) -> str | None:
+    from importlib import metadata
+
+    for name in names:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def _jpeg_decoder() -> dict[str, Any]:
+    """The libjpeg Pillow decodes JPEGs with (e.g. libjpeg-turbo 3.1.0)."""
+    from PIL import features
+
+    try:
+        api = features.version("jpg")  # the libjpeg API level (6.2 / 8.0); turbo reports its own version
+        turbo = features.version("libjpeg_turbo") if features.check_feature("libjpeg_turbo") else None
+    except Exception:  # noqa: BLE001 - a Pillow without the feature API: record that it is unknown
+        return {"libjpeg": None, "libjpeg_turbo": None}
+    return {"libjpeg": f"libjpeg-turbo {turbo} (API {api})" if turbo else f"libjpeg {api}", "libjpeg_turbo": turbo}

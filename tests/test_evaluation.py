@@ -165,7 +165,10 @@ def test_mos_csv_and_leaderboard_api(tmp_path):
     ).to_csv(out / "mos.csv", index=False)
     leaderboard.rebuild_tables(out)
     markdown = (out / "table.md").read_text()
-    assert "| eval_test_blur |" in markdown and "0.50₁" in markdown and "0.85₁" in markdown
+    assert "| eval_test_blur |" in markdown and "0.50₁" in markdown
+    # the paper's rows were measured under the other protocol: not beside dmshn numbers
+    assert "0.85₁" not in markdown and "reported in paper" not in markdown
+    assert "Table 1 rows are not shown" in markdown and "Profile **dmshn**" in markdown
     frame = leaderboard.load_leaderboard(out)
     assert list(frame.columns) == leaderboard.TABLE_COLUMNS
     assert frame.loc[frame["Method"] == "eval_test_blur", "MOS ↓"].item() == "0.50₁"
@@ -447,9 +450,11 @@ def test_depth_model_fills_missing_depth(tmp_path):
     ebb.build_dataset(_ebb_zip(tmp_path / "Training.zip"), built, log=lambda line: None)
     out = tmp_path / "r"
     args = ["--dataset", str(built), "--split", "val294", "--methods", "eval_test_blur", "--warmup", "0"]
-    assert main([*args, "--out", str(out)]) == 2  # needs depth, the dataset has none
+    # requested by name, needs depth, the dataset has none: exit 3 before anything is written
+    assert main([*args, "--out", str(out)]) == 3
+    assert not out.exists()
     assert main([*args, "--depth-model", str(model_dir), "--out", str(out)]) == 0
-    assert sorted(p.name for p in (out / "depth").iterdir()) == ["4400.png", "4401.png"]
+    assert sorted(p.name for p in (out / "depth").iterdir()) == ["4400.json", "4400.png", "4401.json", "4401.png"]
     assert main([*args, "--depth-model", str(tmp_path / "missing-model"), "--out", str(tmp_path / "x")]) == 3
     assert main([*args, "--streaming", "--depth-model", str(model_dir), "--out", str(tmp_path / "s")]) == 0
     streamed = pd.read_csv(tmp_path / "s" / "per_image.csv")
