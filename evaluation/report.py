@@ -153,7 +153,8 @@ def mos_figure(mos: pd.DataFrame, colors: Mapping[str, str] | None = None) -> ob
 
 
 _STYLE = (
-    "body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em}"
+    "body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em}h1{overflow-wrap:anywhere}"
+    ".scroll{overflow-x:auto}"
     ".note{color:#444;margin:.3em 0}.banner{background:#fde68a;padding:.6em;font-weight:bold;margin:.4em 0}"
     "table.results{border-collapse:collapse;margin:1em 0;width:100%}"
     "table.results th,table.results td{border:1px solid #ccc;padding:.3em .5em;text-align:left}"
@@ -175,7 +176,8 @@ def _table_html(table: pd.DataFrame, colors: Mapping[str, str], paper_source: st
                 text = f"<span class='swatch' style='background:{colors[str(row[column])]}'></span>{text}"
             cells.append(f"<td>{text}</td>")
         body.append(f"<tr class='{'paper' if is_paper else 'measured'}'>{''.join(cells)}</tr>")
-    return f"<table class='results'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    table_html = f"<table class='results'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return f"<div class='scroll'>{table_html}</div>"  # narrow screens scroll the table, not the page
 
 
 def write_report(
@@ -194,6 +196,7 @@ def write_report(
     notes, then the figures."""
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>",
         f"<title>{html.escape(title)}</title>",
         f"<style>{_STYLE}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",

@@ -206,7 +206,15 @@ def test_lpips_column_filled_when_trunk_present(tmp_path, monkeypatch):
     assert main([*SYNTH, "--methods", "eval_test_blur", "--require-lpips", "--out", str(out)]) == 0
     per_image = pd.read_csv(out / "per_image.csv")
     assert per_image["lpips"].notna().all()
-    assert json.loads((out / "run.json").read_text())["lpips"]["available"]
+    lpips_record = json.loads((out / "run.json").read_text())["lpips"]
+    assert lpips_record["available"]
+    # the trunk that was used is recorded by hash; a random one under the official name is flagged
+    import hashlib
+
+    trunk = hub / "checkpoints" / metrics.ALEXNET_FILE
+    assert lpips_record["trunk_sha256"] == hashlib.sha256(trunk.read_bytes()).hexdigest()
+    assert lpips_record["trunk_path"] == str(trunk) and not lpips_record["trunk_matches_official_name"]
+    assert "not comparable with published ones" in (out / "table.md").read_text()
 
 
 def _external(folder: Path, ids, size=(96, 128), value=120) -> Path:
