@@ -302,8 +302,11 @@ def open_dataset(source: str, split: str, *, streaming: bool = False, record: di
                         raise InputError(f"{path} has no split {split!r}; it has {sorted(loaded)}")
                     loaded = loaded[split]
                 files = [Path(f["filename"]) for f in getattr(loaded, "cache_files", [])]
-                info = {"builder": "save_to_disk", "data_files": _hash_files(files)}
-                info["content_sha256"] = _content_key("arrow", split, info["data_files"])
+                info = {
+                    "builder": "save_to_disk",
+                    "data_files": [{"path": str(f), "bytes": f.stat().st_size} for f in files],
+                    "datasets_fingerprint": getattr(loaded, "_fingerprint", None),
+                }
                 dataset = loaded.to_iterable_dataset() if streaming else loaded
             else:
                 dataset, info = open_local(path, split, streaming=streaming)

@@ -337,3 +337,33 @@ def test_prediction_files_only_give_no_runtime_chart(tmp_path):
     titles = [f.layout.title.text for f in leaderboard.leaderboard_figures(out)]
     assert len(titles) == 1 and "Per-image" in titles[0]
     assert "Runtime vs" not in (out / "report.html").read_text()
+
+
+def test_rows_without_depth_skip_the_methods_that_need_it(tmp_path):
+    """Depth for some rows only (PyNET layout, one depth map missing): decided up front when the table is
+    loaded, or part-way when streaming; either way the run finishes and says which method was left out."""
+    rng = np.random.default_rng(11)
+    root = tmp_path / "ebb_dataset"
+    for kind in ("original", "original_depth", "bokeh"):
+        (root / "train" / kind).mkdir(parents=True)
+    for i in (4400, 4401):
+        (root / "train" / "original" / f"{i}.jpg").write_bytes(_jpeg((rng.random((96, 128, 3)) * 255).astype(np.uint8)))
+        (root / "train" / "bokeh" / f"{i}.jpg").write_bytes(_jpeg((rng.random((96, 128, 3)) * 255).astype(np.uint8)))
+    Image.fromarray(np.tile(np.linspace(0, 255, 128).astype(np.uint8), (96, 1))).save(
+        root / "train" / "original_depth" / "4400.png"
+    )
+    built = tmp_path / "hf"
+    assert ebb.build_dataset(root, built, log=lambda line: None)["has_depth"]
+    args = ["--dataset", str(built), "--split", "val294", "--warmup", "0"]
+    # named in --methods but cannot be honoured: exit 3 before anything is written
+    assert main([*args, "--methods", "gaussian", "--out", str(tmp_path / "a")]) == 3
+    assert not (tmp_path / "a").exists()
+    # streaming cannot know up front: the method is dropped when the row without depth arrives
+    out = tmp_path / "b"
+    assert main([*args, "--streaming", "--methods", "gaussian", "eval_trust_dim", "--out", str(out)]) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert list(run["methods"]) == ["eval_trust_dim"] and run["methods"]["eval_trust_dim"]["n_images"] == 2
+    assert [entry["method"] for entry in run["skipped_methods"]] == ["gaussian"]
+    assert "id 4401" in run["skipped_methods"][0]["reason"]
+    assert set(pd.read_csv(out / "per_image.csv")["method"]) == {"eval_trust_dim"}
+    assert "- **gaussian**: needs a depth map but id 4401" in (out / "table.md").read_text()
