@@ -14,7 +14,12 @@ benchmark introduced with DMSHN) and ``test`` (PyNET layout, only where targets 
 maps are present or computed with ``--depth-model``.
 
 Every pair is decoded and checked: both files readable, same aspect ratio, and the target the same size as
-the input or twice the size of a half-resolution input. Pairs that fail are left out and listed.
+the input or twice the size of a half-resolution input. Pairs that fail are left out and listed. A
+``val294`` with fewer than its 294 ids is flagged as incomplete in the card.
+
+The public archives have no depth maps, and the renderers need them: ``--depth-model`` estimates them once,
+in batches (``--depth-batch``) with a progress bar, so every later evaluation reads the stored ``depth``
+column. Maps are kept in ``OUT/.depth-cache/`` until the build succeeds; an interrupted build resumes there.
 """
 
 from __future__ import annotations
@@ -439,7 +444,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     build.add_argument("--out", required=True, help="output folder (hub layout: data/*.parquet + README.md)")
     build.add_argument("--push-to-hub", metavar="ID", help="also upload to this Hub dataset repo (needs internet)")
     build.add_argument("--private", action="store_true", help="create the Hub repo as private")
-    build.add_argument("--depth-model", help="transformers depth model for a depth column (folder or cached hub id)")
+    build.add_argument(
+        "--depth-model",
+        help="transformers depth model for a depth column (folder or cached hub id); estimated once, stored, resumable",
+    )
     build.add_argument("--device", default="cpu", help="device of the depth model (default: cpu)")
     build.add_argument("--depth-batch", type=int, default=8, help="images per depth-model forward pass (default 8)")
     build.add_argument("--limit", type=int, default=0, help="only the first N pairs (0 = all)")
@@ -462,7 +470,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wrote {args.out}; evaluate with: python evaluation/run.py --dataset {args.out} --split val294")
         return 0
 
-    return run_reporting_errors(build)
+    return run_reporting_errors(
+        build,
+        interrupted=f"interrupted: depth maps estimated so far are kept in {Path(args.out) / DEPTH_CACHE} and "
+        "reused when the same command is run again",
+    )
 
 
 if __name__ == "__main__":
