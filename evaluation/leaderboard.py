@@ -254,12 +254,20 @@ def _banners(run: dict[str, Any]) -> list[str]:
     coverage = dataset.get("coverage") or {}
     if coverage and coverage.get("complete") is False:
         missing = coverage.get("missing_ids") or []
-        shown = ", ".join(missing[:8]) + (", ..." if len(missing) > 8 else "")
-        detail = f" ({len(missing)} missing: {shown})" if missing else ""
-        limit = f", limited with --limit {coverage['limit']}" if coverage.get("limit") else ""
+        unexpected = coverage.get("unexpected_ids") or []
+        details = []
+        if missing:
+            details.append(f"{len(missing)} missing: " + ", ".join(missing[:8]) + (", ..." if len(missing) > 8 else ""))
+        if unexpected:
+            outside = ", ".join(unexpected[:8]) + (", ..." if len(unexpected) > 8 else "")
+            details.append(f"{len(unexpected)} ids outside {coverage.get('expected_ids')}: {outside}")
+        if coverage.get("limit"):
+            details.append(f"limited with --limit {coverage['limit']}")
+        of = f" of {coverage['expected']}" if coverage.get("expected") else ""
         banners.append(
-            f"INCOMPLETE SPLIT: {coverage.get('n')} of {coverage.get('expected')} {dataset.get('split')} images "
-            f"scored{detail}{limit}; these means are not comparable with results on the full split."
+            f"INCOMPLETE SPLIT: {coverage.get('n')}{of} {dataset.get('split')} images scored"
+            + (f" ({'; '.join(details)})" if details else "")
+            + "; these means are not comparable with results on the full split."
         )
     return banners
 

@@ -646,9 +646,10 @@ def _coverage(source: EvalSource, scored: list[str], available: int | None, limi
         coverage["missing_ids"] = missing
         coverage["unexpected_ids"] = sort_ids(set(scored) - set(expected))
         coverage["expected_ids"] = f"{expected[0]}-{expected[-1]}"
-    limited = bool(limit) and available is not None and available > len(scored)
+    # --limit cut the split short when rows were left (streaming: unknown, so assume it did if it was reached)
+    limited = bool(limit) and (available > len(scored) if available is not None else len(scored) >= limit)
     coverage["limit"] = limit or None
-    coverage["complete"] = not missing and not limited
+    coverage["complete"] = not missing and not coverage.get("unexpected_ids") and not limited
     return coverage
 
 

@@ -296,6 +296,10 @@ def test_run_record_versions_and_public_function(tmp_path):
     board = json.loads((tmp_path / "r" / "leaderboard.json").read_text())
     assert [row["method"] for row in board["rows"]] == ["team-x"]
     assert any("not the same metric" in note for note in board["notes"])
+    # --limit: fewer images than the split holds is flagged, with the reason
+    limited = evaluate_predictions(str(built), "val294", preds, limit=1, lpips=False, out_dir=tmp_path / "l")
+    assert limited["dataset"]["coverage"]["n"] == 1 and not limited["dataset"]["coverage"]["complete"]
+    assert "limited with --limit 1" in (tmp_path / "l" / "table.md").read_text()
 
 
 def test_report_shows_the_table_and_one_colour_per_method(tmp_path):
