@@ -10,9 +10,13 @@ Examples::
 
 Outputs in ``--out``: ``table.md``, ``table.csv``, ``per_image.csv``, ``run.json``, ``leaderboard.json``,
 ``report.html``, ``predictions/<method>/<id>.png`` (+ ``.json`` sidecars with the runtime), ``targets/<id>.<ext>``
-and ``inputs/<id>.<ext>`` (original bytes). Predictions already on disk with the same method settings are
-reused, so an interrupted run resumes. Exit codes: 0 ok, 1 failure, 2 bad input, 3 missing model, weights,
-LPIPS trunk (with --require-lpips) or dataset.
+and ``inputs/<id>.<ext>`` (original bytes). Predictions already on disk with the same method settings, input
+bytes and depth source are reused, so an interrupted run resumes. Methods that cannot run here (PyNET without
+weights, renderers without depth maps or ``--depth-model``) are listed as not scored, with the reason; named in
+``--methods``, they are an error (exit 3) found before anything is written. Exit codes: 0 ok, 1 failure,
+2 bad input, 3 missing model, weights, depth, LPIPS trunk (with --require-lpips) or dataset.
+
+From Python, :func:`evaluate_predictions` scores a folder of predictions and returns the run record.
 """
 
 from __future__ import annotations
