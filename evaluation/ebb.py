@@ -38,7 +38,16 @@ from PIL import Image
 
 from bokeh_model.errors import BokehError, InputError, ModelUnavailableError
 
-__all__ = ["VAL294_IDS", "EbbPair", "assign_split", "build_dataset", "check_pair_sizes", "find_pairs", "main"]
+__all__ = [
+    "VAL294_IDS",
+    "EbbPair",
+    "assign_split",
+    "build_dataset",
+    "check_pair_sizes",
+    "find_pairs",
+    "main",
+    "write_hub_splits",
+]
 
 VAL294_IDS = range(4400, 4694)
 _PATTERN = re.compile(
@@ -172,6 +181,43 @@ PyNET-Bokeh code and models are CC BY-NC-SA 4.0.
 """
 
 
+def write_hub_splits(
+    rows: dict[str, list[dict[str, Any]]],
+    features: Any,
+    out: str | os.PathLike,
+    *,
+    rows_per_shard: int = 250,
+    prepare_row: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> Path:
+    """Write ``rows`` per split as ``out/data/{split}-NNNNN-of-NNNNN.parquet`` (the Hub layout); returns ``out``.
+
+    The new ``data/`` folder is written aside and swapped in at the end, so an interrupted build leaves the
+    previous one intact. ``prepare_row`` (e.g. reading image bytes from files) runs one shard at a time, so
+    only ``rows_per_shard`` rows of images are in memory at once.
+    """
+    import datasets
+
+    target = Path(out)
+    target.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".data-", dir=target))
+    try:
+        for split, items in rows.items():
+            count = math.ceil(len(items) / rows_per_shard)
+            for index in range(count):
+                chunk = items[index * rows_per_shard : (index + 1) * rows_per_shard]
+                if prepare_row is not None:
+                    chunk = [prepare_row(r) for r in chunk]
+                columns = {name: [r[name] for r in chunk] for name in features}
+                datasets.Dataset.from_dict(columns, features=features).to_parquet(
+                    str(staging / f"{split}-{index:05d}-of-{count:05d}.parquet")
+                )
+        shutil.rmtree(target / "data", ignore_errors=True)
+        os.replace(staging, target / "data")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
 def build_dataset(
     source: str | os.PathLike,
     out: str | os.PathLike,
@@ -266,22 +312,7 @@ def build_dataset(
             **({"depth": datasets.Image()} if has_depth else {}),
         }
     )
-    target = Path(out)
-    target.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".data-", dir=target))
-    try:
-        for split, items in rows.items():
-            count = math.ceil(len(items) / rows_per_shard)
-            for index in range(count):
-                chunk = items[index * rows_per_shard : (index + 1) * rows_per_shard]
-                columns = {name: [r[name] for r in chunk] for name in features}
-                datasets.Dataset.from_dict(columns, features=features).to_parquet(
-                    str(staging / f"{split}-{index:05d}-of-{count:05d}.parquet")
-                )
-        shutil.rmtree(target / "data", ignore_errors=True)
-        os.replace(staging, target / "data")
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    target = write_hub_splits(rows, features, out, rows_per_shard=rows_per_shard)
     splits = {split: [r["id"] for r in items] for split, items in rows.items()}
     (target / "README.md").write_text(_card(splits, bad, has_depth, str(source)), encoding="utf-8")
     (target / "bad_ids.json").write_text(json.dumps(bad, indent=2), encoding="utf-8")
