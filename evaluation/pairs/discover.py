@@ -245,8 +245,6 @@ def _check_exif_pair(narrow: PhotoInfo, wide: PhotoInfo) -> str:
             f"orientation changed: {narrow.upright_size[0]}x{narrow.upright_size[1]} vs "
             f"{wide.upright_size[0]}x{wide.upright_size[1]} (camera turned between shots)"
         )
-    if narrow.orientation != wide.orientation:
-        return f"orientation changed: EXIF orientation {narrow.orientation} vs {wide.orientation}"
     return ""
 
 
