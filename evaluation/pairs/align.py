@@ -35,7 +35,8 @@ class AlignSettings:
 
     Attributes:
         height: output height in pixels (EBB! images are 1024 px high); smaller crops are not upscaled.
-        work_scale: features and warping run at ``work_scale * height`` px high (or the photo's height).
+        work_scale: the warp runs at ``work_scale * height`` px high (or the photo's height), keypoints and
+            scores at ``height``.
         ratio: Lowe's ratio test.
         ransac_threshold: RANSAC inlier distance, px at the working size.
         min_inliers: fewer RANSAC inliers reject the pair.
@@ -110,7 +111,14 @@ def _gray(image: np.ndarray) -> np.ndarray:
 def _detail(gray: np.ndarray, sigma: float) -> np.ndarray:
     """Local high-frequency energy: |image - blur(image)| averaged over ``sigma``."""
     high = np.abs(gray - cv2.GaussianBlur(gray, (0, 0), 1.5))
-    return cv2.GaussianBlur(high, (0, 0), sigma)
+    factor = int(sigma // 4)
+    if factor < 2:
+        return cv2.GaussianBlur(high, (0, 0), sigma)
+    # a wide blur is the same on a smaller copy, and much faster
+    height, width = high.shape
+    small = cv2.resize(high, (max(1, width // factor), max(1, height // factor)), interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), sigma / factor)
+    return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
 def in_focus_mask(sharp: np.ndarray, bokeh: np.ndarray, *, sigma: float, ratio: float = 0.5) -> np.ndarray:
@@ -309,18 +317,26 @@ def align_pair(narrow: np.ndarray, wide: np.ndarray, settings: AlignSettings | N
         )
     if not (np.all(np.isfinite(narrow)) and np.all(np.isfinite(wide))):
         raise InputError("align_pair: the images contain NaN or infinite values")
-    work_height = min(narrow.shape[0], max(64, round(settings.work_scale * settings.height)))
-    scale_n = work_height / narrow.shape[0]
-    small_n = _resize(narrow, work_height)
-    # the wide photo at the same scale per pixel as the narrow one's size (sensors are the same)
-    small_w = _resize(wide, max(8, round(wide.shape[0] * work_height / narrow.shape[0])))
-    scale_w = small_w.shape[0] / wide.shape[0]
-    gray_n, gray_w = _gray(small_n), _gray(small_w)
+    narrow_aspect, wide_aspect = narrow.shape[1] / narrow.shape[0], wide.shape[1] / wide.shape[0]
+    if abs(narrow_aspect - wide_aspect) > 0.01 * narrow_aspect:
+        return Alignment(
+            False,
+            f"aspect ratios differ: narrow {narrow.shape[1]}x{narrow.shape[0]}, wide {wide.shape[1]}x{wide.shape[0]} "
+            "(a different image format or crop setting between the shots?)",
+        )
+    # Two sizes: keypoints, refinement and scores at about the output size (fast, and what the numbers are
+    # about); the warp itself at work_scale times that, so interpolation does not soften the target.
+    work_height = min(narrow.shape[0], max(16, round(settings.work_scale * settings.height)))
+    detect_height = min(work_height, max(16, settings.height))
+    # same framing, maybe another resolution setting: both photos go to the same sizes
+    small_n, small_w = _resize(narrow, work_height), _resize(wide, work_height)
+    gray_n = _gray(_resize(small_n, detect_height))
+    gray_w = _gray(_resize(small_w, detect_height))
+    scale_n, scale_w = detect_height / narrow.shape[0], detect_height / wide.shape[0]
+    to_work = _scale_matrix(work_height / detect_height, work_height / detect_height)
 
     # in-focus area of the bokeh photo, compared with the sharp one at a coarse scale (tolerates misalignment)
-    same = cv2.resize(gray_w, gray_n.shape[::-1], interpolation=cv2.INTER_AREA)
-    focus_coarse = in_focus_mask(gray_n, same, sigma=0.03 * work_height, ratio=0.4)
-    focus_coarse = cv2.resize(focus_coarse.astype(np.uint8), gray_w.shape[::-1], interpolation=cv2.INTER_NEAREST)
+    focus_coarse = in_focus_mask(gray_n, gray_w, sigma=0.03 * detect_height, ratio=0.4).astype(np.uint8)
     if focus_coarse.mean() < 0.01:
         focus_coarse[:] = 1  # nothing judged in focus yet: search the whole photo, the score decides later
     sift = cv2.SIFT_create(nfeatures=settings.max_features)
@@ -346,15 +362,18 @@ def align_pair(narrow: np.ndarray, wide: np.ndarray, settings: AlignSettings | N
     if matrix is None:
         result.reason = f"RANSAC found no consistent warp among {len(good)} matches"
         return result
+
+    def full_resolution(candidate: np.ndarray) -> list[list[float]]:
+        # narrow_full = S_n^-1 . M . S_w . wide_full
+        full = np.linalg.inv(_scale_matrix(scale_n, scale_n)) @ candidate @ _scale_matrix(scale_w, scale_w)
+        return (full / full[2, 2]).tolist()
+
     result.model = model
     result.inliers = int(inliers.sum())
-    rms_work = float(np.sqrt(np.mean(_residuals(matrix, src, dst)[inliers] ** 2)))
     result.inlier_ratio = result.inliers / len(good)
-    # full-resolution warp: narrow_full = S_n^-1 . M . S_w . wide_full
-    full = np.linalg.inv(_scale_matrix(scale_n, scale_n)) @ matrix @ _scale_matrix(scale_w, scale_w)
-    full = full / full[2, 2]
-    result.matrix = full.tolist()
-    shift, area = _describe_warp(matrix, gray_n.shape[1], gray_n.shape[0])
+    result.matrix = full_resolution(matrix)
+    size = (gray_n.shape[1], gray_n.shape[0])
+    shift, area = _describe_warp(matrix, *size)
     if result.inliers < settings.min_inliers or result.inlier_ratio < settings.min_inlier_ratio:
         result.reason = (
             f"too few RANSAC inliers: {result.inliers} of {len(good)} matches ({result.inlier_ratio:.0%}; need "
@@ -368,33 +387,34 @@ def align_pair(narrow: np.ndarray, wide: np.ndarray, settings: AlignSettings | N
         )
         return result
 
-    # warp the wide photo onto the narrow one at the working size, then refine on the in-focus area
-    size = (gray_n.shape[1], gray_n.shape[0])
-
-    def warp_and_score(candidate: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-        warped = cv2.warpPerspective(small_w, candidate, size, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
-        warped = np.clip(warped, 0.0, 1.0)
-        cover = cv2.warpPerspective(np.ones(small_w.shape[:2], np.float32), candidate, size, flags=cv2.INTER_LINEAR)
+    def focus_and_score(candidate: np.ndarray) -> tuple[np.ndarray, float]:
+        warped = cv2.warpPerspective(gray_w, candidate, size, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+        cover = cv2.warpPerspective(np.ones_like(gray_w), candidate, size, flags=cv2.INTER_LINEAR)
         valid = cv2.erode((cover > 0.999).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
-        gray_warped = _gray(warped)
-        focus = in_focus_mask(gray_n, gray_warped, sigma=0.01 * work_height) & valid
-        return warped, valid, focus, gradient_orientation_score(gray_n, gray_warped, focus)
+        focus = in_focus_mask(gray_n, warped, sigma=0.01 * detect_height) & valid
+        return focus, gradient_orientation_score(gray_n, warped, focus)
 
-    warped, valid, focus, score = warp_and_score(matrix)
+    focus, score = focus_and_score(matrix)
     if settings.refine and focus.mean() >= 0.005:
         refined = _refine_ecc(gray_n, gray_w, matrix, model, focus)
-        if refined is not None and _describe_warp(refined, size[0], size[1])[0] <= settings.max_corner_shift:
-            candidate = warp_and_score(refined)
-            if candidate[3] >= score:
-                matrix, (warped, valid, focus, score) = refined, candidate
+        if refined is not None and _describe_warp(refined, *size)[0] <= settings.max_corner_shift:
+            candidate = focus_and_score(refined)
+            if candidate[1] >= score:
+                matrix, (focus, score) = refined, candidate
                 result.notes.append("refined by ECC on the in-focus area")
-    full = np.linalg.inv(_scale_matrix(scale_n, scale_n)) @ matrix @ _scale_matrix(scale_w, scale_w)
-    result.matrix = (full / full[2, 2]).tolist()
+    result.matrix = full_resolution(matrix)
+    # warp the wide photo onto the narrow one at the working size and crop to the area both cover
+    work_matrix = to_work @ matrix @ np.linalg.inv(to_work)
+    work_size = (small_n.shape[1], small_n.shape[0])
+    warped = cv2.warpPerspective(small_w, work_matrix, work_size, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+    cover = cv2.warpPerspective(np.ones(small_w.shape[:2], np.float32), work_matrix, work_size, flags=cv2.INTER_LINEAR)
+    valid = cv2.erode((cover > 0.999).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
     x, y, w, h = _largest_rectangle(valid)
-    result.overlap = (w * h) / float(size[0] * size[1])
-    out_scale = min(1.0, settings.height / h) if h else 1.0
-    rms_work = float(np.sqrt(np.mean(_residuals(matrix, src, dst)[inliers] ** 2)))
-    result.reprojection_error = rms_work * out_scale
+    result.overlap = (w * h) / float(work_size[0] * work_size[1])
+    out_h = min(settings.height, h)
+    # keypoint residuals at the detection size, expressed in pixels of the output
+    rms_detect = float(np.sqrt(np.mean(_residuals(matrix, src, dst)[inliers] ** 2)))
+    result.reprojection_error = rms_detect * out_h / max(h * detect_height / work_height, 1.0)
     if result.overlap < settings.min_overlap:
         result.reason = f"the photos overlap too little: the common area is {result.overlap:.0%} of the frame"
         return result
@@ -418,9 +438,9 @@ def align_pair(narrow: np.ndarray, wide: np.ndarray, settings: AlignSettings | N
             f"({result.in_focus:.0%} of the frame): the pair does not line up (moved subject, different scene?)"
         )
         return result
+    work_scale_n = work_height / narrow.shape[0]
     # the crop at the working size, mapped back to the narrow photo's pixels (an even width, like EBB!)
-    result.crop = (round(x / scale_n), round(y / scale_n), round(w / scale_n), round(h / scale_n))
-    out_h = min(settings.height, h)
+    result.crop = tuple(round(v / work_scale_n) for v in (x, y, w, h))  # type: ignore[assignment]
     out_w = max(2, 2 * round(w * out_h / h / 2))
     if h < settings.height:
         result.notes.append(f"common area is {h} px high at the working size, below {settings.height}: not upscaled")
