@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import cv2
@@ -132,6 +133,24 @@ def test_alignment_score_ignores_exposure_and_blur_but_not_a_shift():
     assert abs(gradient_orientation_score(photo, noise)) < 0.1
 
 
+@pytest.mark.parametrize("name", PHOTOS)
+def test_default_score_threshold_keeps_a_1px_error_and_rejects_2px(name):
+    """The default ``min_score`` separates a pair misaligned by 1 px (kept) from one off by 2 px (rejected)."""
+    from evaluation.pairs.align import _gray, in_focus_mask
+
+    photo = load_image(EXAMPLES / name)
+    height, width = photo.shape[:2]
+    true = _homography(width, height, [[6, -4], [-5, 3], [4, 7], [-3, -5]])
+    sharp, wide = _gray(photo), _gray(make_wide(photo, true))
+    scores = {}
+    for shift in (0.0, 1.0, 2.0):
+        moved = np.float64([[1, 0, shift], [0, 1, 0], [0, 0, 1]]) @ true
+        warped = cv2.warpPerspective(wide, moved, (width, height), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+        scores[shift] = gradient_orientation_score(sharp, warped, in_focus_mask(sharp, warped, sigma=0.01 * height))
+    threshold = AlignSettings().min_score
+    assert scores[0.0] > 0.99 and scores[1.0] >= threshold > scores[2.0], scores
+
+
 def _save_with_exif(
     path: Path, image: np.ndarray, *, f_number=None, focal=None, time=None, orientation=None, quality=95
 ) -> Path:
@@ -167,9 +186,9 @@ def test_exif_pairing_by_time_aperture_focal_length_and_orientation(tmp_path):
         ("g1", 16, 50, "2026:05:01 10:40:00", tiny, 1),
         ("g2", 1.8, 50, "2026:05:01 10:40:05", portrait, 6),  # stored sideways, upright like g1: a pair
     ]
-    for name, f_number, focal, time, image, orientation in shots:
+    for name, f_number, focal, taken, image, orientation in shots:
         _save_with_exif(
-            tmp_path / f"{name}.jpg", image, f_number=f_number, focal=focal, time=time, orientation=orientation
+            tmp_path / f"{name}.jpg", image, f_number=f_number, focal=focal, time=taken, orientation=orientation
         )
     Image.fromarray(_u8(tiny)).save(tmp_path / "no_exif.jpg")
     info = read_photo_info(tmp_path / "a1.jpg")
@@ -293,7 +312,8 @@ def tiny_dpt(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def built(pairs_folder, tiny_dpt, tmp_path_factory) -> tuple[Path, int, str]:
-    out = tmp_path_factory.mktemp("built") / "my_pairs"
+    # a unique folder name: datasets caches a local folder by its name and card (see evaluation.dataset)
+    out = tmp_path_factory.mktemp("built") / f"my_pairs_{os.getpid()}_{time.time_ns()}"
     argv = ["build", "--pairs", str(pairs_folder), "--out", str(out), "--depth-model", str(tiny_dpt)]
     argv += ["--height", "256", "--val-fraction", "0.4", "--rows-per-shard", "2", "--no-progress"]
     import contextlib
@@ -478,3 +498,37 @@ def test_report_in_a_browser(built, tmp_path):
                 page.close()
         finally:
             browser.close()
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ({"min_score": 0.9999}, "alignment score 0."),
+        ({"max_reprojection_error": 0.001}, "reprojection error 0."),
+        ({"min_overlap": 0.99}, "overlap too little"),
+        ({"min_inliers": 5000}, "too few keypoint matches"),
+    ],
+)
+def test_each_threshold_rejects_with_its_numbers(override, expected):
+    photo = load_image(EXAMPLES / "chelsea.png")
+    height, width = photo.shape[:2]
+    true = _homography(width, height, [[6, -4], [-5, 3], [4, 7], [-3, -5]])
+    result = align_pair(photo, make_wide(photo, true), AlignSettings(height=height, **override))
+    assert not result.ok
+    assert expected in result.reason
+    assert result.narrow is None and result.wide is None  # nothing of a rejected pair reaches the dataset
+
+
+def test_push_to_hub_uploads_the_built_folder(monkeypatch, built, tmp_path, pairs_folder, capsys):
+    from evaluation import ebb
+
+    calls = []
+    monkeypatch.setattr(
+        ebb, "push_to_hub", lambda folder, repo, private=False: calls.append((folder, repo, private)) or "url"
+    )
+    out = tmp_path / "copy"
+    shutil.copytree(built[0], out)  # reuses the work folder: nothing is aligned again
+    argv = ["build", "--pairs", str(pairs_folder), "--out", str(out), "--no-depth", "--height", "256"]
+    assert main([*argv, "--val-fraction", "0.4", "--push-to-hub", "me/pairs", "--private", "--no-progress"]) == 0
+    assert calls == [(str(out), "me/pairs", True)]
+    assert "8 pairs reused" in capsys.readouterr().out

@@ -57,7 +57,7 @@ class AlignSettings:
     min_inliers: int = 25
     min_inlier_ratio: float = 0.2
     max_reprojection_error: float = 1.0
-    min_score: float = 0.75
+    min_score: float = 0.8
     min_overlap: float = 0.6
     max_corner_shift: float = 0.15
     max_features: int = 12000

@@ -42,24 +42,27 @@ def _image(folder: str, name: str, caption: str) -> str:
     )
 
 
-def _number(value: Any, fmt: str) -> str:
-    return "n/a" if value is None else format(value, fmt)
-
-
 def _metrics_table(metrics: dict[str, Any], settings: dict[str, Any]) -> str:
     if not metrics or not metrics.get("matches"):
         return ""
-    rows = [
-        ("warp", metrics.get("model") or "n/a"),
-        ("inliers / matches", f"{metrics.get('inliers', 0)} / {metrics.get('matches', 0)}"),
-        (
-            "reprojection error",
-            f"{_number(metrics.get('reprojection_error'), '.2f')} px (max {settings.get('max_reprojection_error')})",
-        ),
-        ("alignment score", f"{_number(metrics.get('score'), '.3f')} (min {settings.get('min_score')})"),
-        ("in focus", f"{_number(metrics.get('in_focus'), '.0%')} of the frame"),
-        ("overlap", f"{_number(metrics.get('overlap'), '.0%')} (min {settings.get('min_overlap', 0):.0%})"),
-    ]
+    limits = {
+        "reprojection_error": (".2f", " px (max {})", settings.get("max_reprojection_error")),
+        "score": (".3f", " (min {})", settings.get("min_score")),
+        "in_focus": (".0%", " of the frame", None),
+        "overlap": (".0%", " (min {:.0%})", settings.get("min_overlap", 0)),
+    }
+    labels = {
+        "reprojection_error": "reprojection error",
+        "score": "alignment score",
+        "in_focus": "in focus",
+        "overlap": "overlap",
+    }
+    rows = [("inliers / matches", f"{metrics.get('inliers', 0)} / {metrics.get('matches', 0)}")]
+    if metrics.get("model"):
+        rows.insert(0, ("warp", metrics["model"]))
+    for key, (fmt, suffix, limit) in limits.items():
+        if metrics.get(key) is not None:  # numbers not measured before the rejection are left out
+            rows.append((labels[key], format(metrics[key], fmt) + suffix.format(limit)))
     if metrics.get("size"):
         rows.append(("output", "{}x{}".format(*metrics["size"])))
     cells = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
