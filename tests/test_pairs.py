@@ -325,7 +325,7 @@ def built(pairs_folder, tiny_dpt, tmp_path_factory) -> tuple[Path, int, str]:
     return out, code, printed.getvalue()
 
 
-def test_build_keeps_the_good_pairs_and_names_every_bad_input(built):
+def test_build_keeps_the_good_pairs_and_names_every_bad_input(built, pairs_folder):
     out, code, printed = built
     assert code == 0, printed
     summary = json.loads((out / "pairs.json").read_text())
@@ -349,6 +349,10 @@ def test_build_keeps_the_good_pairs_and_names_every_bad_input(built):
     assert split_of["lab/tissue_a"] == split_of["lab/tissue_b"]
     assert set(summary["splits"]) == {"train", "val"}
     assert "python evaluation/run.py --dataset" in printed and "--split val" in printed
+    # what may be pushed to the Hub names no local directory
+    for published in ("pairs.json", "report.html", "README.md"):
+        text = (out / published).read_text()
+        assert str(out.parent) not in text and str(pairs_folder.parent) not in text
 
 
 def test_built_folder_is_an_ebb_style_dataset(built):

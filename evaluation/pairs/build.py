@@ -191,6 +191,36 @@ Built with `python -m evaluation.pairs build`. Each row: `id`, `original` (narro
 """
 
 
+def _published(summary: dict[str, Any], pairs_root: Path, out: Path) -> dict[str, Any]:
+    """The summary as written to ``pairs.json`` / ``report.html``, which may be pushed to the Hub: file paths
+    relative to the pairs folder and work folders relative to the output, so no local directory leaks."""
+    prefixes = sorted({str(pairs_root) + os.sep, str(pairs_root.resolve()) + os.sep}, key=len, reverse=True)
+    work_prefix = str(out.resolve()) + os.sep
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        if isinstance(value, str):
+            value = value.replace(work_prefix, "")
+            for prefix in prefixes:
+                value = value.replace(prefix, "")
+        return value
+
+    public = clean({k: v for k, v in summary.items() if k not in ("pairs_dir", "out")})
+    public["pairs_dir"] = pairs_root.name
+    public["depth_model"] = _model_label(summary.get("depth_model"))
+    return public
+
+
+def _model_label(model_id: str | None) -> str | None:
+    """A hub id as is; a local model folder by its name only (the card and report may be published)."""
+    if model_id and Path(model_id).expanduser().exists():
+        return f"local folder {Path(model_id).name}"
+    return model_id
+
+
 def build_pairs_dataset(
     pairs: str | os.PathLike,
     out: str | os.PathLike,
@@ -319,9 +349,12 @@ def build_pairs_dataset(
     summary["scenes"] = {s: [r["scene"] for r in items] for s, items in sorted(rows.items())}
     from .report import write_report
 
+    for item in summary["accepted"] + summary["rejected"]:
+        item["folder"] = str(Path(item["folder"]).resolve())
+    public = _published(summary, Path(pairs).expanduser(), target)
     if not accepted:
-        atomic_write(target / "pairs.json", json.dumps(summary, indent=1, default=str))
-        report = write_report(summary, target / "report.html")
+        atomic_write(target / "pairs.json", json.dumps(public, indent=1, default=str))
+        report = write_report(public, target / "report.html")
         found = f"{len(candidates)} candidate pairs, {len(problems)} other problems"
         if not candidates and not problems:
             raise InputError(f"no photos found in {pairs}: {describe_layouts()}")
@@ -360,9 +393,9 @@ def build_pairs_dataset(
         return prepared
 
     write_hub_splits(rows, features, target, rows_per_shard=rows_per_shard, prepare_row=prepare_row)
-    atomic_write(target / "README.md", _card(summary, has_depth, model_id))
-    atomic_write(target / "pairs.json", json.dumps(summary, indent=1, default=str))
-    report = write_report(summary, target / "report.html")
+    atomic_write(target / "README.md", _card(summary, has_depth, _model_label(model_id)))
+    atomic_write(target / "pairs.json", json.dumps(public, indent=1, default=str))
+    report = write_report(public, target / "report.html")
     for split, split_ids in summary["splits"].items():
         log(f"{split}: {len(split_ids)} pairs from {len(set(summary['scenes'][split]))} scenes")
     if rejected or problems:

@@ -31,8 +31,8 @@ ul.problems{font-size:.85em}ul.problems li{margin:2px 0}code{font-size:.9em}
 """
 
 
-def _image(folder: str, name: str, caption: str) -> str:
-    path = Path(folder) / name if folder else None
+def _image(base: Path, folder: str, name: str, caption: str) -> str:
+    path = base / folder / name if folder else None
     if path is None or not path.is_file():
         return ""
     data = base64.b64encode(path.read_bytes()).decode("ascii")
@@ -71,14 +71,15 @@ def _metrics_table(metrics: dict[str, Any], settings: dict[str, Any]) -> str:
 
 def write_report(summary: dict[str, Any], path: str | os.PathLike) -> Path:
     """Write the report for a :func:`build_pairs_dataset` summary; returns its path."""
+    base = Path(path).parent  # work folders in the summary are relative to the output folder
     settings = summary.get("settings", {})
     accepted, rejected, problems = summary["accepted"], summary["rejected"], summary["problems"]
     cards = []
     for item in accepted:
         thumbs = (
-            _image(item["folder"], "thumb_narrow.jpg", "narrow (original)")
-            + _image(item["folder"], "thumb_wide.jpg", "wide, aligned (bokeh)")
-            + _image(item["folder"], "thumb_overlay.jpg", "overlay: red = narrow, cyan = wide")
+            _image(base, item["folder"], "thumb_narrow.jpg", "narrow (original)")
+            + _image(base, item["folder"], "thumb_wide.jpg", "wide, aligned (bokeh)")
+            + _image(base, item["folder"], "thumb_overlay.jpg", "overlay: red = narrow, cyan = wide")
         )
         notes = "".join(f'<div class="settings">{html.escape(n)}</div>' for n in item["metrics"].get("notes", []))
         cards.append(
@@ -89,9 +90,8 @@ def write_report(summary: dict[str, Any], path: str | os.PathLike) -> Path:
         )
     bad_cards = []
     for item in rejected:
-        thumbs = _image(item["folder"], "input_narrow.jpg", "narrow (input)") + _image(
-            item["folder"], "input_wide.jpg", "wide (input)"
-        )
+        thumbs = _image(base, item["folder"], "input_narrow.jpg", "narrow (input)")
+        thumbs += _image(base, item["folder"], "input_wide.jpg", "wide (input)")
         bad_cards.append(
             f'<div class="card bad"><div class="thumbs">{thumbs}</div><div class="name">'
             f'{html.escape(item["name"])}</div><div class="reason">rejected: {html.escape(item["reason"])}</div>'
