@@ -210,6 +210,7 @@ def test_two_folders_matched_by_name_with_swapped_apertures_named(tmp_path):
     tiny = np.full((40, 60, 3), 0.5, np.float32)
     _save_with_exif(tmp_path / "narrow" / "kitchen" / "one.jpg", tiny, f_number=16)
     _save_with_exif(tmp_path / "wide" / "kitchen" / "ONE.JPG", tiny, f_number=1.8)
+    (tmp_path / "wide" / "kitchen" / "ONE.CR2").write_bytes(b"raw shot beside its JPEG: the JPEG is used")
     _save_with_exif(tmp_path / "narrow" / "garden.jpg", tiny, f_number=1.8)
     _save_with_exif(tmp_path / "wide" / "garden.png", tiny, f_number=16)
     _save_with_exif(tmp_path / "wide" / "extra.jpg", tiny)

@@ -206,10 +206,13 @@ def read_photo(path: str | os.PathLike) -> np.ndarray:
 
 
 def _images_under(folder: Path) -> list[Path]:
+    """Photos under ``folder``; of a RAW + JPEG shot (same name, same folder) only the JPEG, the camera's rendering."""
     exts = IMAGE_EXTENSIONS | RAW_EXTENSIONS
-    return sorted(
+    found = sorted(
         p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in exts and not p.name.startswith(".")
     )
+    rendered = {(p.parent, p.stem.lower()) for p in found if p.suffix.lower() in IMAGE_EXTENSIONS}
+    return [p for p in found if p.suffix.lower() in IMAGE_EXTENSIONS or (p.parent, p.stem.lower()) not in rendered]
 
 
 def _scene_of(relative: Path) -> str:
