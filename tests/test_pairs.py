@@ -191,6 +191,7 @@ def test_exif_pairing_by_time_aperture_focal_length_and_orientation(tmp_path):
             tmp_path / f"{name}.jpg", image, f_number=f_number, focal=focal, time=taken, orientation=orientation
         )
     Image.fromarray(_u8(tiny)).save(tmp_path / "no_exif.jpg")
+    _save_with_exif(tmp_path / ".work" / "thumb.jpg", tiny, f_number=4, time="2026:05:01 10:00:02")  # hidden
     info = read_photo_info(tmp_path / "a1.jpg")
     assert info.f_number == pytest.approx(1.8) and info.focal_length == 50 and info.time is not None
 

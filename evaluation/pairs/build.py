@@ -269,6 +269,7 @@ def build_pairs_dataset(
     if rows_per_shard < 1:
         raise InputError(f"rows_per_shard must be at least 1, got {rows_per_shard}")
     assign_scene_splits([], val_fraction)  # validates the fraction before any work
+    candidates, problems, mode = find_pairs(pairs, max_gap_s=max_gap_s, min_aperture_ratio=min_aperture_ratio)
     estimator = None
     model_id = None
     if depth:
@@ -279,7 +280,6 @@ def build_pairs_dataset(
         ok, reason = estimator.availability()
         if not ok:
             raise ModelUnavailableError(f"{reason} To build the dataset without a depth column, pass --no-depth.")
-    candidates, problems, mode = find_pairs(pairs, max_gap_s=max_gap_s, min_aperture_ratio=min_aperture_ratio)
     target = Path(out)
     work = target / WORK_DIR
     work.mkdir(parents=True, exist_ok=True)

@@ -209,7 +209,12 @@ def _images_under(folder: Path) -> list[Path]:
     """Photos under ``folder``; of a RAW + JPEG shot (same name, same folder) only the JPEG, the camera's rendering."""
     exts = IMAGE_EXTENSIONS | RAW_EXTENSIONS
     found = sorted(
-        p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in exts and not p.name.startswith(".")
+        p
+        for p in folder.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in exts
+        # hidden files and folders (e.g. a build's own .work/ when --out lies inside --pairs) are not photos
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
     )
     rendered = {(p.parent, p.stem.lower()) for p in found if p.suffix.lower() in IMAGE_EXTENSIONS}
     return [p for p in found if p.suffix.lower() in IMAGE_EXTENSIONS or (p.parent, p.stem.lower()) not in rendered]
