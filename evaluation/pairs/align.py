@@ -305,9 +305,12 @@ def align_pair(narrow: np.ndarray, wide: np.ndarray, settings: AlignSettings | N
     """Align the wide-aperture photo onto the narrow-aperture one (float32 (H, W, 3) RGB in [0, 1], upright).
 
     Returns an :class:`Alignment`; ``ok`` is False with ``reason`` (and every number measured so far) when the
-    pair fails a threshold of ``settings``.
+    pair fails a threshold of ``settings``. Deterministic: OpenCV's random generator is reseeded first.
     """
     settings = settings or AlignSettings()
+    # RANSAC draws from OpenCV's global generator: seed it so that a pair always gives the same result,
+    # whatever ran before (a rebuilt dataset must not change)
+    cv2.setRNGSeed(0)
     if narrow.ndim != 3 or wide.ndim != 3:
         raise InputError("align_pair expects two (H, W, 3) images")
     if (narrow.shape[0] > narrow.shape[1]) != (wide.shape[0] > wide.shape[1]) and narrow.shape[0] != narrow.shape[1]:
