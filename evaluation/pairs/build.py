@@ -279,7 +279,16 @@ def build_pairs_dataset(
         estimator = get_depth_estimator(model_id, device)
         ok, reason = estimator.availability()
         if not ok:
-            raise ModelUnavailableError(f"{reason} To build the dataset without a depth column, pass --no-depth.")
+            # the shared message also names the renderers' --depth FILE / --approximate-depth, which a dataset
+            # cannot use: keep its first sentence and say what works here
+            what = reason.split(". Provide")[0].rstrip(".")
+            looks_like_path = model_id.startswith((".", "/", "~")) or model_id.count("/") > 1
+            cache = "" if looks_like_path else f"`huggingface-cli download {model_id}` on a machine with internet, "
+            raise ModelUnavailableError(
+                f"{what}. Provide a depth model as a local folder (--depth-model /path/to/model with config.json, "
+                f"preprocessor_config.json and the weights) or in the Hugging Face cache ({cache}or set "
+                "BOKEH_DEPTH_MODEL to a cached id); or build without a depth column: --no-depth."
+            )
     target = Path(out)
     work = target / WORK_DIR
     work.mkdir(parents=True, exist_ok=True)
