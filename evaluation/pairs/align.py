@@ -2,8 +2,9 @@
 
 Keypoints come from the whole sharp photo and from the *in-focus* part of the bokeh photo only (blurred
 areas give unstable keypoints). A homography and an affine warp are both fitted with RANSAC and refined on
-their inliers; the affine one is kept unless the homography explains the matches clearly better. The wide
-photo is warped onto the narrow one, both are cropped to the largest rectangle they both cover and resized.
+their inliers; the affine one is kept unless the homography explains the matches clearly better. ECC then
+refines the warp on the in-focus area. The wide photo is warped onto the narrow one, both are cropped to the
+largest rectangle they both cover and resized.
 
 Every pair gets numbers, and a pair over a threshold is rejected with them (never silently kept):
 
@@ -31,14 +32,14 @@ __all__ = ["AlignSettings", "Alignment", "align_pair", "gradient_orientation_sco
 
 @dataclass
 class AlignSettings:
-    """Thresholds and sizes of the alignment; the defaults suit 12-45 MP tripod pairs.
+    """Thresholds and sizes of the alignment (defaults calibrated on synthetic pairs, see the README).
 
     Attributes:
         height: output height in pixels (EBB! images are 1024 px high); smaller crops are not upscaled.
         work_scale: the warp runs at ``work_scale * height`` px high (or the photo's height), keypoints and
             scores at ``height``.
         ratio: Lowe's ratio test.
-        ransac_threshold: RANSAC inlier distance, px at the working size.
+        ransac_threshold: RANSAC inlier distance, px at the output size (where keypoints are detected).
         min_inliers: fewer RANSAC inliers reject the pair.
         min_inlier_ratio: fewer inliers per ratio-test match reject the pair (unrelated photos match by chance).
         max_reprojection_error: RMS inlier error above this (px at the output size) rejects the pair.
@@ -166,7 +167,8 @@ def _scale_matrix(factor_x: float, factor_y: float) -> np.ndarray:
 
 
 def _fit(src: np.ndarray, dst: np.ndarray, model: str, threshold: float) -> tuple[np.ndarray | None, np.ndarray]:
-    """RANSAC (MAGSAC++) fit, then least squares on the inliers twice; returns (3x3 matrix, inlier mask)."""
+    """RANSAC fit (MAGSAC++ for the homography), then least squares on the inliers twice; returns
+    (3x3 matrix, inlier mask)."""
     if model == "homography":
         matrix, mask = cv2.findHomography(src, dst, cv2.USAC_MAGSAC, threshold, confidence=0.9999, maxIters=20000)
     else:
@@ -188,13 +190,10 @@ def _fit(src: np.ndarray, dst: np.ndarray, model: str, threshold: float) -> tupl
             break
         if model == "homography":
             refined, _ = cv2.findHomography(src[inliers], dst[inliers], 0)
-        else:
-            affine, _ = cv2.estimateAffine2D(src[inliers], dst[inliers], method=cv2.LMEDS)
-            refined = None if affine is None else np.vstack([affine, [0.0, 0.0, 1.0]])
-            if refined is not None:  # plain least squares on the inliers (LMEDS only picked the start)
-                a = np.hstack([src[inliers], np.ones((int(inliers.sum()), 1))])
-                solution, *_ = np.linalg.lstsq(a, dst[inliers], rcond=None)
-                refined = np.vstack([solution.T, [0.0, 0.0, 1.0]])
+        else:  # linear least squares: [x y 1] @ A.T = [x' y']
+            design = np.hstack([src[inliers], np.ones((int(inliers.sum()), 1))])
+            solution, *_ = np.linalg.lstsq(design, dst[inliers], rcond=None)
+            refined = np.vstack([solution.T, [0.0, 0.0, 1.0]])
         if refined is None:
             break
         matrix = refined
