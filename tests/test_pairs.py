@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bokeh_model.errors import InputError
 from bokeh_model.images import load_image
 from evaluation.pairs import (
     AlignSettings,
@@ -562,3 +563,13 @@ def test_push_to_hub_uploads_the_built_folder(monkeypatch, built, tmp_path, pair
     assert main([*argv, "--val-fraction", "0.4", "--push-to-hub", "me/pairs", "--private", "--no-progress"]) == 0
     assert calls == [(str(out), "me/pairs", True)]
     assert "8 pairs reused" in capsys.readouterr().out
+
+
+def test_turned_camera_or_other_image_format_is_rejected_before_matching():
+    photo = load_image(EXAMPLES / "coffee.png")  # 600x400
+    turned = align_pair(photo, np.ascontiguousarray(np.rot90(photo)))
+    assert not turned.ok and "orientation differs: narrow 600x400, wide 400x600" in turned.reason
+    cropped = align_pair(photo, photo[:, :500])
+    assert not cropped.ok and "aspect ratios differ" in cropped.reason
+    with pytest.raises(InputError, match="NaN"):
+        align_pair(photo, np.full_like(photo, np.nan))
