@@ -44,7 +44,16 @@ from PIL import Image
 
 from bokeh_model.errors import BokehError, InputError, ModelUnavailableError
 
-__all__ = ["VAL294_IDS", "EbbPair", "assign_split", "build_dataset", "check_pair_sizes", "find_pairs", "main"]
+__all__ = [
+    "VAL294_IDS",
+    "EbbPair",
+    "assign_split",
+    "build_dataset",
+    "check_pair_sizes",
+    "find_pairs",
+    "main",
+    "write_hub_splits",
+]
 
 VAL294_IDS = range(4400, 4694)
 _PATTERN = re.compile(
@@ -270,6 +279,47 @@ def _estimate_depth(
     return paths
 
 
+def write_hub_splits(
+    rows: dict[str, list[dict[str, Any]]],
+    features: Any,
+    out: str | os.PathLike,
+    *,
+    rows_per_shard: int = 250,
+    prepare_row: Callable[[Any], dict[str, Any]] | None = None,
+) -> Path:
+    """Write ``rows`` per split as ``out/data/{split}-NNNNN-of-NNNNN.parquet`` (the Hub layout); returns ``out``.
+
+    The new ``data/`` folder is written aside and swapped in at the end, so an interrupted build leaves the
+    previous one intact. ``prepare_row`` (e.g. reading image bytes from files) runs one shard at a time, so
+    only ``rows_per_shard`` rows of images are in memory at once.
+    """
+    import datasets
+    from tqdm.auto import tqdm
+
+    target = Path(out)
+    target.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".data-", dir=target))
+    try:
+        total = sum(math.ceil(len(items) / rows_per_shard) for items in rows.values())
+        with tqdm(total=total, desc="writing parquet", unit="shard") as progress:
+            for split, items in rows.items():
+                count = math.ceil(len(items) / rows_per_shard)
+                for index in range(count):
+                    chunk = items[index * rows_per_shard : (index + 1) * rows_per_shard]
+                    if prepare_row is not None:
+                        chunk = [prepare_row(r) for r in chunk]
+                    columns = {name: [r[name] for r in chunk] for name in features}
+                    datasets.Dataset.from_dict(columns, features=features).to_parquet(
+                        str(staging / f"{split}-{index:05d}-of-{count:05d}.parquet")
+                    )
+                    progress.update(1)
+        shutil.rmtree(target / "data", ignore_errors=True)
+        os.replace(staging, target / "data")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
 def build_dataset(
     source: str | os.PathLike,
     out: str | os.PathLike,
@@ -376,23 +426,7 @@ def build_dataset(
             cell["depth"] = {"bytes": data, "path": name} if data is not None else None
         return cell
 
-    staging = Path(tempfile.mkdtemp(prefix=".data-", dir=target))
-    try:
-        total = sum(math.ceil(len(items) / rows_per_shard) for items in kept.values())
-        with tqdm(total=total, desc="writing parquet", unit="shard") as progress:
-            for split, items in kept.items():
-                count = math.ceil(len(items) / rows_per_shard)
-                for index in range(count):
-                    chunk = [row(p) for p in items[index * rows_per_shard : (index + 1) * rows_per_shard]]
-                    columns = {name: [r[name] for r in chunk] for name in features}
-                    datasets.Dataset.from_dict(columns, features=features).to_parquet(
-                        str(staging / f"{split}-{index:05d}-of-{count:05d}.parquet")
-                    )
-                    progress.update(1)
-        shutil.rmtree(target / "data", ignore_errors=True)
-        os.replace(staging, target / "data")
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    write_hub_splits(kept, features, target, rows_per_shard=rows_per_shard, prepare_row=row)
     shutil.rmtree(target / DEPTH_CACHE, ignore_errors=True)  # the maps are in the parquet files now
     splits = {split: [p.id for p in items] for split, items in kept.items()}
     (target / "README.md").write_text(_card(splits, bad, has_depth, str(source)), encoding="utf-8")
