@@ -243,6 +243,23 @@ def resolve_local_files(path: Path, split: str) -> tuple[str, list[Path]]:
     return builder.name, files
 
 
+def default_split(source: str | None) -> str:
+    """The split to score when none is named: ``val294``, or ``val`` for a local dataset that has no ``val294``
+    but has a ``val`` split (the layout ``python -m evaluation.pairs build`` writes for a user's own pairs)."""
+    if not source:
+        return "val294"
+    path = Path(source).expanduser()
+    if not path.is_dir() or (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
+        return "val294"
+    import datasets
+
+    try:
+        splits = set(datasets.load_dataset_builder(str(path)).config.data_files or {})
+    except Exception:  # noqa: BLE001 - an unreadable folder is reported by open_dataset with its reason
+        return "val294"
+    return "val" if "val294" not in splits and "val" in splits else "val294"
+
+
 def open_local(path: Path, split: str, *, streaming: bool = False) -> tuple[Any, dict[str, Any]]:
     """Open ``split`` of a local folder or parquet file from exactly the files on disk now.
 

@@ -45,7 +45,7 @@ from PIL import Image
 from bokeh_model.errors import BokehError, InputError, ModelUnavailableError
 from bokeh_model.files import atomic_write
 from bokeh_model.images import array_to_pil, load_image, resize_array, save_image
-from evaluation.dataset import EvalSource, Sample, fingerprint, image_extension, open_source, sort_ids
+from evaluation.dataset import EvalSource, Sample, default_split, fingerprint, image_extension, open_source, sort_ids
 from evaluation.metrics import (
     ALEXNET_FILE,
     DEFAULT_PROFILE,
@@ -99,7 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="hub id, folder (hub layout or save_to_disk) or .parquet file; "
         "default: the built-in synthetic sample (NOT EBB!)",
     )
-    data.add_argument("--split", default="val294", help="split to evaluate (default: val294 = EBB! ids 4400-4693)")
+    data.add_argument(
+        "--split",
+        default=None,
+        help="split to evaluate (default: val294 = EBB! ids 4400-4693; a local dataset without val294 but with "
+        "a `val` split, such as one built by `python -m evaluation.pairs`, uses `val`)",
+    )
     data.add_argument("--streaming", action="store_true", help="stream the rows (large datasets)")
     data.add_argument("--limit", type=int, default=0, help="evaluate only the first N images (0 = all)")
     data.add_argument("--synthetic-scenes", type=int, default=8, help="synthetic sample: number of scenes")
@@ -700,6 +705,10 @@ def run_evaluation(args: argparse.Namespace, argv: Sequence[str] | None = None) 
         width, height = (int(v) for v in args.synthetic_size.lower().split("x"))
     except ValueError:
         raise InputError(f"--synthetic-size must look like 256x192, got {args.synthetic_size!r}") from None
+    if args.split is None:
+        args.split = default_split(args.dataset)
+        if args.split != "val294":
+            say(f"split: {args.split} (the dataset has no val294 split)")
     source = open_source(
         args.dataset, args.split, streaming=args.streaming, num_scenes=args.synthetic_scenes, height=height, width=width
     )

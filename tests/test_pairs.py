@@ -438,8 +438,11 @@ def test_evaluation_run_reads_the_built_dataset(built, tmp_path, capsys):
     from evaluation.run import main as run_main
 
     out, _, _ = built
-    code = run_main(["--dataset", str(out), "--split", "val", "--methods", "gaussian", "--out", str(tmp_path / "r")])
-    assert code == 0, capsys.readouterr().err
+    # no --split: a dataset without val294 but with `val` is scored on `val`
+    code = run_main(["--dataset", str(out), "--methods", "gaussian", "--out", str(tmp_path / "r")])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "split: val (the dataset has no val294 split)" in captured.out
     per_image = (tmp_path / "r" / "per_image.csv").read_text()
     summary = json.loads((out / "pairs.json").read_text())
     for item in summary["accepted"]:
