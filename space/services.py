@@ -125,8 +125,10 @@ def photo_size_problem(path: str, max_megapixels: float) -> str | None:
     try:
         with Image.open(path) as image:
             width, height = image.size
-    except (UnidentifiedImageError, OSError, ValueError):
+    except UnidentifiedImageError:
         return f"{name} is not an image file this app can read (PNG, JPEG, WebP, TIFF, ...)."
+    except (OSError, ValueError, SyntaxError) as exc:
+        return f"{name} could not be decoded (truncated or corrupt file?): {exc}"
     except Image.DecompressionBombError:
         width, height = 10**9, 1  # PIL refuses to even describe it: far above any limit
     if width * height > max_megapixels * 1e6:

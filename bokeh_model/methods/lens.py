@@ -40,6 +40,7 @@ from ._optics import (
 )
 
 __all__ = [
+    "APERTURE_BLADES",
     "REFERENCE_MAX_PIXELS",
     "LensMethod",
     "render_on",
@@ -48,6 +49,8 @@ __all__ = [
 ]
 
 REFERENCE_MAX_PIXELS = 256 * 256
+# What check_aperture accepts: a round disc (0) or a polygon of 3 to 16 blades (1 and 2 are not apertures).
+APERTURE_BLADES = (0, *range(3, 17))
 
 
 def _check_common(
@@ -197,11 +200,9 @@ class LensMethod(Method):
         *_common_params(24.0),
         ParamSpec(
             "blades",
-            "int",
+            "choice",
             0,
-            min=0,
-            max=16,
-            step=1,
+            choices=APERTURE_BLADES,
             help="Aperture shape: 0 = round disc, 3..16 = regular polygon with that many blades.",
             label="aperture blades",
         ),
