@@ -215,3 +215,54 @@ def test_user_errors_log_one_line_and_faults_keep_their_traceback(
     with caplog.at_level(logging.INFO, logger="space.render_tab"), pytest.raises(gr.Error, match="a bug"):
         render(photo, "lens", -1, -1, "auto", None, "{}")
     assert any(r.exc_info is not None for r in caplog.records if r.name == "space.render_tab")
+
+
+def _write_run(folder: Path, *, synthetic: bool, name: str) -> Path:
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    methods = {"lens": 30.0, "gaussian": 27.0, "disk": 25.0}
+    run = {
+        "status": "complete",
+        "profile": "paper",
+        "dataset": {"name": name, "split": "val", "synthetic": synthetic, "description": name, "fingerprint": {"n": 2}},
+        "lpips": {"available": False, "reason": "no weights"},
+        "methods": {
+            label: {"metrics": {"psnr": {"mean": psnr}, "ssim": {"mean": 0.9}}, "runtime_s": {"mean": 0.1}}
+            | {"n_images": 2, "hardware": "CPU"}
+            for label, psnr in methods.items()
+        },
+    }
+    (folder / "run.json").write_text(json.dumps(run))
+    rows = ["method,id,psnr,ssim,lpips"] + [f"{m},{i},{p + i},0.9," for m, p in methods.items() for i in (1, 2)]
+    (folder / "per_image.csv").write_text("\n".join(rows) + "\n")
+    return folder
+
+
+def test_leaderboard_keeps_non_ebb_runs_apart_from_the_papers_rows(tmp_path: Path) -> None:
+    from space.leaderboard_tab import _contents
+
+    synthetic = SpaceSettings(results_dir=_write_run(tmp_path / "synthetic", synthetic=True, name="synthetic-8"))
+    banner, _, table, figures, paper = _contents(synthetic)
+    assert "Not EBB!" in banner and "synthetic-8" in banner and "synthetic procedural scenes" in banner
+    assert paper is None and "reported in paper" not in set(table["Source"]) and len(table) == 3
+    # one colour per method in every chart
+    colours: dict[str, set] = {}
+    for figure in figures:
+        for trace in figure.data:
+            if trace.type == "bar":
+                for name, colour in zip(trace.x, trace.marker.color, strict=True):
+                    colours.setdefault(name, set()).add(colour)
+            elif trace.name:
+                colours.setdefault(trace.name, set()).add(trace.marker.color)
+    assert set(colours) == {"lens", "gaussian", "disk"} and all(len(c) == 1 for c in colours.values())
+    assert len({next(iter(c)) for c in colours.values()}) == 3
+
+    ebb = SpaceSettings(results_dir=_write_run(tmp_path / "ebb", synthetic=False, name="EBB!"))
+    banner, _, table, _, paper = _contents(ebb)
+    assert banner == "" and paper is None
+    assert "reported in paper" in set(table["Source"]) and len(table) == 9  # the paper's six beside the measured
+
+    nothing = SpaceSettings(results_dir=tmp_path / "nothing")
+    banner, text, table, figures, paper = _contents(nothing)
+    assert len(table) == 0 and figures == [] and paper is not None and "No evaluation results" in text

@@ -291,14 +291,16 @@ def test_compare_shows_every_method_without_scrolling(server: dict, browser) -> 
     page.close()
 
 
-def test_leaderboard_tab_shows_the_paper_rows(server: dict, browser) -> None:
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+def test_leaderboard_tab_shows_the_paper_rows_apart(server: dict, browser) -> None:
+    page = browser.new_page(viewport={"width": 1366, "height": 768})
     page.goto(server["url"])
     page.get_by_role("tab", name="Leaderboard").click()
-    table = page.locator("#leaderboard-table")
+    table = page.locator("#leaderboard-paper-table")
     table.wait_for()
     text = table.inner_text()
     assert "PyNET" in text and "reported in paper" in text and "23.28" in text
+    assert "No evaluation results" in page.locator("#leaderboard-note").inner_text()
+    assert not page.locator("#leaderboard-table").is_visible()  # nothing measured: no mixed table
     _shot(page, "03_leaderboard")
     page.close()
 
