@@ -12,10 +12,11 @@ subject as soft as the processing resolution and blur its outline into the backg
    an outline the model follows the photo's own edge, so the edge stays where the photo has it (no halo of
    upsampling blur).
 2. **Sharp blend**: where the result equals the photo at processing resolution (on the focal plane) the
-   full-resolution photo itself is used, with a weight that is itself guided-upsampled so that it follows
-   the photo's edges.
+   full-resolution photo itself is used (folded into the same per-pixel linear map, see
+   :func:`finish_full_resolution`).
 
-Everything is O(pixels) with OpenCV box filters and resizes.
+Everything is O(pixels) with OpenCV box filters, resizes and in-place arithmetic: the full-resolution work is
+two bilinear resizes and one multiply-add.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ GUIDE_EPS = 1e-4
 # A processing-resolution pixel counts as "on the focal plane" when the result differs from the photo by less
 # than this (all channels): the renderers leave such pixels untouched, up to rounding.
 SHARP_TOLERANCE = 1.5 / 255.0
+# Above this many processing-resolution pixels the coefficients are fitted on a half-size grid.
+COEFFICIENT_MAX_PIXELS = 4_000_000
 
 
 def _box(image: np.ndarray, radius: int) -> np.ndarray:
@@ -43,6 +46,36 @@ def _box(image: np.ndarray, radius: int) -> np.ndarray:
 def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     height, width = size
     return cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def _coefficients(guide: np.ndarray, target: np.ndarray, radius: int, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """Window-averaged coefficients ``(a, b)`` of the guided filter: ``target ≈ a * guide + b`` (He et al.).
+
+    OpenCV arithmetic (vectorised, fewer temporaries) is about twice as fast as the same NumPy expressions here.
+    """
+    mean_i = _box(guide, radius)
+    mean_p = _box(target, radius)
+    cov_ip = _box(cv2.multiply(guide, target), radius)
+    cov_ip -= cv2.multiply(mean_i, mean_p)
+    var_i = _box(cv2.multiply(guide, guide), radius)
+    var_i -= cv2.multiply(mean_i, mean_i)
+    var_i += np.float32(eps)
+    a = cv2.divide(cov_ip, var_i)
+    b = mean_p
+    b -= cv2.multiply(a, mean_i)
+    return _box(a, radius), _box(b, radius)
+
+
+def _apply(a_low: np.ndarray, b_low: np.ndarray, guide_full: np.ndarray) -> np.ndarray:
+    """``clip(a * guide + b, 0, 1)`` at full resolution with bilinearly upsampled coefficients.
+
+    OpenCV's SIMD resize and in-place arithmetic: measured 3x faster on 12 MP than a fused compiled loop.
+    """
+    size = guide_full.shape[:2]
+    out = _resize(a_low, size)
+    cv2.multiply(out, np.ascontiguousarray(guide_full, dtype=np.float32), dst=out)
+    cv2.add(out, _resize(b_low, size), dst=out)
+    return np.clip(out, 0.0, 1.0, out=out)
 
 
 def guided_upsample(
@@ -63,34 +96,30 @@ def guided_upsample(
         eps: regularisation; larger = smoother, less guide detail.
 
     Returns:
-        float32 (H, W, C) or (H, W): one channel per target channel. A single-channel target is guided by the
-        guide's mean over channels.
+        float32 (H, W, C) or (H, W) in [0, 1]: one channel per target channel. A single-channel target is guided
+        by the guide's mean over channels.
     """
     guide_low = np.asarray(guide_low, dtype=np.float32)
     guide_full = np.asarray(guide_full, dtype=np.float32)
     target = np.asarray(target_low, dtype=np.float32)
     if guide_low.shape[:2] != target.shape[:2]:
         raise InputError(f"guide {guide_low.shape[:2]} and target {target.shape[:2]} differ in size")
-    single = target.ndim == 2
-    if single:
+    if target.ndim == 2:
         guide_low = guide_low.mean(axis=2) if guide_low.ndim == 3 else guide_low
         guide_full = guide_full.mean(axis=2) if guide_full.ndim == 3 else guide_full
     elif guide_low.shape != target.shape:
         raise InputError(f"a colour target {target.shape} needs a guide of the same shape, got {guide_low.shape}")
-    mean_i = _box(guide_low, radius)
-    mean_p = _box(target, radius)
-    cov_ip = _box(guide_low * target, radius) - mean_i * mean_p
-    var_i = _box(guide_low * guide_low, radius) - mean_i * mean_i
-    a = cov_ip / (var_i + np.float32(eps))
-    b = mean_p - a * mean_i
-    size = guide_full.shape[:2]
-    mean_a = _resize(_box(a, radius), size)
-    mean_b = _resize(_box(b, radius), size)
-    return mean_a * guide_full + mean_b
+    a, b = _coefficients(guide_low, target, radius, eps)
+    return _apply(a, b, np.ascontiguousarray(guide_full))
 
 
 def finish_full_resolution(photo_full: np.ndarray, photo_low: np.ndarray, result_low: np.ndarray) -> np.ndarray:
-    """The bokeh result at the photo's own size: guided upsampling, then the sharp photo where it was in focus.
+    """The bokeh result at the photo's own size: guided upsampling, the sharp photo where it was in focus.
+
+    Both steps are folded into one linear map per pixel, computed at processing resolution: with the guided
+    filter's ``(a, b)`` and the in-focus weight ``w``, ``out = ((1 - w) a + w) * photo + (1 - w) b``. So on the
+    focal plane (``w = 1``) the output *is* the full-resolution photo, and the full-resolution work is one
+    upsampling of two coefficient images and a multiply-add.
 
     Args:
         photo_full: float32 (H, W, 3) sRGB in [0, 1], the photo at its own size.
@@ -102,12 +131,20 @@ def finish_full_resolution(photo_full: np.ndarray, photo_low: np.ndarray, result
     """
     if photo_low.shape != result_low.shape:
         raise InputError(f"result {result_low.shape} and processed photo {photo_low.shape} differ in size")
+    photo_low = np.asarray(photo_low, dtype=np.float32)
+    result_low = np.asarray(result_low, dtype=np.float32)
     if photo_full.shape[:2] == photo_low.shape[:2]:
-        return np.asarray(result_low, dtype=np.float32)
-    photo_full = np.asarray(photo_full, dtype=np.float32)
-    out = guided_upsample(photo_low, result_low, photo_full)
-    difference = np.abs(np.asarray(result_low, np.float32) - np.asarray(photo_low, np.float32)).max(axis=2)
-    sharp_low = np.clip(2.0 - difference / SHARP_TOLERANCE, 0.0, 1.0)  # 1 up to the tolerance, 0 from twice it
-    sharp = np.clip(guided_upsample(photo_low, sharp_low, photo_full), 0.0, 1.0)[..., None]
-    out = out + sharp * (photo_full - out)  # in place of sharp * photo + (1 - sharp) * out: one temporary less
-    return np.clip(out, 0.0, 1.0, out=out)
+        return result_low
+    if photo_low.shape[0] * photo_low.shape[1] > COEFFICIENT_MAX_PIXELS:
+        # The coefficients are smooth (box-averaged twice): a half-size grid costs a quarter and changes little.
+        half = (max(1, photo_low.shape[1] // 2), max(1, photo_low.shape[0] // 2))
+        photo_low = cv2.resize(photo_low, half, interpolation=cv2.INTER_AREA)
+        result_low = cv2.resize(result_low, half, interpolation=cv2.INTER_AREA)
+    a, b = _coefficients(photo_low, result_low, GUIDE_RADIUS, GUIDE_EPS)
+    difference = np.abs(result_low - photo_low).max(axis=2)
+    sharp = np.clip(2.0 - difference / SHARP_TOLERANCE, 0.0, 1.0)[..., None]  # 1 up to the tolerance, 0 at twice
+    blur = np.repeat(1.0 - sharp, 3, axis=2)
+    a = cv2.multiply(a, blur)
+    a += sharp
+    b = cv2.multiply(b, blur)
+    return _apply(a, b, photo_full)

@@ -101,6 +101,8 @@ class RenderOutputs:
     depth: str | None  # the depth map used (preview)
     notes: str
     summary: str  # one line for the message beside the controls
+    timings: dict[str, float]  # seconds per stage: decode, downscale, depth, render, finish, encode
+    seconds: float  # the whole render, end to end in the server
 
 
 def render_outputs(
@@ -149,7 +151,7 @@ def render_outputs(
     lines += prepared.notes + result.notes
     where = "automatic focus" if focus is None else f"focus at ({focus[0]}, {focus[1]})"
     summary = f"✓ {method}, {where}: {width}x{height} px in {total:.1f} s."
-    return RenderOutputs(download, pair, depth_img, "\n\n".join(lines), summary)
+    return RenderOutputs(download, pair, depth_img, "\n\n".join(lines), summary, timings, total)
 
 
 def make_render_fn(settings: SpaceSettings) -> Callable[..., tuple[Any, Any, Any, str]]:
