@@ -70,11 +70,11 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except gr.Error as exc:
-        log.info("refused: %s", exc)
+        log.warning("refused: %s", exc)
         raise
     except BokehError as exc:
         message = readable(str(exc))
-        log.info("refused: %s", message)  # an expected user error: one line, no traceback
+        log.warning("refused: %s", message)  # an expected user error: one line, no traceback
         raise gr.Error(message, print_exception=False) from None
     except Exception as exc:  # a bug must not take the server down; the log keeps the traceback
         log.exception("unexpected error while rendering")
@@ -334,7 +334,7 @@ def build_render_tab(settings: SpaceSettings) -> dict[str, gr.components.Compone
             out = render_outputs(settings, photo_path, name, x, y, source, depth_path, chosen_params(name, values))
         except (BokehError, gr.Error) as exc:
             text = readable(str(exc))
-            log.info("refused: %s", text)  # an expected user error: one line, no traceback
+            log.warning("refused: %s", text)  # an expected user error: one line, no traceback
             gr.Warning(text)
             return (*skip, f"⚠ {text}\n\nThe previous result is kept.", gr.skip())
         except Exception as exc:  # a bug: keep the page's result, say so, and keep the traceback in the log
@@ -416,7 +416,7 @@ def build_render_tab(settings: SpaceSettings) -> dict[str, gr.components.Compone
         problem = photo_size_problem(path, settings.max_photo_mp)
         if problem is None:
             return gr.skip(), "Click on the photo to choose what stays sharp."
-        log.info("refused upload: %s", problem)
+        log.warning("refused upload: %s", problem)
         gr.Warning(problem)
         return None, f"⚠ {problem}"
 
@@ -436,7 +436,7 @@ def build_render_tab(settings: SpaceSettings) -> dict[str, gr.components.Compone
             _, found = check_depth_upload(depth_path, shape)
         except (BokehError, gr.Error) as exc:
             text = readable(str(exc))
-            log.info("refused depth upload: %s", text)
+            log.warning("refused depth upload: %s", text)
             gr.Warning(text)
             return None, f"⚠ {text}"
         text = " ".join(found) if found else "Depth map accepted."

@@ -238,6 +238,8 @@ def test_error_keeps_the_previous_result(server: dict, browser) -> None:
 
 def test_unavailable_method_cannot_run(server: dict, browser) -> None:
     page = _open(browser, server, "desktop")
+    page.locator("#render").click()  # too early: no photo yet
+    _wait_message(page, "Upload a photo or pick an example first")
     page.locator("#method input").click()
     page.get_by_role("option", name="pynet (unavailable)").click()
     page.wait_for_function("() => document.querySelector('#render').disabled === true", timeout=20_000)
