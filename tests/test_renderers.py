@@ -316,7 +316,7 @@ def test_lens_on_cuda_matches_cpu() -> None:
 
 
 def overcast_scene(height: int = 240, width: int = 320) -> tuple[np.ndarray, np.ndarray]:
-    """A bright overcast sky (about 15 % of pixels at 250+) crossed by dark branches, above dark near ground."""
+    """A bright overcast sky (about 9 % of pixels at 250+) crossed by dark branches, above dark near ground."""
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     sky = 0.955 + 0.035 * np.sin(xx / 23.0) * np.cos(yy / 17.0) + 0.01 * rng.standard_normal((height, width))

@@ -266,3 +266,26 @@ def test_leaderboard_keeps_non_ebb_runs_apart_from_the_papers_rows(tmp_path: Pat
     nothing = SpaceSettings(results_dir=tmp_path / "nothing")
     banner, text, table, figures, paper = _contents(nothing)
     assert len(table) == 0 and figures == [] and paper is not None and "No evaluation results" in text
+
+
+def test_pynet_preview_on_cpu_gets_the_full_size_finish(tmp_path: Path) -> None:
+    import torch
+
+    from bokeh_model.pynet import PyNET
+
+    if torch.cuda.is_available():
+        pytest.skip("the preview path is for CPU-only machines")
+    weights = tmp_path / "pynet"
+    PyNET().save_pretrained(weights)  # random weights: this checks sizes and plumbing, not bokeh quality
+    photo = tmp_path / "photo.png"
+    Image.open(EXAMPLES_DIR / "chelsea.png").convert("RGB").resize((320, 212)).save(photo)
+    settings = SpaceSettings(
+        pynet_weights=str(weights),
+        depth_model=str(tmp_path / "no-depth-model"),
+        results_dir=tmp_path / "results",
+        max_render_side=160,
+        pynet_cpu_preview_side=64,
+    )
+    result, (before, after), _, notes = make_render_fn(settings)(str(photo), "pynet", -1, -1, "approximate", None, "{}")
+    assert Image.open(result).size == (320, 212) and Image.open(after).size == (160, 106)
+    assert "PyNET preview: computed at 64x42 px" in notes and "guided upsampling" in notes
