@@ -32,7 +32,8 @@ CSS = """
 #method-note p { font-size: .85rem; margin: 0; }
 #compare-gallery .grid-wrap { height: auto !important; max-height: none !important; overflow-y: visible !important; }
 @media (max-width: 640px) {
-  #intro p, #status-banner { display: none; }
+  #intro p { display: none; }
+  #status-banner p { font-size: .72rem; line-height: 1.25; }
   #intro h1 { font-size: 1.05rem; }
   #photo, #result, #depth_view { height: 250px !important; max-height: 250px !important; }
   #photo img, #result img, #depth_view img { max-height: 220px !important; }
