@@ -28,7 +28,7 @@ from typing import Any
 
 import gradio as gr
 
-from bokeh_model import BokehError
+from bokeh_model import BokehError, InputError
 
 from .config import EXAMPLES_DIR, SpaceSettings
 from .controls import (
@@ -123,6 +123,12 @@ def render_outputs(
     focus = None
     if focus_x is not None and focus_y is not None and focus_x >= 0 and focus_y >= 0:
         focus = (int(round(focus_x)), int(round(focus_y)))
+        height, width = prepared.full.shape[:2]
+        if focus[0] >= width or focus[1] >= height:
+            raise InputError(
+                f"focus point ({focus[0]}, {focus[1]}) lies outside the {width}x{height} photo "
+                f"(x in [0, {width - 1}], y in [0, {height - 1}]; -1 = automatic focus)"
+            )
     result = render_photo(
         prepared.work,
         method,

@@ -89,6 +89,8 @@ def test_unavailable_method_and_bad_params_are_explained(settings: SpaceSettings
         render(photo, "lens", -1, -1, "auto", None, '{"strength": -5}')
     with pytest.raises(gr.Error, match="Upload a photo"):
         render(None, "lens", -1, -1, "auto", None, "{}")
+    with pytest.raises(gr.Error, match=r"focus point \(500, 20\) lies outside the 226x150 photo"):
+        render(photo, "lens", 500, 20, "auto", None, "{}")
 
 
 def _free_port() -> int:
