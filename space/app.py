@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import warnings
 
 import gradio as gr
 
@@ -16,10 +17,28 @@ from .status_tab import build_status_tab, status_banner
 
 __all__ = ["build_app", "launch"]
 
-INTRO = """# 📷 Natural camera bokeh: PyNET-Bokeh and its competitors
-PyNET-Bokeh (Ignatov, Patel, Timofte, CVPRW 2020) learns the shallow depth of field of a Canon DSLR with a
-50mm f/1.8 lens from the EBB! dataset. Here it runs beside renderers that blur a photo from its depth map.
-**Click on the photo** to choose what stays sharp."""
+INTRO = """# Natural camera bokeh: PyNET-Bokeh and its competitors
+PyNET-Bokeh (Ignatov, Patel, Timofte, CVPRW 2020) learns a Canon 50mm f/1.8's depth of field from the EBB!
+dataset; here it runs beside renderers that blur a photo from its depth map. **Click on the photo** to focus."""
+
+# Layout: photo, result and Render button above the fold at 1366x768; on a phone (390x844) the photo and the
+# result are stacked at a smaller height so that both fit on the first screen.
+CSS = """
+#intro h1 { font-size: 1.45rem; margin: 0 0 .2rem 0; }
+#intro p { font-size: .9rem; margin: 0; }
+#status-banner p { font-size: .82rem; margin: 0; }
+.gradio-container { padding-top: .4rem !important; }
+#render-message p { font-size: .9rem; margin: 0; }
+#method-note p { font-size: .85rem; margin: 0; }
+#compare-gallery .grid-wrap { height: auto !important; max-height: none !important; overflow-y: visible !important; }
+@media (max-width: 640px) {
+  #intro p { display: none; }
+  #status-banner p { font-size: .72rem; line-height: 1.25; }
+  #intro h1 { font-size: 1.05rem; }
+  #photo, #result, #depth_view { height: 250px !important; max-height: 250px !important; }
+  #photo img, #result img, #depth_view img { max-height: 220px !important; }
+}
+"""
 
 
 def _initial_tab(request: gr.Request) -> gr.Tabs:
@@ -39,8 +58,12 @@ def build_app(settings: SpaceSettings | None = None) -> gr.Blocks:
     """Build (not launch) the app; tests call this directly."""
     settings = settings or SpaceSettings.from_env()
     threading.Thread(target=_warm_up_renderers, name="warm-up", daemon=True).start()
-    with gr.Blocks(title="PyNET-Bokeh: natural camera bokeh") as demo:
-        gr.Markdown(INTRO)
+    with warnings.catch_warnings():
+        # css in Blocks() (deprecated for launch()) so that every way of launching, tests included, gets it
+        warnings.simplefilter("ignore")
+        blocks = gr.Blocks(title="PyNET-Bokeh: natural camera bokeh", css=CSS)
+    with blocks as demo:
+        gr.Markdown(INTRO, elem_id="intro")
         banner = status_banner(settings)
         if banner:
             gr.Markdown(banner, elem_id="status-banner")
@@ -67,5 +90,5 @@ def build_app(settings: SpaceSettings | None = None) -> gr.Blocks:
 
 def launch(demo: gr.Blocks, **kwargs: object) -> None:
     """Start the server; host and port come from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT when set."""
-    max_mb = getattr(demo, "max_upload_mb", 40)
+    max_mb = getattr(demo, "max_upload_mb", 64)
     demo.launch(max_file_size=f"{max_mb}mb", footer_links=["api", "gradio"], **kwargs)

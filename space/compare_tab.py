@@ -18,12 +18,18 @@ __all__ = ["build_compare_tab"]
 def build_compare_tab(settings: SpaceSettings, shared: dict[str, gr.components.Component]) -> None:
     gr.Markdown(
         "Runs every available method with its default settings on the photo, focus point and depth source chosen "
-        "in the **Render** tab. The depth map is computed once and shared, so the methods differ only in how "
-        "they render."
+        "in the **Render** tab, at processing resolution. The depth map is computed once and shared, so the "
+        "methods differ only in how they render."
     )
     button = gr.Button("Compare all methods", variant="primary", elem_id="compare")
+    # No fixed height: the gallery grows with its items, so every method is visible without scrolling inside it.
     gallery = gr.Gallery(
-        label="Methods side by side", columns=3, height=520, object_fit="contain", elem_id="compare-gallery"
+        label="Methods side by side",
+        columns=3,
+        height="auto",
+        object_fit="contain",
+        elem_id="compare-gallery",
+        buttons=["download", "fullscreen"],
     )
     table = gr.DataFrame(label="Runtime", interactive=False, elem_id="compare-table")
 
@@ -33,9 +39,11 @@ def build_compare_tab(settings: SpaceSettings, shared: dict[str, gr.components.C
         """Render the photo with every available method (default parameters) and time each."""
         with user_errors():
             if not photo:
-                raise gr.Error("Upload a photo or pick an example in the Render tab first.")
-            image, scale, _ = prepare_photo(photo, settings.max_render_side)
-            focus = None if focus_x is None or focus_x < 0 else (int(focus_x * scale), int(focus_y * scale))
+                raise gr.Error("Upload a photo or pick an example in the Render tab first.", print_exception=False)
+            prepared = prepare_photo(photo, settings.max_render_side, settings.max_photo_mp)
+            image = prepared.work
+            clicked = None if focus_x is None or focus_x < 0 else (int(focus_x), int(focus_y))
+            focus = prepared.to_work(clicked)
             depth = compute_depth(image, depth_source, settings, focus_xy=focus, uploaded=depth_map)
             items: list[tuple[Any, str]] = [
                 (export_image(image, "jpeg"), "input photo"),

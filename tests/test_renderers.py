@@ -313,3 +313,85 @@ def test_lens_on_cuda_matches_cpu() -> None:
         cpu = create_method(name, device="cpu")(image, depth, strength=20.0, focus_disparity=0.5)
         gpu = create_method(name, device="cuda")(image, depth, strength=20.0, focus_disparity=0.5)
         np.testing.assert_allclose(gpu, cpu, atol=1e-3)
+
+
+def overcast_scene(height: int = 240, width: int = 320) -> tuple[np.ndarray, np.ndarray]:
+    """A bright overcast sky (about 9 % of pixels at 250+) crossed by dark branches, above dark near ground."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    sky = 0.955 + 0.035 * np.sin(xx / 23.0) * np.cos(yy / 17.0) + 0.01 * rng.standard_normal((height, width))
+    image = np.repeat(sky[..., None], 3, axis=2).astype(np.float32)
+    depth = np.zeros((height, width), np.float32)
+    for _ in range(6):
+        x0, slope = rng.uniform(0, width), rng.uniform(-0.6, 0.6)
+        branch = np.abs(xx - (x0 + slope * yy)) < 1.5
+        image[branch], depth[branch] = 0.15, 0.3
+    ground = yy > 0.7 * height
+    image[ground], depth[ground] = 0.25, 1.0
+    return np.clip(image, 0.0, 1.0), depth
+
+
+def test_highlight_boost_does_not_blow_out_a_large_bright_sky() -> None:
+    image, depth = overcast_scene()
+    blown_before = float((np.round(image * 255) >= 250).any(axis=2).mean())
+    assert 0.08 < blown_before < 0.3  # the scene is what the test claims
+    for out in (
+        lens_fast(image, depth, strength=48.0, focus_disparity=1.0, blades=6, highlight_boost=4.0),
+        render_on_torch_cpu(image, depth, strength=48.0, focus=1.0, blades=6, boost=4.0),
+    ):
+        blown_after = float((np.round(out * 255) >= 250).any(axis=2).mean())
+        # blurring averages the sky's texture away; the boost must not push the sky into clipping
+        assert blown_after <= blown_before, (blown_before, blown_after)
+        # the branches stay visible through the blurred sky (no wash-out): the sky keeps its darker streaks
+        sky = out[: int(0.6 * image.shape[0])].mean(axis=2)
+        assert sky.max() - sky.min() > 0.02
+
+
+def render_on_torch_cpu(
+    image: np.ndarray, depth: np.ndarray, *, strength: float, focus: float, blades: int, boost: float
+) -> np.ndarray:
+    from bokeh_model.methods._lens_torch import render_image_torch
+
+    radius = signed_radius(depth, strength, focus)
+    return render_image_torch(image, radius, blades=blades, highlight_boost=boost, device="cpu")
+
+
+def test_highlight_boost_still_blooms_small_specular_highlights() -> None:
+    image = np.full((121, 121, 3), 0.1, np.float32)
+    image[59:62, 59:62] = 1.0  # a 3x3 glint
+    depth = np.zeros((121, 121), np.float32)
+    plain = lens_fast(image, depth, strength=20.0, focus_disparity=1.0, highlight_boost=0.0)
+    boosted = lens_fast(image, depth, strength=20.0, focus_disparity=1.0, highlight_boost=4.0)
+    energy = (srgb_to_linear(boosted) - srgb_to_linear(image[:1, :1])).sum()
+    baseline = (srgb_to_linear(plain) - srgb_to_linear(image[:1, :1])).sum()
+    # the glint carries up to 1 + boost times its light (a little less: its own 9 pixels are a bright share)
+    assert 4.0 * baseline < energy <= 5.0 * baseline * 1.01
+    floor = srgb_to_linear(image[:1, :1])[0, 0, 0]
+    assert srgb_to_linear(boosted)[60, 60, 0] - floor > 4.0 * (srgb_to_linear(plain)[60, 60, 0] - floor)
+
+
+def lamp_crop() -> tuple[np.ndarray, np.ndarray]:
+    """A bright lamp shade with a dark rim in front of a textured wall; the depth edge is soft (as DPT's are)."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(5)
+    size = 200
+    yy, xx = np.mgrid[0:size, 0:size]
+    image = gaussian_filter(0.25 + 0.35 * rng.random((size, size, 3)), (1, 1, 0)).astype(np.float32)
+    distance = np.hypot(yy - size, xx - size / 2)
+    shade = distance < 110
+    image[shade] = (0.97, 0.93, 0.75)
+    image[shade & (distance > 104)] = (0.2, 0.15, 0.1)
+    depth = gaussian_filter(np.where(shade, 0.9, 0.1), 3).astype(np.float32)
+    return image, depth
+
+
+@pytest.mark.parametrize(("focus", "blades", "boost"), [(0.1, 6, 0.0), (0.9, 6, 0.0), (0.1, 6, 4.0), (0.9, 0, 4.0)])
+def test_large_radius_rim_matches_reference(focus: float, blades: int, boost: float) -> None:
+    # 48 px of blur on the far side (strength 60 over a disparity gap of 0.8), the rim's soft depth edge
+    # spanning every layer in between: the multi-resolution layers must not leave ghosts along the rim.
+    image, depth = lamp_crop()
+    params = {"strength": 60.0, "focus_disparity": focus, "blades": blades, "highlight_boost": boost}
+    reference = render_lens_reference(image, depth, **params)
+    fast = lens_fast(image, depth, **params)
+    assert psnr(fast, reference) >= 40.0

@@ -89,6 +89,8 @@ def test_unavailable_method_and_bad_params_are_explained(settings: SpaceSettings
         render(photo, "lens", -1, -1, "auto", None, '{"strength": -5}')
     with pytest.raises(gr.Error, match="Upload a photo"):
         render(None, "lens", -1, -1, "auto", None, "{}")
+    with pytest.raises(gr.Error, match=r"focus point \(500, 20\) lies outside the 226x150 photo"):
+        render(photo, "lens", 500, 20, "auto", None, "{}")
 
 
 def _free_port() -> int:
@@ -123,3 +125,169 @@ def test_render_endpoint_over_http_with_gradio_client(settings: SpaceSettings, p
     finally:
         demo.close()
     assert threading.active_count() >= 1
+
+
+def test_result_comes_back_at_the_photos_own_size(settings: SpaceSettings, tmp_path: Path) -> None:
+    big = tmp_path / "camera.jpg"
+    Image.open(EXAMPLES_DIR / "chelsea.png").convert("RGB").resize((1500, 1000)).save(big, quality=95)
+    result, (before, after), depth, notes = make_render_fn(settings)(
+        str(big), "lens", 750, 500, "approximate", None, '{"strength": 16}'
+    )
+    assert Image.open(result).size == (1500, 1000)  # processed at 640 px, finished at full size
+    assert Image.open(after).size == (640, 427)  # the page's before/after preview
+    assert "guided" in notes and "Focus at pixel (750, 500)" in notes
+
+
+def test_uploads_are_checked_from_the_header(tmp_path: Path) -> None:
+    from space.services import photo_size_problem
+
+    huge = tmp_path / "huge.png"
+    Image.new("L", (8000, 4000)).save(huge)
+    problem = photo_size_problem(str(huge), 24)
+    assert problem is not None and "huge.png is 32 MP (8000x4000)" in problem and str(tmp_path) not in problem
+    text = tmp_path / "text.jpg"
+    text.write_text("not a picture")
+    assert "text.jpg is not an image" in (photo_size_problem(str(text), 24) or "")
+    assert photo_size_problem(str(EXAMPLES_DIR / "chelsea.png"), 24) is None
+
+
+def test_depth_uploads_are_validated(tmp_path: Path) -> None:
+    from bokeh_model import InputError
+    from space.services import check_depth_upload
+
+    grey = tmp_path / "grey.png"
+    Image.new("L", (150, 100), 200).save(grey)
+    depth, notes = check_depth_upload(str(grey), (200, 300))
+    assert depth.shape == (200, 300) and notes == ["Depth map resized from 150x100 to 300x200."]
+    colour = tmp_path / "colour.png"
+    Image.new("RGB", (300, 200), (250, 10, 10)).save(colour)
+    depth, notes = check_depth_upload(str(colour), (200, 300))
+    assert depth.shape == (200, 300) and "colour image" in notes[0]
+    with pytest.raises(InputError, match="another photo"):
+        check_depth_upload(str(grey), (300, 300))
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"nope")
+    with pytest.raises(InputError, match="bad.png is not an image"):
+        check_depth_upload(str(bad), (200, 300))
+
+
+def test_messages_never_show_server_temp_paths() -> None:
+    import tempfile
+
+    from space.render_tab import readable
+
+    temp = tempfile.gettempdir()
+    message = f"{temp}/gradio/04a4f00d/fake.jpg is not an image file"
+    assert readable(message) == "fake.jpg is not an image file"
+
+
+def test_controls_offer_only_accepted_values(settings: SpaceSettings) -> None:
+    from bokeh_model import create_method
+    from space.controls import control_for
+
+    lens = create_method("lens")
+    with gr.Blocks():
+        blades = control_for("lens", lens.param_spec("blades"))
+        strength = control_for("lens", lens.param_spec("strength"))
+    values = [value for _, value in blades.choices]
+    assert values == [0, *range(3, 17)]  # 1 and 2 blades are not apertures: not offered
+    for value in values:
+        lens.param_spec("blades").validate(value)
+    assert (strength.minimum, strength.maximum) == (0.0, 64.0)
+
+
+def test_user_errors_log_one_line_and_faults_keep_their_traceback(
+    settings: SpaceSettings, photo: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import logging
+
+    import space.render_tab as render_tab
+
+    render = make_render_fn(settings)
+    with caplog.at_level(logging.INFO, logger="space.render_tab"), pytest.raises(gr.Error):
+        render(photo, "lens", -1, -1, "auto", None, '{"strength": -5}')
+    refused = [r for r in caplog.records if r.name == "space.render_tab"]
+    assert len(refused) == 1 and refused[0].exc_info is None and "strength" in refused[0].getMessage()
+    caplog.clear()
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(render_tab, "render_photo", broken)
+    with caplog.at_level(logging.INFO, logger="space.render_tab"), pytest.raises(gr.Error, match="a bug"):
+        render(photo, "lens", -1, -1, "auto", None, "{}")
+    assert any(r.exc_info is not None for r in caplog.records if r.name == "space.render_tab")
+
+
+def _write_run(folder: Path, *, synthetic: bool, name: str) -> Path:
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    methods = {"lens": 30.0, "gaussian": 27.0, "disk": 25.0}
+    run = {
+        "status": "complete",
+        "profile": "paper",
+        "dataset": {"name": name, "split": "val", "synthetic": synthetic, "description": name, "fingerprint": {"n": 2}},
+        "lpips": {"available": False, "reason": "no weights"},
+        "methods": {
+            label: {"metrics": {"psnr": {"mean": psnr}, "ssim": {"mean": 0.9}}, "runtime_s": {"mean": 0.1}}
+            | {"n_images": 2, "hardware": "CPU"}
+            for label, psnr in methods.items()
+        },
+    }
+    (folder / "run.json").write_text(json.dumps(run))
+    rows = ["method,id,psnr,ssim,lpips"] + [f"{m},{i},{p + i},0.9," for m, p in methods.items() for i in (1, 2)]
+    (folder / "per_image.csv").write_text("\n".join(rows) + "\n")
+    return folder
+
+
+def test_leaderboard_keeps_non_ebb_runs_apart_from_the_papers_rows(tmp_path: Path) -> None:
+    from space.leaderboard_tab import _contents
+
+    synthetic = SpaceSettings(results_dir=_write_run(tmp_path / "synthetic", synthetic=True, name="synthetic-8"))
+    banner, _, table, figures, paper = _contents(synthetic)
+    assert "Not EBB!" in banner and "synthetic-8" in banner and "synthetic procedural scenes" in banner
+    assert paper is None and "reported in paper" not in set(table["Source"]) and len(table) == 3
+    # one colour per method in every chart
+    colours: dict[str, set] = {}
+    for figure in figures:
+        for trace in figure.data:
+            if trace.type == "bar":
+                for name, colour in zip(trace.x, trace.marker.color, strict=True):
+                    colours.setdefault(name, set()).add(colour)
+            elif trace.name:
+                colours.setdefault(trace.name, set()).add(trace.marker.color)
+    assert set(colours) == {"lens", "gaussian", "disk"} and all(len(c) == 1 for c in colours.values())
+    assert len({next(iter(c)) for c in colours.values()}) == 3
+
+    ebb = SpaceSettings(results_dir=_write_run(tmp_path / "ebb", synthetic=False, name="EBB!"))
+    banner, _, table, _, paper = _contents(ebb)
+    assert banner == "" and paper is None
+    assert "reported in paper" in set(table["Source"]) and len(table) == 9  # the paper's six beside the measured
+
+    nothing = SpaceSettings(results_dir=tmp_path / "nothing")
+    banner, text, table, figures, paper = _contents(nothing)
+    assert len(table) == 0 and figures == [] and paper is not None and "No evaluation results" in text
+
+
+def test_pynet_preview_on_cpu_gets_the_full_size_finish(tmp_path: Path) -> None:
+    import torch
+
+    from bokeh_model.pynet import PyNET
+
+    if torch.cuda.is_available():
+        pytest.skip("the preview path is for CPU-only machines")
+    weights = tmp_path / "pynet"
+    PyNET().save_pretrained(weights)  # random weights: this checks sizes and plumbing, not bokeh quality
+    photo = tmp_path / "photo.png"
+    Image.open(EXAMPLES_DIR / "chelsea.png").convert("RGB").resize((320, 212)).save(photo)
+    settings = SpaceSettings(
+        pynet_weights=str(weights),
+        depth_model=str(tmp_path / "no-depth-model"),
+        results_dir=tmp_path / "results",
+        max_render_side=160,
+        pynet_cpu_preview_side=64,
+    )
+    result, (before, after), _, notes = make_render_fn(settings)(str(photo), "pynet", -1, -1, "approximate", None, "{}")
+    assert Image.open(result).size == (320, 212) and Image.open(after).size == (160, 106)
+    assert "PyNET preview: computed at 64x42 px" in notes and "guided upsampling" in notes

@@ -32,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from numba import njit
 
-from ._optics import aperture_kernel, linear_to_srgb, srgb_to_linear
+from ._optics import aperture_kernel, highlight_gain, linear_to_srgb, srgb_to_linear
 
 __all__ = ["COARSE_FROM", "default_threads", "kernel_runs", "render_image", "render_layers", "warm_up"]
 
@@ -422,20 +422,13 @@ def default_threads() -> int:
 
 
 @njit(nogil=True, cache=True, fastmath=True)
-def _decode_rows(image, radius, lut, boost, linear, colour, y0, y1):  # pragma: no cover - numba
+def _decode_rows(image, gain, lut, linear, colour, y0, y1):  # pragma: no cover - numba
     top = lut.shape[0] - 1
     for y in range(y0, y1):
         for x in range(image.shape[1]):
-            r = min(max(image[y, x, 0], 0.0), 1.0)
-            g = min(max(image[y, x, 1], 0.0), 1.0)
-            b = min(max(image[y, x, 2], 0.0), 1.0)
-            factor = 1.0
-            if boost > 0.0:
-                t = min(max((0.2126 * r + 0.7152 * g + 0.0722 * b - 0.8) / 0.2, 0.0), 1.0)
-                defocus = min(max(abs(radius[y, x]) - 1.0, 0.0), 1.0)
-                factor = 1.0 + boost * t * t * (3.0 - 2.0 * t) * defocus
+            factor = gain[y, x]
             for c in range(3):
-                v = r if c == 0 else (g if c == 1 else b)
+                v = min(max(image[y, x, c], 0.0), 1.0)
                 if linear:
                     pos = v * top
                     i = min(int(pos), top - 1)
@@ -567,7 +560,8 @@ def render_image(
         rotation_deg: polygon rotation.
         additive: sum the layers instead of compositing them (the naive ``disk`` blur).
         linear_light: scatter in linear light (sRGB decode/encode) rather than on the sRGB values.
-        highlight_boost: brighten defocused highlights (sRGB luma 0.8 -> 1.0) by up to ``1 + boost``.
+        highlight_boost: brighten small defocused highlights by up to ``1 + boost`` (see
+            :func:`bokeh_model.methods._optics.highlight_gain`; large bright areas are left alone).
         coarse_from: see :func:`render_layers`.
         threads: worker threads (default :func:`default_threads`).
 
@@ -582,8 +576,8 @@ def render_image(
     pool = ThreadPoolExecutor(max_workers=threads) if len(bands) > 1 else None
     try:
         colour = np.empty_like(image)
-        boost, linear = float(highlight_boost), bool(linear_light)
-        _run(pool, bands, lambda band: _decode_rows(image, radius, _DECODE_LUT, boost, linear, colour, *band))
+        gain, linear = highlight_gain(image, radius, float(highlight_boost)), bool(linear_light)
+        _run(pool, bands, lambda band: _decode_rows(image, gain, _DECODE_LUT, linear, colour, *band))
         out, trans = _composite(colour, radius, pool, bands, blades, rotation_deg, additive, coarse_from)
         result = np.empty_like(image)
         _run(pool, bands, lambda band: _finish_rows(out, trans, additive, _ENCODE_LUT, linear, result, *band))

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ._lens_fast import COARSE_FROM
-from ._optics import aperture_kernel
+from ._optics import aperture_kernel, highlight_gain
 
 __all__ = ["render_image_torch", "render_layers_torch"]
 
@@ -155,11 +155,9 @@ def render_image_torch(
     image_t = torch.as_tensor(np.asarray(image, dtype=np.float32), device=device).permute(2, 0, 1).clamp(0, 1)
     radius_t = torch.as_tensor(np.asarray(radius, dtype=np.float32), device=device)
     colour = _srgb_to_linear(image_t) if linear_light else image_t
-    if highlight_boost > 0:
-        weights = torch.tensor([0.2126, 0.7152, 0.0722], device=device)[:, None, None]
-        t = (((image_t * weights).sum(0) - 0.8) / 0.2).clamp(0, 1)
-        defocus = (radius_t.abs() - 1.0).clamp(0, 1)
-        colour = colour * (1.0 + highlight_boost * t * t * (3 - 2 * t) * defocus)[None]
+    if highlight_boost > 0:  # the same gain map as the CPU renderer (a few box filters, computed on the CPU)
+        gain = highlight_gain(np.asarray(image, np.float32), np.asarray(radius, np.float32), highlight_boost)
+        colour = colour * torch.as_tensor(gain, device=device)[None]
     out = _composite(colour, radius_t, blades, rotation_deg, additive, coarse_from, chunk).clamp(0, 1)
     if linear_light:
         out = _linear_to_srgb(out)

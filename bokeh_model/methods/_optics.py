@@ -18,6 +18,7 @@ __all__ = [
     "aperture_sdf",
     "auto_focus_disparity",
     "check_aperture",
+    "highlight_gain",
     "linear_to_srgb",
     "signed_radius",
     "srgb_to_linear",
@@ -115,3 +116,41 @@ def aperture_kernel(radius: float, blades: int = 0, rotation_deg: float = 0.0) -
     """
     blades, rotation_deg = check_aperture(blades, rotation_deg)
     return _kernel_cached(int(round(abs(float(radius)) * 1000)), blades, int(round(rotation_deg * 1000)))
+
+
+# Highlight boost: a pixel is a highlight when its sRGB luma is in the top band (0.8 -> 1.0, smoothstep), and
+# a *small* highlight when few of its neighbours are highlights too (the bright share of a window around it is
+# below HIGHLIGHT_MAX_SHARE). Only small highlights are boosted: a specular glint or a street lamp blooms into
+# a bokeh ball, while an overcast sky or a white wall (every neighbour bright) keeps its brightness.
+HIGHLIGHT_MAX_SHARE = 0.3
+
+
+def highlight_gain(image: np.ndarray, radius: np.ndarray, boost: float) -> np.ndarray:
+    """Per-pixel linear-light gain of the highlight boost: ``1 + boost * bright * small * defocused``.
+
+    Args:
+        image: float32 (H, W, 3) sRGB in [0, 1].
+        radius: float32 (H, W) signed defocus radius in pixels.
+        boost: 0 = off; a small, fully defocused highlight is multiplied by ``1 + boost``.
+
+    ``bright`` is a smoothstep of the luma from 0.8 to 1.0; ``small`` falls from 1 to 0 as the bright share of a
+    window (half-size: half the largest defocus radius, 2 to 32 px) grows from 0 to :data:`HIGHLIGHT_MAX_SHARE`;
+    ``defocused`` ramps from 0 to 1 between 1 and 2 px of blur radius, so the focal plane is never touched.
+
+    Returns:
+        float32 (H, W) gains >= 1 (all ones when ``boost`` is 0).
+    """
+    import cv2
+
+    height, width = radius.shape
+    if boost <= 0:
+        return np.ones((height, width), np.float32)
+    x = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
+    luma = 0.2126 * x[..., 0] + 0.7152 * x[..., 1] + 0.0722 * x[..., 2]
+    t = np.clip((luma - 0.8) / 0.2, 0.0, 1.0)
+    bright = t * t * (3.0 - 2.0 * t)
+    half = int(np.clip(round(0.5 * float(np.abs(radius).max(initial=0.0))), 2, 32))
+    share = cv2.blur(bright, (2 * half + 1, 2 * half + 1), borderType=cv2.BORDER_REFLECT)
+    small = np.clip(1.0 - share / HIGHLIGHT_MAX_SHARE, 0.0, 1.0)
+    defocused = np.clip(np.abs(radius) - 1.0, 0.0, 1.0)
+    return (1.0 + float(boost) * bright * small * small * defocused).astype(np.float32)

@@ -30,9 +30,17 @@ import numpy as np
 
 from ..errors import InputError
 from ..registry import Method, ParamSpec, check_depth_array, check_image_array, register_method
-from ._optics import aperture_kernel, check_aperture, linear_to_srgb, signed_radius, srgb_to_linear
+from ._optics import (
+    aperture_kernel,
+    check_aperture,
+    highlight_gain,
+    linear_to_srgb,
+    signed_radius,
+    srgb_to_linear,
+)
 
 __all__ = [
+    "APERTURE_BLADES",
     "REFERENCE_MAX_PIXELS",
     "LensMethod",
     "render_on",
@@ -41,6 +49,8 @@ __all__ = [
 ]
 
 REFERENCE_MAX_PIXELS = 256 * 256
+# What check_aperture accepts: a round disc (0) or a polygon of 3 to 16 blades (1 and 2 are not apertures).
+APERTURE_BLADES = (0, *range(3, 17))
 
 
 def _check_common(
@@ -66,6 +76,7 @@ def render_lens_reference(
     blades: int = 0,
     rotation_deg: float = 0.0,
     linear_light: bool = True,
+    highlight_boost: float = 0.0,
 ) -> np.ndarray:
     """Slow, exact evaluation of the layered thin-lens model (module docstring) by direct scatter.
 
@@ -81,6 +92,7 @@ def render_lens_reference(
         blades: 0 for a round aperture, else the number of sides of a regular polygon (3..16).
         rotation_deg: rotation of the polygon in degrees.
         linear_light: scatter in linear light (sRGB decode/encode) rather than on sRGB values.
+        highlight_boost: gain of small defocused highlights (:func:`~bokeh_model.methods._optics.highlight_gain`).
 
     Returns:
         float32 (H, W, 3) sRGB in [0, 1].
@@ -96,8 +108,10 @@ def render_lens_reference(
             f"render_lens_reference is an O(N K^2) direct scatter for small images; {width}x{height} is above "
             f"{REFERENCE_MAX_PIXELS} pixels. Use create_method('lens') for large images."
         )
-    colour = srgb_to_linear(image).astype(np.float64) if linear_light else image.astype(np.float64)
-    radius = signed_radius(disparity, strength, focus_disparity).astype(np.float64)
+    radius = signed_radius(disparity, strength, focus_disparity)
+    gain = highlight_gain(image, radius, highlight_boost).astype(np.float64)[..., None]
+    colour = (srgb_to_linear(image).astype(np.float64) if linear_light else image.astype(np.float64)) * gain
+    radius = radius.astype(np.float64)
     layer_of = np.rint(radius).astype(np.int64)
     out = np.zeros((height, width, 3))
     transmittance = np.ones((height, width))
@@ -186,11 +200,9 @@ class LensMethod(Method):
         *_common_params(24.0),
         ParamSpec(
             "blades",
-            "int",
+            "choice",
             0,
-            min=0,
-            max=16,
-            step=1,
+            choices=APERTURE_BLADES,
             help="Aperture shape: 0 = round disc, 3..16 = regular polygon with that many blades.",
             label="aperture blades",
         ),
@@ -211,8 +223,8 @@ class LensMethod(Method):
             min=0.0,
             max=8.0,
             step=0.1,
-            help="Extra brightness for out-of-focus highlights (sRGB luma > 0.8) so they bloom into bokeh "
-            "balls; 0 = off.",
+            help="Extra brightness for small out-of-focus highlights (sRGB luma > 0.8, few bright neighbours) so "
+            "they bloom into bokeh balls; large bright areas such as a sky are left alone; 0 = off.",
             label="highlight boost",
         ),
         ParamSpec(
