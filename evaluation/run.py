@@ -30,7 +30,7 @@ import inspect
 import json
 import shlex
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +38,7 @@ import numpy as np
 from PIL import Image
 
 from bokeh_model.errors import BokehError, InputError, ModelUnavailableError
+from bokeh_model.fetch import FetchError, fetch_lpips, is_offline
 from bokeh_model.files import atomic_write
 from bokeh_model.images import array_to_pil, load_image, resize_array, save_image
 from evaluation.dataset import EvalSource, Sample, fingerprint, image_extension, open_source, sort_ids
@@ -51,6 +52,7 @@ from evaluation.metrics import (
     lpips_status,
     score_pair,
     summarize,
+    verify_lpips_trunk,
 )
 from evaluation.runtime import environment_info, hardware_label, timed_call
 
@@ -131,11 +133,31 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="fail (exit 3) when the LPIPS AlexNet trunk is not in the torch hub cache",
     )
+    scoring.add_argument(
+        "--offline",
+        action="store_true",
+        help="never download (the LPIPS trunk is otherwise fetched on first use when online; also HF_HUB_OFFLINE=1)",
+    )
+    scoring.add_argument(
+        "--allow-unofficial-lpips",
+        action="store_true",
+        help="score LPIPS with an AlexNet trunk whose SHA-256 is not torchvision's (recorded in run.json)",
+    )
     parser.add_argument("--out", default="runs/latest", help="output folder (default: runs/latest)")
     return parser
 
 
 # ---------------------------------------------------------------------------------------------- helpers
+
+
+def _fetch_lpips_trunk(say: Callable[[str], None]) -> str | None:
+    """Download the LPIPS trunk on first use (online, no --offline); returns the reason when that fails."""
+    try:
+        result = fetch_lpips(progress=True)
+    except FetchError as exc:
+        return f"LPIPS unavailable: {exc}"
+    say(f"LPIPS AlexNet trunk {result.status} at {result.path}")
+    return None
 
 
 def parse_assignments(items: Sequence[str], flag: str) -> dict[str, dict[str, str]]:
@@ -603,9 +625,15 @@ def run_evaluation(args: argparse.Namespace, argv: Sequence[str] | None = None) 
     lpips_info = {"available": False, "reason": "skipped with --no-lpips"}
     if not args.no_lpips:
         ok, reason = lpips_status()
+        if not ok and not is_offline(True if args.offline else None):
+            reason = _fetch_lpips_trunk(say) or reason
+            ok = lpips_status()[0]
         if ok:
+            trunk = verify_lpips_trunk(allow_unofficial=args.allow_unofficial_lpips)
+            if not trunk["official"]:
+                say(f"warning: LPIPS uses an unofficial AlexNet trunk (SHA-256 {trunk['sha256'][:16]}...)")
             lpips_model = get_lpips_model(device)
-            lpips_info = {"available": True, "reason": "", "net": "alex", "version": "0.1"}
+            lpips_info = {"available": True, "reason": "", "net": "alex", "version": "0.1", "trunk": trunk}
         elif args.require_lpips:
             raise LPIPSUnavailableError(reason)
         else:

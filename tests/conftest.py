@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 # The tests never reach the network: anything that tries must fail fast, as on users' offline machines.
@@ -12,6 +13,8 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.pop("BOKEH_PYNET_WEIGHTS", None)
+# Weights fetched on this machine (~/.cache/bokeh_model) must not leak into tests: an empty cache per session.
+os.environ["BOKEH_CACHE"] = tempfile.mkdtemp(prefix="bokeh-cache-")
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:

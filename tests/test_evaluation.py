@@ -200,10 +200,15 @@ def test_lpips_column_filled_when_trunk_present(tmp_path, monkeypatch):
     torch.manual_seed(0)
     torch.save(torchvision.models.alexnet().state_dict(), hub / "checkpoints" / metrics.ALEXNET_FILE)
     out = tmp_path / "r"
-    assert main([*SYNTH, "--methods", "eval_test_blur", "--require-lpips", "--out", str(out)]) == 0
+    # A random AlexNet is not torchvision's file: refused by default, accepted (and recorded) when allowed.
+    assert main([*SYNTH, "--methods", "eval_test_blur", "--require-lpips", "--out", str(out)]) == 3
+    args = [*SYNTH, "--methods", "eval_test_blur", "--require-lpips", "--allow-unofficial-lpips", "--out", str(out)]
+    assert main(args) == 0
     per_image = pd.read_csv(out / "per_image.csv")
     assert per_image["lpips"].notna().all()
-    assert json.loads((out / "run.json").read_text())["lpips"]["available"]
+    lpips_record = json.loads((out / "run.json").read_text())["lpips"]
+    assert lpips_record["available"] and not lpips_record["trunk"]["official"]
+    assert len(lpips_record["trunk"]["sha256"]) == 64
 
 
 def _external(folder: Path, ids, size=(96, 128), value=120) -> Path:
