@@ -10,6 +10,7 @@ from user_study.ui import build_study_ui, tune_queue
 
 from .compare_tab import build_compare_tab
 from .config import SpaceSettings
+from .fetching import start_background_fetch
 from .leaderboard_tab import build_leaderboard_tab
 from .render_tab import build_render_tab
 from .status_tab import build_status_tab, status_banner
@@ -39,11 +40,11 @@ def build_app(settings: SpaceSettings | None = None) -> gr.Blocks:
     """Build (not launch) the app; tests call this directly."""
     settings = settings or SpaceSettings.from_env()
     threading.Thread(target=_warm_up_renderers, name="warm-up", daemon=True).start()
+    start_background_fetch(settings)  # on a Space (SPACE_ID) or with BOKEH_FETCH_MODELS=1; serves meanwhile
     with gr.Blocks(title="PyNET-Bokeh: natural camera bokeh") as demo:
         gr.Markdown(INTRO)
-        banner = status_banner(settings)
-        if banner:
-            gr.Markdown(banner, elem_id="status-banner")
+        # Evaluated at every page load: models fetched in the background change it without a restart.
+        gr.Markdown(lambda: status_banner(settings), elem_id="status-banner")
         with gr.Tabs() as tabs:
             with gr.Tab("Render", id="render"):
                 shared = build_render_tab(settings)

@@ -158,7 +158,8 @@ def build_render_tab(settings: SpaceSettings) -> dict[str, gr.components.Compone
     notes = gr.Markdown(elem_id="render-info")
 
     def describe(name: str) -> tuple[Any, ...]:
-        return (_describe_method(infos, name), *[gr.update(visible=key == name) for key in groups])
+        # Availability is checked again: models fetched in the background appear without a restart.
+        return (_describe_method(method_infos(settings), name), *[gr.update(visible=key == name) for key in groups])
 
     method.change(describe, method, [method_note, *groups.values()], api_visibility="private")
 

@@ -11,6 +11,7 @@ import hashlib
 import json
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -23,6 +24,7 @@ class _File:
     data: bytes
     cut: str = ""  # "": never; "first": the first GET sends half and closes; "always": every GET does
     ignore_range: bool = False
+    seconds: float = 0.0  # spread the transfer over about this long (to watch progress in a browser)
     gets: int = 0
 
 
@@ -70,8 +72,8 @@ class LocalServer:
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
-    def add(self, path: str, data: bytes, *, cut: str = "", ignore_range: bool = False) -> str:
-        self.files[path] = _File(data, cut, ignore_range)
+    def add(self, path: str, data: bytes, *, cut: str = "", ignore_range: bool = False, seconds: float = 0.0) -> str:
+        self.files[path] = _File(data, cut, ignore_range, seconds)
         return self.url(path)
 
     def add_repo(self, repo_id: str, folder: Path) -> str:
@@ -159,4 +161,11 @@ class LocalServer:
             handler.wfile.flush()
             handler.close_connection = True
             return
-        handler.wfile.write(body)
+        if not item.seconds:
+            handler.wfile.write(body)
+            return
+        steps = 50
+        size = -(-len(body) // steps)
+        for offset in range(0, len(body), size):
+            handler.wfile.write(body[offset : offset + size])
+            time.sleep(item.seconds / steps)

@@ -23,52 +23,24 @@ import numpy as np
 import pytest
 import torch
 from _local_server import LocalServer
+from _pynet_archive import build_pynet_zip
 from _tiny_models import save_tiny_dpt
 from PIL import Image
 
-from bokeh_model.convert_tf_checkpoint import ConversionError, convert_tf_tensors, tf_layout, to_tf_tensors
+from bokeh_model.convert_tf_checkpoint import ConversionError, convert_tf_tensors, tf_layout
 from bokeh_model.fetch import FetchError, download, fetch_lpips, fetch_pynet
 from bokeh_model.modeling_pynet import PyNET
 from bokeh_model.pynet import default_pynet_dir, load_pynet, to_pynet_depth, weights_status
-from bokeh_model.tf_checkpoint import write_tf_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 ZIP_NAME = "PyNET_Bokeh_pretrained.zip"
 OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "BOKEH_OFFLINE")
 
 
-def _random_pynet() -> PyNET:
-    torch.manual_seed(0)
-    with torch.device("meta"):
-        model = PyNET()
-    model.to_empty(device="cpu")
-    with torch.no_grad():
-        for param in model.parameters():
-            param.normal_(0.0, 0.05)
-    return model.eval()
-
-
 @pytest.fixture(scope="module")
-def pynet_zip(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, PyNET]:
-    """The authors' layout: models/original/pynet_bokeh_level_0.{index,data-00000-of-00001}, with the generator's
-    440 weights, Adam slots for a few of them, beta powers and a step counter (as a plain ``Saver()`` writes)."""
-    model = _random_pynet()
-    tensors = to_tf_tensors(model)
-    for index in range(4):
-        name = "generator/Variable" if index == 0 else f"generator/Variable_{index}"
-        tensors[f"{name}/Adam"] = np.zeros_like(tensors[name])
-        tensors[f"{name}/Adam_1"] = np.ones_like(tensors[name])
-    tensors["beta1_power"] = np.float32(0.9)
-    tensors["beta2_power"] = np.float32(0.999)
-    tensors["global_step"] = np.int64(123)
-    folder = tmp_path_factory.mktemp("ckpt")
-    write_tf_checkpoint(folder / "pynet_bokeh_level_0", tensors)
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-        archive.writestr("PyNET_Bokeh_pretrained/README.txt", "pre-trained PyNET-Bokeh\n")
-        for path in sorted(folder.iterdir()):
-            archive.write(path, f"PyNET_Bokeh_pretrained/models/original/{path.name}")
-    return buffer.getvalue(), model
+def pynet_zip() -> tuple[bytes, PyNET]:
+    """The authors' layout, full-size random weights plus Adam slots and counters (see _pynet_archive)."""
+    return build_pynet_zip()
 
 
 @pytest.fixture
