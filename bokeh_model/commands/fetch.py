@@ -32,6 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="download nothing; report what is missing (also HF_HUB_OFFLINE=1 or BOKEH_OFFLINE=1)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--optional",
+        action="store_true",
+        help="what cannot be fetched is a note, not an error: exit 0 (used by `make demo`, which also runs offline)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,8 +67,9 @@ def run(args: argparse.Namespace) -> int:
         except FetchError as exc:
             # One readable line per item; the others are still tried.
             message = str(exc)
-            print(f"error: {message if message.lower().startswith(item) else f'{item}: {message}'}", file=sys.stderr)
+            line = message if message.lower().startswith(item) else f"{item}: {message}"
+            print(f"{'note' if args.optional else 'error'}: {line}", file=sys.stderr)
             failed += 1
             continue
         print("\n".join(result.lines()))
-    return 3 if failed else 0
+    return 3 if failed and not args.optional else 0
