@@ -198,6 +198,43 @@ def download(
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    with _exclusive(dest.with_name(dest.name + ".lock"), url):
+        return _download_locked(url, dest, sha256, sha256_prefix, label, progress, callback, retries, timeout)
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: Path, url: str) -> Iterator[None]:
+    """One download per destination at a time (two processes appending to one .part would corrupt it)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no advisory locks, accept the (rare) race
+        yield
+        return
+    with open(lock_path, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise FetchError(
+                f"{url}: another process is downloading it right now ({lock_path}); try again later"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            lock_path.unlink(missing_ok=True)
+
+
+def _download_locked(
+    url: str,
+    dest: Path,
+    sha256: str | None,
+    sha256_prefix: str | None,
+    label: str | None,
+    progress: bool,
+    callback: ProgressCallback | None,
+    retries: int,
+    timeout: float,
+) -> DownloadResult:
     part = dest.with_name(dest.name + ".part")
     label = label or dest.name
     started = time.perf_counter()

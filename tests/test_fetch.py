@@ -230,7 +230,9 @@ def test_offline_and_unreachable_exit_3_one_line_per_item(caches: dict[str, str]
     _nothing_loadable(Path(caches["BOKEH_CACHE"]))
 
 
-def test_fetch_pynet_in_process_reports_progress(pynet_zip: tuple[bytes, PyNET], caches: dict[str, str]) -> None:
+def test_fetch_pynet_in_process_reports_progress(
+    pynet_zip: tuple[bytes, PyNET], caches: dict[str, str], tmp_path: Path
+) -> None:
     """The library call the Space uses: a progress callback, and weights_status flips to ready."""
     seen: list[tuple[int, int | None]] = []
     assert not weights_status()[0]
@@ -239,6 +241,14 @@ def test_fetch_pynet_in_process_reports_progress(pynet_zip: tuple[bytes, PyNET],
         result = fetch_pynet(url, progress=False, callback=lambda label, done, total: seen.append((done, total)))
     assert result.status == "installed" and weights_status() == (True, "")
     assert seen[-1] == (len(pynet_zip[0]), len(pynet_zip[0]))
+    # evaluation/run.py finds the weights with no --weights and no environment variable.
+    from test_evaluation import SYNTH
+
+    from evaluation.run import main as run_main
+
+    out = tmp_path / "run"
+    assert run_main([*SYNTH, "--methods", "pynet", "--no-lpips", "--warmup", "0", "--out", str(out)]) == 0
+    assert "pynet" in (out / "table.csv").read_text()
 
 
 # ------------------------------------------------------------------------------------------ depth, lpips
@@ -296,3 +306,29 @@ def test_fixed_range_depth_is_fed_unchanged() -> None:
     fed = to_pynet_depth(raw, (32, 64))
     assert fed.min() == 0.0 and fed.max() == 1.0
     assert to_pynet_depth(eight_bit, (32, 64), normalize=True).max() == 1.0
+
+
+# ------------------------------------------------------------------------------------------ evaluation/run.py
+
+
+def test_evaluation_fetches_the_lpips_trunk_on_first_use_unless_offline(
+    caches: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Online, the run downloads the trunk itself (here a stand-in that fails the official hash check, so LPIPS is
+    n/a with that reason); with --offline it does not even ask."""
+    from test_evaluation import SYNTH
+
+    import bokeh_model.fetch as fetch_module
+    from evaluation.run import main as run_main
+
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(Path(caches["TORCH_HOME"]) / "hub"))
+    with LocalServer() as server:
+        monkeypatch.setattr(fetch_module, "ALEXNET_URL", server.add("/alexnet-owt-7be5be79.pth", b"not alexnet"))
+        args = [*SYNTH, "--methods", "eval_test_blur"]
+        assert run_main([*args, "--offline", "--out", str(tmp_path / "offline")]) == 0
+        assert server.ranges("/alexnet-owt-7be5be79.pth") == []
+        assert run_main([*args, "--out", str(tmp_path / "online")]) == 0
+        assert server.ranges("/alexnet-owt-7be5be79.pth") == [None]
+    record = json.loads((tmp_path / "online" / "run.json").read_text())["lpips"]
+    assert not record["available"] and "does not match the expected 7be5be79" in record["reason"]
+    assert not (Path(caches["TORCH_HOME"]) / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth").exists()
