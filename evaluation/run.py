@@ -105,7 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="LABEL.KEY=VALUE",
         help="a constructor option of a method, e.g. pynet.precision=bf16 (repeatable)",
     )
-    methods.add_argument("--weights", help="PyNET weights (save_pretrained folder or cached hub id)")
+    methods.add_argument(
+        "--weights",
+        help="PyNET weights (save_pretrained folder or cached hub id; default: $BOKEH_PYNET_WEIGHTS, else "
+        "~/.cache/bokeh_model/pynet-bokeh, filled by `python -m bokeh_model fetch pynet`)",
+    )
     methods.add_argument(
         "--predictions",
         action="append",
