@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
 from bokeh_model.depth import depth_model_status
-from bokeh_model.pynet import PYNET_WEIGHTS_ENV, default_pynet_dir, weights_status
+from bokeh_model.pynet import PYNET_WEIGHTS_ENV, weights_status
 
 from .config import SpaceSettings
 
@@ -147,8 +147,3 @@ def start_background_fetch(settings: SpaceSettings, *, force: bool = False) -> t
         _THREAD = threading.Thread(target=_run, args=(settings,), name="fetch-models", daemon=True)
     _THREAD.start()
     return _THREAD
-
-
-def default_pynet_location() -> str:
-    """Where the background fetch installs PyNET (shown on the Status tab)."""
-    return str(default_pynet_dir())
