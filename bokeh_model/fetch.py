@@ -25,14 +25,13 @@ import json
 import os
 import re
 import shutil
-import socket
 import tempfile
 import time
 import urllib.error
 import urllib.request
 import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -618,19 +617,3 @@ def fetch_lpips(
         raise FetchError(_offline_line("lpips AlexNet trunk", path))
     got = download(ALEXNET_URL, path, sha256_prefix=prefix, label="AlexNet trunk", progress=progress, callback=callback)
     return FetchResult("lpips", path, "installed", {"bytes": got.bytes, "sha256": got.sha256})
-
-
-def result_as_dict(result: FetchResult) -> dict[str, Any]:
-    """JSON-friendly form of a :class:`FetchResult`."""
-    data = asdict(result)
-    data["path"] = str(result.path)
-    return data
-
-
-def network_reachable(host: str = "huggingface.co", port: int = 443, timeout: float = 2.0) -> bool:
-    """Whether a TCP connection to ``host`` opens (used to skip fetching quickly when there is no network)."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
