@@ -13,7 +13,7 @@ from .config import SpaceSettings
 from .fetching import start_background_fetch
 from .leaderboard_tab import build_leaderboard_tab
 from .render_tab import build_render_tab
-from .status_tab import build_status_tab, status_banner
+from .status_tab import build_status_tab, follow_model_changes, status_banner
 
 __all__ = ["build_app", "launch"]
 
@@ -44,7 +44,7 @@ def build_app(settings: SpaceSettings | None = None) -> gr.Blocks:
     with gr.Blocks(title="PyNET-Bokeh: natural camera bokeh") as demo:
         gr.Markdown(INTRO)
         # Evaluated at every page load: models fetched in the background change it without a restart.
-        gr.Markdown(lambda: status_banner(settings), elem_id="status-banner")
+        banner = gr.Markdown(lambda: status_banner(settings), elem_id="status-banner")
         with gr.Tabs() as tabs:
             with gr.Tab("Render", id="render"):
                 shared = build_render_tab(settings)
@@ -56,6 +56,7 @@ def build_app(settings: SpaceSettings | None = None) -> gr.Blocks:
                 build_study_ui(db_url=settings.study_db, organizer_token=settings.organizer_token)
             with gr.Tab("Status", id="status"):
                 build_status_tab(settings)
+        follow_model_changes(demo, settings, banner, shared.get("method"))  # models fetched while running
         # A rater link (?study=...) opens the Study tab directly.
         demo.load(_initial_tab, None, tabs, api_visibility="private")
     # Renders share `concurrency` slots; the study's own handlers have no limit (they are cheap and many raters

@@ -15,7 +15,7 @@ from .config import SpaceSettings
 from .fetching import background_fetch_enabled, fetch_snapshot
 from .services import status_rows
 
-__all__ = ["build_status_tab", "render_status_cards", "status_banner"]
+__all__ = ["build_status_tab", "follow_model_changes", "method_choices", "render_status_cards", "status_banner"]
 
 _CSS = """
 <style>
@@ -57,6 +57,38 @@ def status_banner(settings: SpaceSettings) -> str:
     if not parts:
         return ""
     return "ℹ️ " + "; ".join(parts) + ". The Status tab shows " + ("progress." if fetching else "how to add them.")
+
+
+def method_choices(settings: SpaceSettings) -> list[tuple[str, str]]:
+    """The Render tab's method list as it is now: ``(label, name)``, unavailable ones marked."""
+    from .services import method_infos
+
+    return [
+        (info.name if info.available else f"{info.name} (unavailable)", info.name) for info in method_infos(settings)
+    ]
+
+
+def follow_model_changes(
+    demo: gr.Blocks, settings: SpaceSettings, banner: gr.Markdown, method: gr.Dropdown | None = None
+) -> None:
+    """Keep the banner and the method list current: at every page load, and every few seconds while a background
+    fetch runs (the timer stops itself when it is done), so fetched models appear without a restart."""
+
+    def current() -> tuple[Any, ...]:
+        updates: tuple[Any, ...] = (status_banner(settings),)
+        return updates + ((gr.update(choices=method_choices(settings)),) if method is not None else ())
+
+    outputs = [banner] + ([method] if method is not None else [])
+    demo.load(current, None, outputs, api_visibility="private", queue=False)
+    if not background_fetch_enabled():
+        return
+    timer = gr.Timer(3.0)
+
+    def tick() -> tuple[Any, ...]:
+        running = any(item["state"] in ("waiting", "downloading", "converting") for item in fetch_snapshot())
+        return (*current(), gr.Timer(active=running))
+
+    timer.tick(tick, None, [*outputs, timer], api_visibility="private", queue=False)
 
 
 def _megabytes(count: int) -> str:

@@ -161,6 +161,9 @@ def test_space_fetches_pynet_in_the_background_and_uses_it_without_restart(space
         "() => { const i = document.querySelector('#result img'); return i && i.naturalWidth > 0; }", timeout=180_000
     )
     assert "Unavailable" not in page.locator("#method-note").inner_text()  # re-checked, not the start-up state
+    # The banner and the method list followed the fetch on this page (no reload, no restart).
+    assert "being downloaded" not in page.locator("#status-banner").inner_text()
+    assert page.locator("#method input").input_value() == "pynet"
     notes = page.locator("#render-info").inner_text()
     assert "PyNET preview" in notes or "pynet" in notes.lower(), notes
     _shot(page, "12_space_rendered_with_fetched_pynet_1366")
@@ -176,9 +179,14 @@ def test_status_cards_fit_a_phone(space: dict, browser) -> None:
     page.goto(space["url"])
     _open_tab(page, "Status")
     _pynet_card(page).wait_for()
-    # A new page load shows the current state at once, not the state at start-up.
-    assert _pynet_card(page).locator(".badge").inner_text().strip() == "ready"
-    assert "being downloaded" not in page.locator("#status-banner").inner_text()
+    # A new page load shows the current state (filled in by the page-load event), not the state at start-up.
+    page.wait_for_function(
+        """() => { const c = document.querySelector('#status-cards .card[data-component="PyNET-Bokeh weights"]');
+                   const b = document.querySelector('#status-banner');
+                   return c && c.querySelector('.badge').innerText.trim() === 'ready'
+                          && b && !b.innerText.includes('being downloaded'); }""",
+        timeout=5_000,
+    )
     widths = page.evaluate(
         "() => [...document.querySelectorAll('#status-cards .card')].map(c => c.getBoundingClientRect().right)"
     )
