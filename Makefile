@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 TF_VENV := .venv-tf
 TF_STAMP := $(TF_VENV)/.installed
 
-.PHONY: setup tf-env demo test lint format bench system-deps clean
+.PHONY: setup tf-env demo models test lint format bench system-deps clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,7 +31,13 @@ tf-env: $(TF_STAMP)
 system-deps:
 	@bash scripts/install_system_deps.sh
 
+# Download what is missing (PyNET-Bokeh weights, depth model, LPIPS trunk) into the standard caches; exit 3 if not.
+models: setup
+	$(PY) -m bokeh_model fetch all
+
+# Fetches the app's missing models first when online (offline: one note per model), then starts as always.
 demo: setup
+	$(PY) -m bokeh_model fetch pynet depth --optional
 	$(PY) app.py
 
 test: setup system-deps tf-env

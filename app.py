@@ -6,6 +6,12 @@ Host and port come from the usual Gradio settings (``GRADIO_SERVER_NAME`` / ``GR
 
 from __future__ import annotations
 
+import contextlib
+
+# ZeroGPU hardware: `spaces` must be imported before torch touches CUDA; absent elsewhere, and not needed there.
+with contextlib.suppress(ImportError):
+    import spaces  # noqa: F401
+
 from space.app import build_app, launch
 
 demo = build_app()

@@ -15,8 +15,11 @@ channel permutation: :func:`~bokeh_model.modeling_pynet.space_to_depth_tf` alrea
 channel order ((dy * 2 + dx) * C + c), so input channel i of the TF kernel meets the same pixel in both
 frameworks (``tests/test_convert_tf.py`` checks this against TensorFlow's own outputs).
 
-Conversion is strict: every variable is checked against the expected shape in order, and the first
-missing, misshapen or unexpected tensor stops it with an error naming both sides.
+Conversion is strict about the generator: every variable is checked against the expected shape in order,
+and the first missing, misshapen or unexpected generator weight stops it with an error naming both sides.
+Tensors that are not generator weights are skipped and counted: the authors' test script restores with a
+plain ``Saver()``, so a released checkpoint may also hold Adam slots (``generator/Variable_N/Adam``,
+``/Adam_1``), ``beta1_power`` / ``beta2_power``, step counters or variables outside the ``generator`` scope.
 """
 
 from __future__ import annotations
@@ -42,14 +45,20 @@ from .tf_checkpoint import TFCheckpointError, TFCheckpointReader
 __all__ = [
     "ConversionError",
     "LayoutEntry",
+    "classify_extra_tensor",
     "convert_tf_checkpoint",
     "convert_tf_tensors",
+    "skipped_tensors",
     "tf_layout",
     "tf_variable_name",
     "to_tf_tensors",
 ]
 
 _VARIABLE = re.compile(r"^Variable(?:_(\d+))?$")
+# Slots that TF optimizers create next to a variable (``<var>/Adam``, ``<var>/Adam_1``, ``<var>/Momentum`` ...).
+_OPTIMIZER_SLOT = re.compile(r"/(?:Adam|Adam_\d+|Momentum|RMSProp|RMSProp_\d+|Adagrad|Ftrl|Ftrl_\d+)$")
+# Optimizer scalars and step counters (``beta1_power``, ``beta2_power_1``, ``global_step``, ``step`` ...).
+_COUNTER = re.compile(r"(?:^|/)(?:beta[12]_power(?:_\d+)?|global_step|step|iteration|iterations)$")
 
 
 class ConversionError(InputError):
@@ -134,6 +143,39 @@ def _to_torch(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array))
 
 
+def classify_extra_tensor(name: str, scope: str = "generator") -> str | None:
+    """Why a tensor that is not a PyNET weight may be skipped, or ``None`` if it must not be.
+
+    Returns ``"optimizer slot"``, ``"counter"`` or ``"outside scope"`` (a variable of another network,
+    e.g. a discriminator); ``None`` for anything inside ``scope`` that looks like a generator weight, so
+    that a checkpoint of another architecture is still refused.
+    """
+    if _OPTIMIZER_SLOT.search(name):
+        return "optimizer slot"
+    if _COUNTER.search(name):
+        return "counter"
+    prefix = f"{scope}/" if scope else ""
+    if prefix and not name.startswith(prefix):
+        return "outside scope"
+    return None
+
+
+def _split_extra(
+    layout: list[LayoutEntry], shapes: Mapping[str, tuple[int, ...]], scope: str
+) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
+    """``(generator tensors, {skipped name: reason})``: the second part never reaches the mapping."""
+    expected = {entry.tf_name for entry in layout}
+    kept: dict[str, tuple[int, ...]] = {}
+    skipped: dict[str, str] = {}
+    for name, shape in shapes.items():
+        reason = None if name in expected else classify_extra_tensor(name, scope)
+        if reason is None:
+            kept[name] = shape
+        else:
+            skipped[name] = reason
+    return kept, skipped
+
+
 def _check(layout: list[LayoutEntry], shapes: Mapping[str, tuple[int, ...]], scope: str, strict: bool) -> None:
     for entry in layout:
         if entry.tf_name not in shapes:
@@ -194,7 +236,9 @@ def convert_tf_tensors(
         config: PyNET keyword arguments; ``None`` infers ``in_channels`` from the first kernel and tries
             the instance-norm settings (the paper's first), keeping the one whose layout matches.
         scope: TF variable scope of the generator.
-        strict: fail on missing or unexpected tensors (shape mismatches always fail).
+        strict: fail on missing or unexpected generator tensors (shape mismatches always fail). Tensors
+            that are not generator weights (see :func:`classify_extra_tensor`) are ignored either way;
+            :func:`skipped_tensors` lists them.
 
     Returns:
         ``(config, state_dict)``; the state dict loads with ``PyNET(**config).load_state_dict(sd, strict=strict)``.
@@ -211,8 +255,9 @@ def convert_tf_tensors(
     first_error: ConversionError | None = None
     for candidate in candidates:
         layout = tf_layout(_meta_model(candidate), scope)
+        generator_shapes, _ = _split_extra(layout, shapes, scope)
         try:
-            _check(layout, shapes, scope, strict)
+            _check(layout, generator_shapes, scope, strict)
         except ConversionError as exc:
             first_error = first_error or exc
             continue
@@ -227,6 +272,13 @@ def convert_tf_tensors(
             "instance norm; none matches)"
         )
     raise first_error
+
+
+def skipped_tensors(
+    shapes: Mapping[str, tuple[int, ...]], *, config: Mapping[str, Any], scope: str = "generator"
+) -> dict[str, str]:
+    """``{name: reason}`` of the tensors a conversion with ``config`` leaves out (optimizer slots, counters)."""
+    return _split_extra(tf_layout(_meta_model(config), scope), shapes, scope)[1]
 
 
 def to_tf_tensors(model: PyNET, scope: str = "generator") -> dict[str, np.ndarray]:
@@ -259,8 +311,9 @@ def convert_tf_checkpoint(
     """Convert a TF V2 checkpoint (prefix, ``.index`` or ``.data-*`` path) into ``out_dir``.
 
     Writes ``config.json`` + ``model.safetensors`` (``PyNET.save_pretrained``) and ``conversion.json``
-    (source files with SHA-256, the variable mapping) into a temporary sibling folder, checks that the
-    saved file holds every converted tensor unchanged, then renames it into place. The result loads with
+    (source files with SHA-256, the variable mapping, the skipped non-generator tensors) into a temporary
+    sibling folder, checks that the saved file holds every converted tensor unchanged, then renames it into
+    place (files 0644). The result loads with
     ``PyNET.from_pretrained(out_dir, strict=True)``.
 
     Raises:
@@ -297,6 +350,11 @@ def convert_tf_checkpoint(
                 raise ConversionError(f"round trip changed {name}; the saved folder is not trustworthy")
         sources = sorted(reader.prefix.parent.glob(f"{reader.prefix.name}.*"))
         layout = tf_layout(model, scope)
+        all_shapes = reader.shapes()
+        skipped = skipped_tensors(all_shapes, config=resolved, scope=scope)
+        reasons: dict[str, int] = {}
+        for reason in skipped.values():
+            reasons[reason] = reasons.get(reason, 0) + 1
         (temp / "conversion.json").write_text(
             json.dumps(
                 {
@@ -306,13 +364,21 @@ def convert_tf_checkpoint(
                     "scope": scope,
                     "tensors": len(layout),
                     "parameters": int(sum(v.numel() for v in state.values())),
+                    "skipped": {
+                        "count": len(skipped),
+                        "by_reason": reasons,
+                        "names": sorted(skipped),
+                    },
                     "mapping": [[e.tf_name, list(e.tf_shape), e.torch_name, e.kind] for e in layout],
                 },
                 indent=1,
             )
             + "\n"
         )
-        temp.chmod(0o755)  # mkdtemp makes it private
+        # mkdtemp makes the folder private and safetensors writes 0600 files: weights are meant to be shared.
+        temp.chmod(0o755)
+        for item in temp.iterdir():
+            item.chmod(0o644)
         if out.exists():
             shutil.rmtree(out)
         os.replace(temp, out)

@@ -4,7 +4,9 @@
   inverse depth (disparity) at the photo's resolution, float32 in [0, 1], near = 1. Results are cached per
   image content (SHA-1 of the pixels, LRU), so moving the focus or the strength never recomputes depth.
 * Models are only ever loaded from local files (a folder, or the Hugging Face cache); nothing is
-  downloaded behind the user's back. A missing model raises :class:`ModelUnavailableError` naming the model
+  downloaded behind the user's back. ``python -m bokeh_model fetch depth`` (or the Space's background fetch,
+  or a Space's ``preload_from_hub``) puts the default model into the cache on request. A missing model
+  raises :class:`ModelUnavailableError` naming the model
   and how to provide it.
 * :func:`approximate_depth` needs no learned weights (GrabCut subject mask grown from the focus point over
   a ground-plane prior). It is an **approximation** for offline use, and every caller should say so.
@@ -40,7 +42,13 @@ __all__ = [
 ]
 
 DEPTH_MODEL_ENV = "BOKEH_DEPTH_MODEL"
+DEPTH_REVISION_ENV = "BOKEH_DEPTH_REVISION"
 FALLBACK_DEPTH_MODEL = "Intel/dpt-hybrid-midas"
+
+
+def depth_revision() -> str | None:
+    """``$BOKEH_DEPTH_REVISION`` (a branch, tag or commit of the hub model), else ``None`` (= ``main``)."""
+    return os.environ.get(DEPTH_REVISION_ENV, "").strip() or None
 
 
 def default_depth_model() -> str:
@@ -62,8 +70,9 @@ _METRIC_DEPTH_TYPES = {"glpn", "zoedepth", "depth_pro"}
 
 def _how_to_provide(model_id: str) -> str:
     return (
-        f"Provide the depth model {model_id!r} as one of: the Hugging Face cache (run `huggingface-cli download "
-        f"{model_id}` on a machine with internet, then copy ~/.cache/huggingface if needed), or a local folder "
+        f"Run `python -m bokeh_model fetch depth --depth-model {model_id}`, or provide the depth model "
+        f"{model_id!r} as one of: the Hugging Face cache (run `huggingface-cli download {model_id}` on a machine "
+        "with internet, then copy ~/.cache/huggingface if needed), or a local folder "
         f"holding config.json, preprocessor_config.json and the weights (pass the folder as the model id, e.g. "
         f"--depth-model /path/to/dpt, or set {DEPTH_MODEL_ENV}). Or give a depth map file (--depth FILE), or use "
         "the approximate depth (--approximate-depth), which needs no weights."
@@ -94,10 +103,11 @@ def depth_model_status(model_id: str) -> tuple[bool, str]:
         return False, f"depth model folder {model_id!r} does not exist. {_how_to_provide(model_id)}"
     from huggingface_hub import try_to_load_from_cache
 
+    revision = depth_revision()
     try:
-        config = try_to_load_from_cache(model_id, "config.json")
-        processor = try_to_load_from_cache(model_id, "preprocessor_config.json")
-        weights = [try_to_load_from_cache(model_id, name) for name in _WEIGHT_FILES]
+        config = try_to_load_from_cache(model_id, "config.json", revision=revision)
+        processor = try_to_load_from_cache(model_id, "preprocessor_config.json", revision=revision)
+        weights = [try_to_load_from_cache(model_id, name, revision=revision) for name in _WEIGHT_FILES]
     except ValueError as exc:  # not a valid repo id
         return False, f"depth model {model_id!r} is neither a folder nor a hub id ({exc}). {_how_to_provide(model_id)}"
     if isinstance(config, str) and isinstance(processor, str) and any(isinstance(w, str) for w in weights):
@@ -167,8 +177,10 @@ class DepthEstimator:
         device = resolve_device(self.device)
         source = str(Path(self.model_id).expanduser()) if Path(self.model_id).expanduser().exists() else self.model_id
         try:
-            processor = AutoImageProcessor.from_pretrained(source, local_files_only=True)
-            model = AutoModelForDepthEstimation.from_pretrained(source, local_files_only=True)
+            # Never a hidden download: `python -m bokeh_model fetch depth` (or the Space's background fetch) does it.
+            revision = None if source != self.model_id or Path(source).exists() else depth_revision()
+            processor = AutoImageProcessor.from_pretrained(source, local_files_only=True, revision=revision)
+            model = AutoModelForDepthEstimation.from_pretrained(source, local_files_only=True, revision=revision)
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             raise ModelUnavailableError(
                 f"could not load depth model {self.model_id!r}: {exc}. {_how_to_provide(self.model_id)}"

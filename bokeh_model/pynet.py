@@ -1,11 +1,19 @@
 """PyNET-Bokeh inference: weights, pre-processing as in the authors' code, and the registered method.
 
 Pre-processing follows ``aiff22/PyNET-Bokeh``: the photo is downscaled x0.5 (bicubic), the depth map
-is an 8-bit, per-image min-max normalised disparity (near = bright) at that half resolution, and the
-level-1 output comes back at the photo's resolution.
+is resized to that half resolution and quantised to 8 bits (near = bright), and the level-1 output comes
+back at the photo's resolution.
+
+Depth convention. The authors' loader divides their 8-bit depth PNG by 255 and changes nothing else (their
+maps happen to span 0..255 because they were min-max stretched when written). So a depth map that already
+has a fixed range (an 8-bit or 16-bit PNG, or floats in [0, 1]) is fed as it is; only depth without a fixed
+range (a depth model's raw output, float maps outside [0, 1]) is min-max normalised first. A map spanning
+40..200 therefore reaches the model as 0.16..0.78, as in the authors' code.
 
 Weights are never invented: without a trained checkpoint every entry point raises
-:class:`ModelUnavailableError` saying how to provide one.
+:class:`ModelUnavailableError` saying how to provide one. Without ``--weights`` or ``BOKEH_PYNET_WEIGHTS``
+the weights are looked up in :func:`default_pynet_dir` (``~/.cache/bokeh_model/pynet-bokeh``), where
+``python -m bokeh_model fetch pynet`` puts them.
 """
 
 from __future__ import annotations
@@ -29,17 +37,48 @@ from .registry import Method, ParamSpec, register_method
 
 __all__ = [
     "ABLATIONS",
+    "CACHE_ENV",
     "PYNET_WEIGHTS_ENV",
     "PyNETMethod",
+    "bokeh_cache_dir",
+    "default_pynet_dir",
     "load_pynet",
     "predict",
+    "resolve_pynet_weights",
     "run_pynet",
     "to_pynet_depth",
     "weights_status",
 ]
 
 PYNET_WEIGHTS_ENV = "BOKEH_PYNET_WEIGHTS"
+CACHE_ENV = "BOKEH_CACHE"
 WEIGHT_FILES = ("config.json", "model.safetensors")
+
+
+def bokeh_cache_dir() -> Path:
+    """Where this project keeps what it downloads: ``$BOKEH_CACHE``, else ``$XDG_CACHE_HOME/bokeh_model``,
+    else ``~/.cache/bokeh_model`` (the same place other libraries use for their caches)."""
+    raw = os.environ.get(CACHE_ENV, "").strip()
+    if raw:
+        return Path(raw).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "bokeh_model"
+
+
+def default_pynet_dir() -> Path:
+    """The default PyNET weights folder: ``<bokeh_cache_dir()>/pynet-bokeh`` (written by ``fetch pynet``)."""
+    return bokeh_cache_dir() / "pynet-bokeh"
+
+
+def resolve_pynet_weights(weights: str | os.PathLike | None = None) -> str:
+    """The weights to use: ``weights`` if given, else ``$BOKEH_PYNET_WEIGHTS``, else :func:`default_pynet_dir`.
+
+    Read at every call (not at import), so weights fetched while a process runs are found without a restart.
+    """
+    if weights is not None and str(weights).strip():
+        return str(weights)
+    return os.environ.get(PYNET_WEIGHTS_ENV, "").strip() or str(default_pynet_dir())
+
 
 # The paper's Fig. 8: which levels are switched off (their activations passed upwards set to zero).
 ABLATIONS: dict[str, tuple[int, ...]] = {
@@ -51,7 +90,9 @@ ABLATIONS: dict[str, tuple[int, ...]] = {
 }
 
 _HOW_TO_PROVIDE = (
-    "Provide trained PyNET-Bokeh weights as one of: a folder written by PyNET.save_pretrained "
+    "Run `python -m bokeh_model fetch pynet` (downloads the authors' checkpoint, converts it and installs it "
+    "where every entry point finds it), or provide trained PyNET-Bokeh weights as one of: a folder written by "
+    "PyNET.save_pretrained "
     "(config.json + model.safetensors), a Hugging Face Hub model id already in the local cache "
     "(`huggingface-cli download ID` on a machine with internet), or a conversion of the authors' "
     "TensorFlow checkpoint (`python -m bokeh_model convert-tf CKPT_PREFIX OUT_DIR`). "
@@ -60,11 +101,15 @@ _HOW_TO_PROVIDE = (
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
-def weights_status(weights: str | os.PathLike | None) -> tuple[bool, str]:
-    """Cheap check (no loading, no network) of whether ``weights`` can be loaded here."""
-    if weights is None or str(weights).strip() == "":
-        return False, f"No PyNET weights configured. {_HOW_TO_PROVIDE}"
+def weights_status(weights: str | os.PathLike | None = None) -> tuple[bool, str]:
+    """Cheap check (no loading, no network) of whether ``weights`` can be loaded here.
+
+    ``None`` checks what :func:`resolve_pynet_weights` picks (the environment variable, else the default folder).
+    """
+    weights = resolve_pynet_weights(weights)
     path = Path(weights).expanduser()
+    if path == default_pynet_dir() and not path.exists():
+        return False, f"PyNET weights are not installed (nothing at {path}). {_HOW_TO_PROVIDE}"
     if path.exists():
         if not path.is_dir():
             return False, f"PyNET weights must be a folder, got the file {path}. {_HOW_TO_PROVIDE}"
@@ -103,29 +148,45 @@ def _load_cached(weights: str, device: str) -> PyNET:
     return model.to(device).eval()
 
 
-def load_pynet(weights: str | os.PathLike | None, device: str | torch.device = "auto") -> PyNET:
+def load_pynet(weights: str | os.PathLike | None = None, device: str | torch.device = "auto") -> PyNET:
     """Load trained PyNET weights (folder or hub id) once per (weights, device) and return the model.
 
+    ``weights=None`` uses ``$BOKEH_PYNET_WEIGHTS``, else the default folder written by
+    ``python -m bokeh_model fetch pynet`` (:func:`default_pynet_dir`).
+
     Raises:
-        ModelUnavailableError: ``weights`` is unset, missing or not loadable; the message says how to fix it.
+        ModelUnavailableError: the weights are missing or not loadable; the message says how to fix it.
     """
-    if weights is None or str(weights).strip() == "":
-        raise ModelUnavailableError(weights_status(None)[1])
-    return _load_cached(str(weights), str(resolve_device(device)))
+    return _load_cached(resolve_pynet_weights(weights), str(resolve_device(device)))
 
 
-def to_pynet_depth(depth: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def to_pynet_depth(depth: np.ndarray, size: tuple[int, int], *, normalize: bool | None = None) -> np.ndarray:
     """A disparity map (any size, near = large) in the authors' convention at ``size`` = (H, W).
 
-    The EBB! depth maps are 8-bit PNGs at half resolution, min-max stretched per image, near = bright;
-    the loader divides by 255. We resize, stretch and quantise the same way.
+    The authors' loader reads an 8-bit PNG at half resolution (near = bright) and divides it by 255, nothing
+    more. So a map with a fixed range, values in [0, 1] (an 8-bit PNG read as /255, a 16-bit one as /65535,
+    a depth model's output already normalised by :class:`~bokeh_model.depth.DepthEstimator`), is resized and
+    quantised to 8 bits *unchanged*. A map without a fixed range (values outside [0, 1], e.g. raw model
+    output) is min-max normalised first.
+
+    Args:
+        depth: float disparity (H, W).
+        size: output (H, W).
+        normalize: ``True`` always min-max normalises, ``False`` never does (values are clipped to [0, 1]),
+            ``None`` (default) normalises only values outside [0, 1].
     """
-    depth = resize_array(np.asarray(depth, dtype=np.float32), size, resample="bilinear")
+    depth = np.asarray(depth, dtype=np.float32)
     if not np.all(np.isfinite(depth)):
         raise InputError("depth map contains NaN or infinite values")
+    if depth.size == 0:
+        raise InputError("depth map is empty")
+    depth = resize_array(depth, size, resample="bilinear")  # at half resolution, like the authors' maps
     low, high = float(depth.min()), float(depth.max())
-    stretched = (depth - low) / (high - low) if high > low else np.zeros_like(depth)
-    return np.round(stretched * 255.0).astype(np.float32) / 255.0
+    if normalize is None:
+        normalize = low < 0.0 or high > 1.0
+    if normalize:
+        depth = (depth - low) / (high - low) if high > low else np.zeros_like(depth)
+    return np.round(np.clip(depth, 0.0, 1.0) * 255.0).astype(np.float32) / 255.0
 
 
 @torch.inference_mode()
@@ -237,10 +298,16 @@ class PyNETMethod(Method):
         precision: str = "fp32",
         channels_last: bool = False,
     ) -> None:
-        self.weights = weights if weights is not None else os.environ.get(PYNET_WEIGHTS_ENV)
+        self._weights = weights
         self.device = device
         self.precision = precision
         self.channels_last = channels_last
+
+    @property
+    def weights(self) -> str:
+        """Given weights, else ``$BOKEH_PYNET_WEIGHTS``, else the default folder; resolved at every call so
+        that weights fetched in the background (the Space) are picked up without a restart."""
+        return resolve_pynet_weights(self._weights)
 
     def availability(self) -> tuple[bool, str]:
         return weights_status(self.weights)

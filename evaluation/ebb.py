@@ -50,8 +50,10 @@ __all__ = [
     "assign_split",
     "build_dataset",
     "check_pair_sizes",
+    "fetch_source",
     "find_pairs",
     "main",
+    "push_to_hub",
     "write_hub_splits",
 ]
 
@@ -447,11 +449,44 @@ def build_dataset(
     return {"splits": splits, "bad": bad, "has_depth": has_depth, "out": str(target)}
 
 
-def push_to_hub(folder: str | os.PathLike, repo_id: str, *, private: bool = False) -> str:
-    """Upload a built folder to a Hub dataset repo (needs internet and a token); returns the repo URL."""
-    from huggingface_hub import HfApi
+def fetch_source(source: str, *, progress: bool = True) -> tuple[Path, dict[str, Any]]:
+    """A ``--source`` that is a URL is downloaded (resumable, progress bar, SHA-256) into the project cache.
 
-    api = HfApi()
+    Returns the local path and a record (``source``, ``bytes``, ``sha256``, and ``url`` for downloads) that
+    :func:`main` writes to ``OUT/source.json``. A local zip is hashed too, so the record says which archive
+    the dataset was built from.
+
+    Raises:
+        ModelUnavailableError: the URL cannot be fetched (offline, unreachable, cut off: run again to resume).
+        InputError: a local path that does not exist.
+    """
+    from bokeh_model.fetch import download, is_offline, sha256_file
+    from bokeh_model.pynet import bokeh_cache_dir
+
+    if re.match(r"^(https?|file)://", source):
+        name = Path(source.split("?")[0].rstrip("/")).name or "ebb_source.zip"
+        if is_offline():
+            raise ModelUnavailableError(f"--source {source}: offline (HF_HUB_OFFLINE / BOKEH_OFFLINE); cannot download")
+        result = download(source, bokeh_cache_dir() / "downloads" / name, label=name, progress=progress)
+        return result.path, {"source": source, "url": source, "bytes": result.bytes, "sha256": result.sha256}
+    path = Path(source)
+    if not path.exists():
+        raise InputError(f"--source {path} does not exist")
+    record: dict[str, Any] = {"source": str(path)}
+    if path.is_file():
+        record.update(bytes=path.stat().st_size, sha256=sha256_file(path))
+    return path, record
+
+
+def push_to_hub(folder: str | os.PathLike, repo_id: str, *, private: bool = False, api: Any = None) -> str:
+    """Upload a built folder to a Hub dataset repo (needs internet and a token); returns the repo URL.
+
+    ``api`` is an ``HfApi``-like object (default ``HfApi()``); tests pass a stand-in.
+    """
+    if api is None:
+        from huggingface_hub import HfApi
+
+        api = HfApi()
     try:
         api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
         api.upload_folder(
@@ -474,7 +509,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     build = commands.add_parser("build", help="build a datasets folder (hub layout) from an EBB! archive or folder")
-    build.add_argument("--source", required=True, help="Training.zip / PyNET ebb_dataset folder or zip")
+    build.add_argument(
+        "--source",
+        required=True,
+        help="Training.zip / PyNET ebb_dataset folder or zip, or an http(s) URL of the archive (downloaded, "
+        "resumable, SHA-256 recorded in OUT/source.json)",
+    )
     build.add_argument("--out", required=True, help="output folder (hub layout: data/*.parquet + README.md)")
     build.add_argument("--push-to-hub", metavar="ID", help="also upload to this Hub dataset repo (needs internet)")
     build.add_argument("--private", action="store_true", help="create the Hub repo as private")
@@ -490,8 +530,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from bokeh_model.cli import run_reporting_errors
 
     def build() -> int:
+        source, record = fetch_source(args.source)
         summary = build_dataset(
-            args.source,
+            source,
             args.out,
             depth_model=args.depth_model,
             limit=args.limit,
@@ -499,8 +540,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             device=args.device,
             depth_batch=args.depth_batch,
         )
+        (Path(summary["out"]) / "source.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
         if args.push_to_hub:
             print(f"pushed to {push_to_hub(summary['out'], args.push_to_hub, private=args.private)}")
+            print(f"anyone can now run: python evaluation/run.py --dataset {args.push_to_hub} --split val294")
         print(f"wrote {args.out}; evaluate with: python evaluation/run.py --dataset {args.out} --split val294")
         return 0
 

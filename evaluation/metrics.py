@@ -11,9 +11,10 @@ Pure functions over arrays, no file I/O. The conventions follow the PyNET-Bokeh 
   use_sample_covariance=False, channel_axis=-1, data_range=R)`` (tested to 1e-6) and is several times faster
   (separable float64 filtering with OpenCV, four filtered maps instead of five).
 * :func:`lpips_distance`: LPIPS v0.1 with the AlexNet trunk on inputs scaled to [-1, 1] (the ``lpips``
-  package's own network). The network is built lazily, once, and **never downloads**: the AlexNet trunk must
-  already be in the torch hub cache (:func:`alexnet_trunk_path`); otherwise :class:`LPIPSUnavailableError`
-  says where to place ``alexnet-owt-7be5be79.pth``.
+  package's own network). The network is built lazily, once, and never downloads by itself: the AlexNet trunk
+  must be in the torch hub cache (:func:`alexnet_trunk_path`; ``python -m bokeh_model fetch lpips`` or
+  ``evaluation/run.py`` put it there on request); otherwise :class:`LPIPSUnavailableError` says where to
+  place ``alexnet-owt-7be5be79.pth``. :func:`verify_lpips_trunk` checks it is torchvision's published file.
 
 Two profiles (:data:`PROFILES`):
 
@@ -33,6 +34,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import re
 import threading
 import warnings
 from collections.abc import Callable, Sequence
@@ -62,6 +64,9 @@ __all__ = [
     "get_profile",
     "lpips_distance",
     "lpips_status",
+    "lpips_trunk_info",
+    "official_sha256_prefix",
+    "verify_lpips_trunk",
     "psnr",
     "psnr_dmshn",
     "score_pair",
@@ -282,7 +287,7 @@ def ssim_dmshn(pred: np.ndarray, target: np.ndarray) -> float:
 
 
 class LPIPSUnavailableError(ModelUnavailableError):
-    """The AlexNet trunk that LPIPS needs is not on this machine (nothing is downloaded)."""
+    """The AlexNet trunk that LPIPS needs is not on this machine, or is not the official file."""
 
 
 def alexnet_trunk_path() -> Path:
@@ -309,10 +314,55 @@ def lpips_status() -> tuple[bool, str]:
     path = alexnet_trunk_path()
     if not path.is_file():
         return False, (
-            f"LPIPS unavailable: AlexNet trunk not found at {path}; download {ALEXNET_URL} on a machine with "
-            f"internet and place it there (or point TORCH_HOME at a folder holding hub/checkpoints/{ALEXNET_FILE})"
+            f"LPIPS unavailable: AlexNet trunk not found at {path}; run `python -m bokeh_model fetch lpips`, or "
+            f"download {ALEXNET_URL} and place it there (or point TORCH_HOME at a folder holding "
+            f"hub/checkpoints/{ALEXNET_FILE})"
         )
     return True, ""
+
+
+def official_sha256_prefix(file_name: str) -> str:
+    """The SHA-256 prefix torch hub file names carry (``alexnet-owt-7be5be79.pth`` -> ``7be5be79``)."""
+    match = re.search(r"-([0-9a-f]{8,})\.[A-Za-z0-9]+$", file_name)
+    if match is None:
+        raise ValueError(f"{file_name!r} carries no SHA-256 prefix")
+    return match.group(1)
+
+
+def lpips_trunk_info(path: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Which AlexNet trunk LPIPS uses: ``{"path", "sha256", "official"}`` (for run records).
+
+    ``official`` says whether the SHA-256 starts with the prefix in the official file name, i.e. whether it is
+    torchvision's published file. Reads the whole file (about 233 MB, under a second).
+
+    Raises:
+        LPIPSUnavailableError: the file is missing.
+    """
+    from bokeh_model.fetch import sha256_file
+
+    trunk = Path(path) if path is not None else alexnet_trunk_path()
+    if not trunk.is_file():
+        raise LPIPSUnavailableError(lpips_status()[1] if path is None else f"AlexNet trunk not found at {trunk}")
+    digest = sha256_file(trunk)
+    return {"path": str(trunk), "sha256": digest, "official": digest.startswith(official_sha256_prefix(ALEXNET_FILE))}
+
+
+def verify_lpips_trunk(*, allow_unofficial: bool = False) -> dict[str, Any]:
+    """:func:`lpips_trunk_info` of the cached trunk; a file that is not the official one is an error.
+
+    Raises:
+        LPIPSUnavailableError: missing, or (unless ``allow_unofficial``) its SHA-256 does not start with the
+            prefix in the official file name, so LPIPS values would not be comparable with published ones.
+    """
+    info = lpips_trunk_info()
+    if not info["official"] and not allow_unofficial:
+        prefix = official_sha256_prefix(ALEXNET_FILE)
+        raise LPIPSUnavailableError(
+            f"the AlexNet trunk at {info['path']} is not torchvision's file (SHA-256 {info['sha256'][:16]}... does "
+            f"not start with {prefix}); delete it and run `python -m bokeh_model fetch lpips`, or pass "
+            "--allow-unofficial-lpips to score with it anyway"
+        )
+    return info
 
 
 def build_lpips(trunk_path: str | os.PathLike | None = None) -> Any:

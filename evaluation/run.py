@@ -35,7 +35,7 @@ import json
 import os
 import shlex
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +43,7 @@ import numpy as np
 from PIL import Image
 
 from bokeh_model.errors import BokehError, InputError, ModelUnavailableError
+from bokeh_model.fetch import FetchError, fetch_lpips, is_offline
 from bokeh_model.files import atomic_write
 from bokeh_model.images import array_to_pil, load_image, resize_array, save_image
 from evaluation.dataset import EvalSource, Sample, default_split, fingerprint, image_extension, open_source, sort_ids
@@ -52,12 +53,12 @@ from evaluation.metrics import (
     PROFILES,
     LPIPSUnavailableError,
     MetricProfile,
-    alexnet_trunk_path,
     get_lpips_model,
     get_profile,
     lpips_status,
     score_pair,
     summarize,
+    verify_lpips_trunk,
 )
 from evaluation.runtime import environment_info, hardware_label, timed_call
 
@@ -130,7 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="LABEL.KEY=VALUE",
         help="a constructor option of a method, e.g. pynet.precision=bf16 (repeatable)",
     )
-    methods.add_argument("--weights", help="PyNET weights (save_pretrained folder or cached hub id)")
+    methods.add_argument(
+        "--weights",
+        help="PyNET weights (save_pretrained folder or cached hub id; default: $BOKEH_PYNET_WEIGHTS, else "
+        "~/.cache/bokeh_model/pynet-bokeh, filled by `python -m bokeh_model fetch pynet`)",
+    )
     methods.add_argument(
         "--predictions",
         action="append",
@@ -158,11 +163,31 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="fail (exit 3) when the LPIPS AlexNet trunk is not in the torch hub cache",
     )
+    scoring.add_argument(
+        "--offline",
+        action="store_true",
+        help="never download (the LPIPS trunk is otherwise fetched on first use when online; also HF_HUB_OFFLINE=1)",
+    )
+    scoring.add_argument(
+        "--allow-unofficial-lpips",
+        action="store_true",
+        help="score LPIPS with an AlexNet trunk whose SHA-256 is not torchvision's (recorded in run.json)",
+    )
     parser.add_argument("--out", default="runs/latest", help="output folder (default: runs/latest)")
     return parser
 
 
 # ---------------------------------------------------------------------------------------------- helpers
+
+
+def _fetch_lpips_trunk(say: Callable[[str], None]) -> str | None:
+    """Download the LPIPS trunk on first use (online, no --offline); returns the reason when that fails."""
+    try:
+        result = fetch_lpips(progress=True)
+    except FetchError as exc:
+        return f"LPIPS unavailable: {exc}"
+    say(f"LPIPS AlexNet trunk {result.status} at {result.path}")
+    return None
 
 
 def parse_assignments(items: Sequence[str], flag: str) -> dict[str, dict[str, str]]:
@@ -662,19 +687,6 @@ def _coverage(source: EvalSource, scored: list[str], available: int | None, limi
     return coverage
 
 
-def _lpips_trunk_record() -> dict[str, Any]:
-    """Path, SHA-256 and official-name check of the AlexNet trunk LPIPS used (the official file name carries
-    the first 8 hex digits of its SHA-256)."""
-    path = alexnet_trunk_path()
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(8 << 20), b""):
-            digest.update(block)
-    sha = digest.hexdigest()
-    official = ALEXNET_FILE.rsplit("-", 1)[-1].split(".")[0]
-    return {"trunk_path": str(path), "trunk_sha256": sha, "trunk_matches_official_name": sha.startswith(official)}
-
-
 def run_evaluation(args: argparse.Namespace, argv: Sequence[str] | None = None) -> Path:
     """Run the evaluation described by parsed ``args``; returns the output folder.
 
@@ -740,12 +752,18 @@ def run_evaluation(args: argparse.Namespace, argv: Sequence[str] | None = None) 
     lpips_info: dict[str, Any] = {"available": False, "reason": "skipped with --no-lpips"}
     if not args.no_lpips:
         ok, reason = lpips_status()
+        if not ok and not is_offline(True if args.offline else None):
+            reason = _fetch_lpips_trunk(say) or reason
+            ok = lpips_status()[0]
         if ok:
+            trunk = verify_lpips_trunk(allow_unofficial=args.allow_unofficial_lpips)
+            if not trunk["official"]:
+                say(f"warning: LPIPS uses an unofficial AlexNet trunk (SHA-256 {trunk['sha256'][:16]}...)")
             lpips_model = get_lpips_model(device)
-            lpips_info = {"available": True, "reason": "", "net": "alex", "version": "0.1", **_lpips_trunk_record()}
-            if not lpips_info["trunk_matches_official_name"]:
+            lpips_info = {"available": True, "reason": "", "net": "alex", "version": "0.1", "trunk": trunk}
+            if not trunk["official"]:
                 notes.append(
-                    f"LPIPS trunk {lpips_info['trunk_path']} has SHA-256 {lpips_info['trunk_sha256'][:16]}..., "
+                    f"LPIPS trunk {trunk['path']} has SHA-256 {trunk['sha256'][:16]}..., "
                     f"not the official {ALEXNET_FILE}: LPIPS values are not comparable with published ones"
                 )
         elif args.require_lpips:

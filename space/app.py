@@ -11,9 +11,10 @@ from user_study.ui import build_study_ui, tune_queue
 
 from .compare_tab import build_compare_tab
 from .config import SpaceSettings
+from .fetching import start_background_fetch
 from .leaderboard_tab import build_leaderboard_tab
 from .render_tab import build_render_tab
-from .status_tab import build_status_tab, status_banner
+from .status_tab import build_status_tab, follow_model_changes, status_banner
 
 __all__ = ["build_app", "launch"]
 
@@ -58,15 +59,15 @@ def build_app(settings: SpaceSettings | None = None) -> gr.Blocks:
     """Build (not launch) the app; tests call this directly."""
     settings = settings or SpaceSettings.from_env()
     threading.Thread(target=_warm_up_renderers, name="warm-up", daemon=True).start()
+    start_background_fetch(settings)  # on a Space (SPACE_ID) or with BOKEH_FETCH_MODELS=1; serves meanwhile
     with warnings.catch_warnings():
         # css in Blocks() (deprecated for launch()) so that every way of launching, tests included, gets it
         warnings.simplefilter("ignore")
         blocks = gr.Blocks(title="PyNET-Bokeh: natural camera bokeh", css=CSS)
     with blocks as demo:
         gr.Markdown(INTRO, elem_id="intro")
-        banner = status_banner(settings)
-        if banner:
-            gr.Markdown(banner, elem_id="status-banner")
+        # Evaluated at every page load: models fetched in the background change it without a restart.
+        banner = gr.Markdown(lambda: status_banner(settings), elem_id="status-banner")
         with gr.Tabs() as tabs:
             with gr.Tab("Render", id="render"):
                 shared = build_render_tab(settings)
@@ -78,6 +79,7 @@ def build_app(settings: SpaceSettings | None = None) -> gr.Blocks:
                 build_study_ui(db_url=settings.study_db, organizer_token=settings.organizer_token)
             with gr.Tab("Status", id="status"):
                 build_status_tab(settings)
+        follow_model_changes(demo, settings, banner, shared.get("method"))  # models fetched while running
         # A rater link (?study=...) opens the Study tab directly.
         demo.load(_initial_tab, None, tabs, api_visibility="private")
     # Renders share `concurrency` slots; the study's own handlers have no limit (they are cheap and many raters

@@ -331,7 +331,8 @@ def build_render_tab(settings: SpaceSettings) -> dict[str, gr.components.Compone
         skip = (gr.skip(), gr.skip(), gr.skip())
         session = getattr(request, "session_hash", None) or "no-session"
         number = latest.start(session)
-        info = by_name.get(name)
+        # Availability is checked again at every render: models fetched in the background appear without a restart.
+        info = {i.name: i for i in method_infos(settings)}.get(name)
         if info is not None and not info.available:
             text = f"{name} cannot run here: {info.reason}"
             gr.Warning(text)
@@ -400,10 +401,11 @@ def build_render_tab(settings: SpaceSettings) -> dict[str, gr.components.Compone
     )
 
     def describe(name: str) -> tuple[Any, ...]:
-        info = by_name.get(name)
+        current = method_infos(settings)  # checked again: models fetched in the background appear without a restart
+        info = next((i for i in current if i.name == name), None)
         runnable = info is not None and info.available
         return (
-            _describe_method(infos, name),
+            _describe_method(current, name),
             gr.update(interactive=runnable),
             *[gr.update(visible=key == name) for key in main_groups],
             *[gr.update(visible=key == name) for key in advanced_groups],

@@ -28,6 +28,7 @@ from bokeh_model.upsample import finish_full_resolution
 from evaluation.metrics import lpips_status
 
 from .config import SpaceSettings
+from .fetching import on_gpu
 
 __all__ = [
     "DEPTH_SOURCES",
@@ -257,6 +258,7 @@ def _pynet_preview(photo: np.ndarray, depth: DepthResult | None, side: int) -> t
     return small, small_depth
 
 
+@on_gpu  # ZeroGPU: a GPU is attached only inside spaces.GPU calls; a no-op elsewhere
 def render_photo(
     photo: np.ndarray,
     method_name: str,
@@ -318,15 +320,27 @@ def render_photo(
     return RenderResult(image, depth, seconds, notes, preview=preview, timings=timings)
 
 
-def status_rows(settings: SpaceSettings) -> list[dict[str, str]]:
-    """What is installed and what is missing, with how to provide it (the Status tab)."""
-    rows = []
+def status_rows(settings: SpaceSettings) -> list[dict[str, Any]]:
+    """What is installed and what is missing, with how to provide it (the Status tab's cards).
+
+    Checked at every call (cheap: file lookups only), so models fetched in the background show up at once.
+    Each row: ``component``, ``state``, ``ok`` (bool), ``detail``, ``how to provide`` and, while a background
+    fetch runs, ``progress`` (the :func:`space.fetching.fetch_snapshot` entry of that component).
+    """
+    from bokeh_model.pynet import resolve_pynet_weights
+
+    from .fetching import fetch_snapshot
+
+    fetching = {entry["item"]: entry for entry in fetch_snapshot()}
+    rows: list[dict[str, Any]] = []
     ok, reason = weights_status(settings.pynet_weights)
     rows.append(
         {
             "component": "PyNET-Bokeh weights",
             "state": "ready" if ok else "missing",
-            "detail": settings.pynet_weights or "",
+            "ok": ok,
+            "detail": resolve_pynet_weights(settings.pynet_weights)
+            + (" (licence CC BY-NC-SA 4.0, academic use; Ignatov, Patel, Timofte, CVPRW 2020)" if ok else ""),
             "how to provide": reason,
         }
     )
@@ -335,6 +349,7 @@ def status_rows(settings: SpaceSettings) -> list[dict[str, str]]:
         {
             "component": "Depth model",
             "state": "ready" if ok else "missing (approximate depth used)",
+            "ok": ok,
             "detail": settings.depth_model,
             "how to provide": reason,
         }
@@ -344,6 +359,7 @@ def status_rows(settings: SpaceSettings) -> list[dict[str, str]]:
         {
             "component": "LPIPS AlexNet trunk",
             "state": "ready" if ok else "missing",
+            "ok": ok,
             "detail": "evaluation only",
             "how to provide": reason,
         }
@@ -353,10 +369,23 @@ def status_rows(settings: SpaceSettings) -> list[dict[str, str]]:
             {
                 "component": f"method: {info.name}",
                 "state": "ready" if info.available else "unavailable",
+                "ok": info.available,
                 "detail": info.description,
                 "how to provide": info.reason,
             }
         )
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU only"
-    rows.append({"component": "Compute", "state": device, "detail": f"torch {torch.__version__}", "how to provide": ""})
+    rows.append(
+        {
+            "component": "Compute",
+            "state": device,
+            "ok": True,
+            "detail": f"torch {torch.__version__}",
+            "how to provide": "",
+        }
+    )
+    for row in rows:
+        progress = fetching.get(row["component"])
+        if progress is not None and not (row["ok"] and progress["state"] != "ready"):
+            row["progress"] = progress
     return rows

@@ -203,7 +203,10 @@ def test_lpips_column_filled_when_trunk_present(tmp_path, monkeypatch):
     torch.manual_seed(0)
     torch.save(torchvision.models.alexnet().state_dict(), hub / "checkpoints" / metrics.ALEXNET_FILE)
     out = tmp_path / "r"
-    assert main([*SYNTH, "--methods", "eval_test_blur", "--require-lpips", "--out", str(out)]) == 0
+    # A random AlexNet is not torchvision's file: refused by default, accepted (and recorded) when allowed.
+    assert main([*SYNTH, "--methods", "eval_test_blur", "--require-lpips", "--out", str(out)]) == 3
+    args = [*SYNTH, "--methods", "eval_test_blur", "--require-lpips", "--allow-unofficial-lpips", "--out", str(out)]
+    assert main(args) == 0
     per_image = pd.read_csv(out / "per_image.csv")
     assert per_image["lpips"].notna().all()
     lpips_record = json.loads((out / "run.json").read_text())["lpips"]
@@ -212,8 +215,8 @@ def test_lpips_column_filled_when_trunk_present(tmp_path, monkeypatch):
     import hashlib
 
     trunk = hub / "checkpoints" / metrics.ALEXNET_FILE
-    assert lpips_record["trunk_sha256"] == hashlib.sha256(trunk.read_bytes()).hexdigest()
-    assert lpips_record["trunk_path"] == str(trunk) and not lpips_record["trunk_matches_official_name"]
+    assert lpips_record["trunk"]["sha256"] == hashlib.sha256(trunk.read_bytes()).hexdigest()
+    assert lpips_record["trunk"]["path"] == str(trunk) and not lpips_record["trunk"]["official"]
     assert "not comparable with published ones" in (out / "table.md").read_text()
 
 

@@ -31,7 +31,10 @@ def test_depth_follows_the_authors_convention() -> None:
     depth = np.linspace(0.2, 0.6, 40 * 60, dtype=np.float32).reshape(40, 60)
     converted = to_pynet_depth(depth, (20, 30))
     assert converted.shape == (20, 30)
-    assert converted.min() == 0.0 and converted.max() == 1.0  # per-image min-max stretch
+    # Already in [0, 1] (e.g. an 8-bit PNG / 255): fed unchanged, as the authors' loader does; no stretch.
+    assert abs(converted.min() - 0.2) < 0.01 and abs(converted.max() - 0.6) < 0.01
+    stretched = to_pynet_depth(depth * 7.0 + 3.0, (20, 30))  # no fixed range (raw model output): min-max
+    assert stretched.min() == 0.0 and stretched.max() == 1.0
     np.testing.assert_allclose(converted * 255.0, np.round(converted * 255.0), atol=1e-4)  # 8-bit levels
     assert converted[-1].mean() > converted[0].mean()  # near (large disparity) stays bright
 
@@ -39,7 +42,8 @@ def test_depth_follows_the_authors_convention() -> None:
 def test_missing_weights_say_how_to_provide_them(tmp_path: Path) -> None:
     ok, reason = weights_status(None)
     assert not ok and "--weights" in reason and "convert-tf" in reason
-    with pytest.raises(ModelUnavailableError, match="No PyNET weights configured"):
+    assert "python -m bokeh_model fetch pynet" in reason
+    with pytest.raises(ModelUnavailableError, match="PyNET weights are not installed"):
         load_pynet(None)
     with pytest.raises(ModelUnavailableError, match="lacks"):
         load_pynet(tmp_path)
@@ -85,7 +89,7 @@ def test_cli_missing_weights_exits_3(tmp_path: Path, capsys: pytest.CaptureFixtu
     Image.new("RGB", (32, 32), (120, 60, 30)).save(photo)
     code = main(["render", str(photo), str(tmp_path / "out.png"), "--method", "pynet"])
     assert code == EXIT_MISSING_MODEL
-    assert "No PyNET weights configured" in capsys.readouterr().err
+    assert "PyNET weights are not installed" in capsys.readouterr().err
     assert not (tmp_path / "out.png").exists()
 
 

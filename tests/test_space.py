@@ -81,7 +81,7 @@ def test_bad_uploads_give_readable_errors(
 
 def test_unavailable_method_and_bad_params_are_explained(settings: SpaceSettings, photo: str) -> None:
     render = make_render_fn(settings)
-    with pytest.raises(gr.Error, match="pynet is not available here: No PyNET weights configured"):
+    with pytest.raises(gr.Error, match="pynet is not available here: PyNET weights are not installed"):
         render(photo, "pynet", -1, -1, "auto", None, "{}")
     with pytest.raises(gr.Error, match="JSON object"):
         render(photo, "lens", -1, -1, "auto", None, "[1, 2]")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 NAME = "convert-tf"
@@ -59,6 +60,10 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         push_to_hub=args.push_to_hub,
     )
+    skipped = json.loads((out / "conversion.json").read_text()).get("skipped", {})
+    if skipped.get("count"):
+        reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(skipped["by_reason"].items()))
+        print(f"skipped {skipped['count']} tensors that are not generator weights ({reasons})")
     print(
         f"wrote {out} in {time.perf_counter() - start:.1f} s"
         + (f"; pushed to {args.push_to_hub}" if args.push_to_hub else "")

@@ -51,7 +51,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="no depth model: APPROXIMATE depth from a GrabCut subject mask grown from --focus and a ground plane",
     )
     parser.add_argument("--focus", metavar="X,Y", help="focus on this pixel (column,row of the input photo)")
-    parser.add_argument("--weights", help="PyNET weights: a save_pretrained folder or a hub id")
+    parser.add_argument(
+        "--weights",
+        help="PyNET weights: a save_pretrained folder or a hub id (default: $BOKEH_PYNET_WEIGHTS, else the folder "
+        "`python -m bokeh_model fetch pynet` fills, ~/.cache/bokeh_model/pynet-bokeh)",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS, help="autocast precision on GPU")
     parser.add_argument("--channels-last", action="store_true", help="channels-last memory format")

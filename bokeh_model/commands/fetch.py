@@ -1,0 +1,75 @@
+"""``python -m bokeh_model fetch {pynet,depth,lpips,all}``: download the models this project uses, on request."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+HELP = (
+    "Download what is missing: pynet (the authors' PyNET-Bokeh checkpoint, converted and installed in "
+    "~/.cache/bokeh_model/pynet-bokeh), depth (the depth model, into the Hugging Face cache), lpips (the AlexNet "
+    "trunk, into $TORCH_HOME/hub/checkpoints), or all. Resumable, verified; exit code 3 when something "
+    "cannot be fetched (offline, unreachable, corrupt)."
+)
+ITEMS = ("pynet", "depth", "lpips")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("items", nargs="+", choices=(*ITEMS, "all"), metavar="ITEM", help="pynet, depth, lpips or all")
+    parser.add_argument(
+        "--url",
+        help="where to download the PyNET-Bokeh zip (default: $BOKEH_PYNET_URL, else the authors' URL)",
+    )
+    parser.add_argument(
+        "--depth-model", help="depth model hub id (default: $BOKEH_DEPTH_MODEL, else Intel/dpt-hybrid-midas)"
+    )
+    parser.add_argument("--dest", help="PyNET weights folder (default: ~/.cache/bokeh_model/pynet-bokeh, $BOKEH_CACHE)")
+    parser.add_argument("--overwrite", action="store_true", help="download and convert PyNET again")
+    parser.add_argument("--keep-zip", action="store_true", help="keep the PyNET zip in <cache>/downloads")
+    parser.add_argument(
+        "--offline",
+        action="store_true",
+        help="download nothing; report what is missing (also HF_HUB_OFFLINE=1 or BOKEH_OFFLINE=1)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--optional",
+        action="store_true",
+        help="what cannot be fetched is a note, not an error: exit 0 (used by `make demo`, which also runs offline)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..fetch import PYNET_ATTRIBUTION, PYNET_LICENSE, FetchError, fetch_depth, fetch_lpips, fetch_pynet
+
+    items = ITEMS if "all" in args.items else tuple(dict.fromkeys(args.items))
+    offline = True if args.offline else None
+    progress = not args.no_progress
+    failed = 0
+    for item in items:
+        try:
+            if item == "pynet":
+                print(PYNET_LICENSE)
+                print(PYNET_ATTRIBUTION)
+                result = fetch_pynet(
+                    args.url,
+                    dest=args.dest,
+                    overwrite=args.overwrite,
+                    offline=offline,
+                    keep_zip=args.keep_zip,
+                    progress=progress,
+                    log=lambda line: print(line, file=sys.stderr),
+                )
+            elif item == "depth":
+                result = fetch_depth(args.depth_model, offline=offline)
+            else:
+                result = fetch_lpips(offline=offline, progress=progress)
+        except FetchError as exc:
+            # One readable line per item; the others are still tried.
+            message = str(exc)
+            line = message if message.lower().startswith(item) else f"{item}: {message}"
+            print(f"{'note' if args.optional else 'error'}: {line}", file=sys.stderr)
+            failed += 1
+            continue
+        print("\n".join(result.lines()))
+    return 3 if failed and not args.optional else 0
