@@ -226,7 +226,7 @@ def _write_run(folder: Path, *, synthetic: bool, name: str) -> Path:
     methods = {"lens": 30.0, "gaussian": 27.0, "disk": 25.0}
     run = {
         "status": "complete",
-        "profile": "paper",
+        "profile": "pynet",
         "dataset": {"name": name, "split": "val", "synthetic": synthetic, "description": name, "fingerprint": {"n": 2}},
         "lpips": {"available": False, "reason": "no weights"},
         "methods": {
