@@ -13,6 +13,7 @@ from .config import SpaceSettings
 from .leaderboard_tab import build_leaderboard_tab
 from .render_tab import build_render_tab
 from .status_tab import build_status_tab, status_banner
+from .submit_tab import build_portal_tab
 
 __all__ = ["build_app", "launch"]
 
@@ -51,6 +52,8 @@ def build_app(settings: SpaceSettings | None = None) -> gr.Blocks:
                 build_compare_tab(settings, shared)
             with gr.Tab("Leaderboard", id="leaderboard"):
                 build_leaderboard_tab(settings)
+            with gr.Tab("Portal", id="portal"):
+                build_portal_tab(settings)
             with gr.Tab("Study", id="study"):
                 build_study_ui(db_url=settings.study_db, organizer_token=settings.organizer_token)
             with gr.Tab("Status", id="status"):

@@ -27,6 +27,7 @@ from _portal_testing import (
 from bokeh_model.registry import Method, is_method, register_method
 from evaluation.portal import (
     CheckLimits,
+    DuplicateSubmission,
     Portal,
     PortalError,
     PortalSettings,
@@ -362,9 +363,12 @@ def test_macos_archive_extras_are_ignored_and_jpeg_is_accepted(tmp_path, dataset
 def test_one_pending_submission_per_user_and_a_rate_limit(tmp_path, dataset, arrays):
     portal = _portal(tmp_path, dataset, per_day=2)
     archive = _good_zip(tmp_path / "p.zip", arrays)
-    portal.submit(archive, META, ALICE)
-    with pytest.raises(PortalError, match="already have a submission waiting"):
+    first = portal.submit(archive, META, ALICE)
+    with pytest.raises(DuplicateSubmission) as caught:  # the same archive again (a double click)
         portal.submit(archive, META, ALICE)
+    assert caught.value.sub_id == first
+    with pytest.raises(PortalError, match="already have a submission waiting"):
+        portal.submit(_good_zip(tmp_path / "other.zip", arrays, prefix=""), META, ALICE)
     assert len(list((portal.root / "predictions").iterdir())) == 1  # the refused one left nothing
     portal.submit(archive, META, Submitter("bob"))  # another user is not blocked
     portal.process_next()

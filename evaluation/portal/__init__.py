@@ -10,12 +10,13 @@ Modules: :mod:`.checks` (zip and folder checks), :mod:`.scoring` (the one adapte
 from __future__ import annotations
 
 from .checks import CheckLimits, CheckReport, SubmissionRefused, check_submission
-from .service import PROFILES, Portal, PortalError, PortalSettings, SubmissionMeta, Submitter
+from .service import PROFILES, DuplicateSubmission, Portal, PortalError, PortalSettings, SubmissionMeta, Submitter
 
 __all__ = [
     "PROFILES",
     "CheckLimits",
     "CheckReport",
+    "DuplicateSubmission",
     "Portal",
     "PortalError",
     "PortalSettings",

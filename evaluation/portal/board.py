@@ -216,7 +216,7 @@ def leaderboard_frames(
         )
     if uses_depth != "any":
         rows = [r for r in rows if r["uses_depth"] == (uses_depth == "yes")]
-    if hardware.strip():
+    if (hardware or "").strip():
         needle = hardware.strip().lower()
         rows = [r for r in rows if needle in r["hardware"].lower()]
     key, higher = SORT_KEYS[sort_by]

@@ -33,6 +33,7 @@ from .store import HubPublisher, ResultsStore
 
 __all__ = [
     "PROFILES",
+    "DuplicateSubmission",
     "Portal",
     "PortalError",
     "PortalSettings",
@@ -46,6 +47,14 @@ _URL = re.compile(r"^https?://[^\s<>\"']+$")
 
 class PortalError(InputError):
     """A request the portal refuses (not signed in, not yours, rate limit, bad metadata); the text says why."""
+
+
+class DuplicateSubmission(PortalError):
+    """The same archive again while the user's first copy still waits (a double click): ``sub_id`` is that one."""
+
+    def __init__(self, sub_id: str) -> None:
+        super().__init__(f"this archive is already queued as {sub_id}")
+        self.sub_id = sub_id
 
 
 def _now() -> str:
@@ -189,6 +198,16 @@ class Submitter:
         return self.via == "organizer"
 
 
+def _file_sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:32] or "method"
 
@@ -265,12 +284,14 @@ class Portal:
         if not submitter.username:
             raise PortalError("sign in with Hugging Face first")
         expected = self.targets(split)
-        try:
-            self.queue.check_user(
-                submitter.username, per_day=self.settings.per_day
-            ) if not submitter.is_organizer else None
-        except QueueRefused as exc:
-            raise PortalError(str(exc)) from None
+        if not submitter.is_organizer:
+            try:
+                self.queue.check_user(submitter.username, per_day=self.settings.per_day)
+            except QueueRefused as exc:
+                duplicate = self._pending_duplicate(source, submitter.username)
+                if duplicate:
+                    raise DuplicateSubmission(duplicate) from None
+                raise PortalError(str(exc)) from None
         staged = check_submission(source, expected, staging_root=self.root / "staging", limits=self.settings.limits)
         sub_id = f"{_dt.datetime.now(_dt.timezone.utc):%Y%m%d}-{_slug(meta.method)}-{uuid.uuid4().hex[:6]}"
         folder = self.root / "predictions" / sub_id
@@ -305,6 +326,19 @@ class Portal:
         self.store.publish(f"Submission {sub_id} queued")
         self._wake.set()
         return sub_id
+
+    def _pending_duplicate(self, source: str | os.PathLike, username: str) -> str | None:
+        """The user's waiting submission when ``source`` is byte for byte the archive it came from."""
+        path = Path(source)
+        if not path.is_file():
+            return None
+        for job in self.queue.jobs(username):
+            if job.status not in ("queued", "running"):
+                continue
+            record = self.store.submission(job.id) or {}
+            if record.get("archive_sha256") and record["archive_sha256"] == _file_sha256(path):
+                return job.id
+        return None
 
     # ------------------------------------------------------------------ scoring
 
