@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import uuid
 import zipfile
 from pathlib import Path
 
@@ -85,7 +86,9 @@ def build_val294_like(folder: Path, ids=VAL_IDS, size=SIZE) -> Path:
             bokeh = np.asarray(Image.fromarray(photo).resize((size[0] // 4, size[1] // 4)).resize(size))
             archive.writestr(f"Training/original/{i}.jpg", jpeg(photo))
             archive.writestr(f"Training/bokeh/{i}.jpg", jpeg(bokeh))
-    built = folder / "ebb_hf"
+    # A unique folder name: `datasets` caches local folders by name, so two datasets both called "ebb_hf"
+    # would share one cache entry (the second would read the first's rows).
+    built = folder / f"ebb_hf_{uuid.uuid4().hex[:12]}"
     ebb.build_dataset(source, built, log=lambda line: None)
     return built
 

@@ -35,6 +35,7 @@ from evaluation.portal import (
     SubmissionRefused,
     Submitter,
 )
+from evaluation.portal.board import BOARD_COLUMNS
 from evaluation.run import main as run_main
 from evaluation.submit import main as submit_main
 
@@ -546,3 +547,20 @@ def test_study_bridge_creates_a_mos_study_from_submissions(tmp_path, dataset, ar
     # an unscored or unknown submission is refused before anything is written
     assert submit_main([*base, "study", "nope", "--out", str(tmp_path / "x"), "--study-id", "x", "--db", db]) == 2
     assert not (tmp_path / "x").exists()
+
+
+def test_space_form_off_a_space_needs_the_organizer_token(tmp_path, dataset):
+    from space.submit_tab import _board_view, _submitter
+
+    portal = _portal(tmp_path, dataset)
+    with pytest.raises(PortalError, match="wrong organizer token"):
+        _submitter(None, False, "guess", "Carol", portal)
+    with pytest.raises(PortalError, match="submitter's name"):
+        _submitter(None, False, "org-secret", "  ", portal)
+    assert _submitter(None, False, "org-secret", "Carol", portal) == Submitter("Carol", "Carol", via="organizer")
+    with pytest.raises(PortalError, match="sign in"):
+        _submitter(None, True, "", "", portal)
+    # user text on the page: markdown and HTML are escaped, the link is the validated URL
+    frame = pd.DataFrame([{**dict.fromkeys(BOARD_COLUMNS, ""), "Method": "<b>[x](y)</b>", "Link": "https://a.b/c(1)"}])
+    shown = _board_view(frame)["Method"].item()
+    assert "<b>" not in shown and shown.endswith("(https://a.b/c%281%29)")
