@@ -156,6 +156,8 @@ def build_portal_tab(
         )
         frame = _board_view(frame)
         text = "\n".join(f"- {_esc(n)}" for n in notes)
+        if portal.pull_error:
+            text += f"\n- ⚠️ {_esc(portal.pull_error)}; showing what this server has."
         if portal.store.last_push_error:
             text += f"\n- ⚠️ The results repo could not be updated yet ({_esc(portal.store.last_push_error)}); retrying."
         return frame, paper, text

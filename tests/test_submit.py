@@ -564,3 +564,27 @@ def test_space_form_off_a_space_needs_the_organizer_token(tmp_path, dataset):
     frame = pd.DataFrame([{**dict.fromkeys(BOARD_COLUMNS, ""), "Method": "<b>[x](y)</b>", "Link": "https://a.b/c(1)"}])
     shown = _board_view(frame)["Method"].item()
     assert "<b>" not in shown and shown.endswith("(https://a.b/c%281%29)")
+
+
+def test_a_scoring_failure_is_recorded_and_the_queue_goes_on(tmp_path, dataset, arrays, monkeypatch):
+    from bokeh_model.errors import InputError
+    from evaluation.portal import service
+
+    portal = _portal(tmp_path, dataset, per_day=5)
+    archive = _good_zip(tmp_path / "p.zip", arrays)
+    broken = portal.submit(archive, META, ALICE)
+    fine = portal.submit(archive, META, Submitter("bob"))
+
+    def fail(*args, **kwargs):
+        raise InputError("prediction 4401.png cannot be read")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(service, "score_with_evaluation", fail)
+        assert portal.process_next() == broken
+    assert portal.process_next() == fine
+    status = portal.status(broken)
+    assert status["status"] == "failed" and "4401.png cannot be read" in status["message"]
+    assert portal.status(fine)["status"] == "scored"
+    assert [e["event"] for e in portal.store.audit_log(broken)] == ["submitted", "failed"]
+    assert portal.leaderboard("pynet")[0]["Id"].tolist() == [fine]
+    portal.submit(archive, META, ALICE)  # a failed submission is no longer pending
