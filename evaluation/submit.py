@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--extra-data", action="store_true", help="trained on data beyond EBB! train (ids 0-4399)")
     p.add_argument("--extra-data-note", default="", help="which extra data")
     p.add_argument("--description", default="")
-    p.add_argument("--user", default=os.environ.get("USER", "organizer"), help="submitter name recorded")
+    p.add_argument("--user", required=True, help="the submitter, recorded and shown (their Hugging Face username)")
     p.add_argument("--wait", action="store_true", help="score it now in this process and print the result")
 
     p = sub.add_parser("work", help="score queued submissions")
@@ -114,8 +114,6 @@ def portal_from_args(args: argparse.Namespace, *, hf_api: object = None):
         changes["dataset"] = args.dataset
     if args.hub_repo:
         changes["hub_repo"] = args.hub_repo
-    if args.token:
-        changes["organizer_token"] = settings.organizer_token  # the configured one; args.token is checked against it
     if args.no_lpips:
         changes["lpips"] = False
     return Portal(dataclasses.replace(settings, **changes), hf_api=hf_api)

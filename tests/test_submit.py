@@ -368,6 +368,13 @@ def test_one_pending_submission_per_user_and_a_rate_limit(tmp_path, dataset, arr
     with pytest.raises(DuplicateSubmission) as caught:  # the same archive again (a double click)
         portal.submit(archive, META, ALICE)
     assert caught.value.sub_id == first
+    # two requests that raced past the first check: the queue's own check recognises the same files
+    real_check = portal.queue.check_user
+    portal.queue.check_user = lambda *args, **kwargs: None
+    with pytest.raises(DuplicateSubmission) as caught:
+        portal.submit(write_folder(tmp_path / "same-files", arrays), META, ALICE)
+    portal.queue.check_user = real_check
+    assert caught.value.sub_id == first
     with pytest.raises(PortalError, match="already have a submission waiting"):
         portal.submit(_good_zip(tmp_path / "other.zip", arrays, prefix=""), META, ALICE)
     assert len(list((portal.root / "predictions").iterdir())) == 1  # the refused one left nothing

@@ -28,7 +28,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     started_at REAL,
     finished_at REAL,
     stage TEXT NOT NULL DEFAULT '',
-    message TEXT NOT NULL DEFAULT ''
+    message TEXT NOT NULL DEFAULT '',
+    sha256 TEXT NOT NULL DEFAULT '',
+    archive_sha256 TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS jobs_user ON jobs (user, created_at);
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, created_at);
@@ -36,7 +38,14 @@ CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, created_at);
 
 
 class QueueRefused(Exception):
-    """A submission the queue does not take now (one already pending, or the rate limit); the text says why."""
+    """A submission the queue does not take now (one already pending, or the rate limit); the text says why.
+
+    ``pending`` is the user's waiting job when that is the reason (to recognise a double click).
+    """
+
+    def __init__(self, message: str, pending: Job | None = None) -> None:
+        super().__init__(message)
+        self.pending = pending
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,8 @@ class Job:
     finished_at: float | None
     stage: str
     message: str
+    sha256: str = ""
+    archive_sha256: str = ""
 
 
 class JobQueue:
@@ -75,7 +86,16 @@ class JobQueue:
     def _job(row: tuple) -> Job:
         return Job(*row)
 
-    def add(self, job_id: str, user: str, *, per_day: int, exempt: bool = False) -> None:
+    def add(
+        self,
+        job_id: str,
+        user: str,
+        *,
+        per_day: int,
+        exempt: bool = False,
+        sha256: str = "",
+        archive_sha256: str = "",
+    ) -> None:
         """Queue a job for ``user`` unless one is pending or ``per_day`` jobs were queued in the last 24 h.
 
         Raises:
@@ -87,12 +107,13 @@ class JobQueue:
             try:
                 if not exempt:
                     pending = db.execute(
-                        f"SELECT id FROM jobs WHERE user=? AND status IN {PENDING} ORDER BY created_at", (user,)
+                        f"SELECT * FROM jobs WHERE user=? AND status IN {PENDING} ORDER BY created_at", (user,)
                     ).fetchone()
                     if pending:
                         raise QueueRefused(
                             f"you already have a submission waiting to be scored ({pending[0]}); "
-                            "wait until it is scored or withdraw it"
+                            "wait until it is scored or withdraw it",
+                            self._job(pending),
                         )
                     recent = db.execute(
                         "SELECT created_at FROM jobs WHERE user=? AND created_at>? AND status!='cancelled' "
@@ -106,8 +127,9 @@ class JobQueue:
                             f"{wait_h:.1f} h"
                         )
                 db.execute(
-                    "INSERT INTO jobs (id, user, status, created_at, stage) VALUES (?, ?, 'queued', ?, 'queued')",
-                    (job_id, user, now),
+                    "INSERT INTO jobs (id, user, status, created_at, stage, sha256, archive_sha256) "
+                    "VALUES (?, ?, 'queued', ?, 'queued', ?, ?)",
+                    (job_id, user, now, sha256, archive_sha256 or ""),
                 )
                 db.execute("COMMIT")
             except BaseException:
@@ -118,11 +140,12 @@ class JobQueue:
         """The same limits as :meth:`add`, without adding (to refuse before an upload is even unpacked)."""
         now = time.time()
         with self._connect() as db:
-            pending = db.execute(f"SELECT id FROM jobs WHERE user=? AND status IN {PENDING}", (user,)).fetchone()
+            pending = db.execute(f"SELECT * FROM jobs WHERE user=? AND status IN {PENDING}", (user,)).fetchone()
             if pending:
                 raise QueueRefused(
                     f"you already have a submission waiting to be scored ({pending[0]}); "
-                    "wait until it is scored or withdraw it"
+                    "wait until it is scored or withdraw it",
+                    self._job(pending),
                 )
             count = db.execute(
                 "SELECT COUNT(*) FROM jobs WHERE user=? AND created_at>? AND status!='cancelled'",

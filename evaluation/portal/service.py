@@ -288,9 +288,10 @@ class Portal:
             try:
                 self.queue.check_user(submitter.username, per_day=self.settings.per_day)
             except QueueRefused as exc:
-                duplicate = self._pending_duplicate(source, submitter.username)
-                if duplicate:
-                    raise DuplicateSubmission(duplicate) from None
+                pending = exc.pending
+                same = pending is not None and pending.archive_sha256 and Path(source).is_file()
+                if same and pending.archive_sha256 == _file_sha256(Path(source)):
+                    raise DuplicateSubmission(pending.id) from None
                 raise PortalError(str(exc)) from None
         staged = check_submission(source, expected, staging_root=self.root / "staging", limits=self.settings.limits)
         sub_id = f"{_dt.datetime.now(_dt.timezone.utc):%Y%m%d}-{_slug(meta.method)}-{uuid.uuid4().hex[:6]}"
@@ -298,9 +299,18 @@ class Portal:
         try:
             folder.parent.mkdir(parents=True, exist_ok=True)
             staged.folder.rename(folder)
-            self.queue.add(sub_id, submitter.username, per_day=self.settings.per_day, exempt=submitter.is_organizer)
+            self.queue.add(
+                sub_id,
+                submitter.username,
+                per_day=self.settings.per_day,
+                exempt=submitter.is_organizer,
+                sha256=staged.sha256,
+                archive_sha256=staged.archive_sha256 or "",
+            )
         except QueueRefused as exc:
             shutil.rmtree(folder, ignore_errors=True)
+            if exc.pending is not None and exc.pending.sha256 == staged.sha256:
+                raise DuplicateSubmission(exc.pending.id) from None  # two requests raced with the same files
             raise PortalError(str(exc)) from None
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
@@ -326,19 +336,6 @@ class Portal:
         self.store.publish(f"Submission {sub_id} queued")
         self._wake.set()
         return sub_id
-
-    def _pending_duplicate(self, source: str | os.PathLike, username: str) -> str | None:
-        """The user's waiting submission when ``source`` is byte for byte the archive it came from."""
-        path = Path(source)
-        if not path.is_file():
-            return None
-        for job in self.queue.jobs(username):
-            if job.status not in ("queued", "running"):
-                continue
-            record = self.store.submission(job.id) or {}
-            if record.get("archive_sha256") and record["archive_sha256"] == _file_sha256(path):
-                return job.id
-        return None
 
     # ------------------------------------------------------------------ scoring
 
