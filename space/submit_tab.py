@@ -16,6 +16,7 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
+from bokeh_model.errors import BokehError
 from evaluation.portal import (
     DuplicateSubmission,
     Portal,
@@ -279,7 +280,7 @@ def build_portal_tab(
                     text = f"✅ Accepted as **{_esc(exc.sub_id)}** and queued for scoring (sent twice, counted once)."
                 except SubmissionRefused as exc:
                     text = "❌ " + _esc(exc.report.render())
-                except PortalError as exc:
+                except BokehError as exc:  # PortalError, or the dataset cannot be opened here
                     text = f"❌ {_esc(exc)}"
                 return (text, *mine(profile, name_v))
 

@@ -242,8 +242,8 @@ class Portal:
 
     def not_configured_reason(self) -> str:
         return (
-            "The portal has no dataset to score against: set BOKEH_PORTAL_DATASET to a folder built with "
-            "`python -m evaluation.ebb build` (or a hub id) and restart."
+            "The portal has no dataset to score against: set BOKEH_PORTAL_DATASET (or pass --dataset) to a folder "
+            "built with `python -m evaluation.ebb build` (or a hub id), then restart the app."
         )
 
     def targets(self, split: str) -> dict[str, tuple[int, int]]:
