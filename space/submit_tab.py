@@ -227,9 +227,12 @@ def build_portal_tab(
                 )
                 split = gr.Dropdown(splits, value=splits[0], label="Split", elem_id="portal-split")
             with gr.Row():
-                uses_depth = gr.Checkbox(label="Uses a depth map", elem_id="portal-uses-depth")
-                extra_data = gr.Checkbox(label="Trained on data beyond EBB! train (ids 0–4399)", elem_id="portal-extra")
-                extra_note = gr.Textbox(label="Which extra data", elem_id="portal-extra-note")
+                with gr.Column(min_width=240):
+                    uses_depth = gr.Checkbox(label="Uses a depth map", elem_id="portal-uses-depth")
+                    extra_data = gr.Checkbox(
+                        label="Trained on data beyond EBB! train (ids 0–4399)", elem_id="portal-extra"
+                    )
+                extra_note = gr.Textbox(label="Which extra data", min_width=240, elem_id="portal-extra-note")
             upload = gr.File(label="Predictions (.zip)", file_types=[".zip"], type="filepath", elem_id="portal-file")
             send = gr.Button("Submit for scoring", variant="primary", elem_id="portal-send")
             report = gr.Markdown(elem_id="portal-report")
