@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import warnings
 
@@ -15,6 +16,7 @@ from .fetching import start_background_fetch
 from .leaderboard_tab import build_leaderboard_tab
 from .render_tab import build_render_tab
 from .status_tab import build_status_tab, follow_model_changes, status_banner
+from .submit_tab import build_portal_tab
 
 __all__ = ["build_app", "launch"]
 
@@ -75,6 +77,8 @@ def build_app(settings: SpaceSettings | None = None) -> gr.Blocks:
                 build_compare_tab(settings, shared)
             with gr.Tab("Leaderboard", id="leaderboard"):
                 build_leaderboard_tab(settings)
+            with gr.Tab("Portal", id="portal"):
+                build_portal_tab(settings)
             with gr.Tab("Study", id="study"):
                 build_study_ui(db_url=settings.study_db, organizer_token=settings.organizer_token)
             with gr.Tab("Status", id="status"):
@@ -86,7 +90,10 @@ def build_app(settings: SpaceSettings | None = None) -> gr.Blocks:
     # may submit at once), and the queue is long enough for a crowd of raters.
     demo.queue(default_concurrency_limit=settings.concurrency, max_size=512)
     tune_queue(demo)  # queue() replaced the queue that build_study_ui tuned
-    demo.max_upload_mb = settings.max_upload_mb  # read by launch()
+    # read by launch(); Gradio has one upload limit for every component, so it must admit a portal submission
+    # (a val294 zip of PNGs is a few hundred MB) when the portal is configured. Photos are checked on arrival.
+    portal_mb = int(os.environ.get("BOKEH_PORTAL_MAX_MB", "1536")) if os.environ.get("BOKEH_PORTAL_DATASET") else 0
+    demo.max_upload_mb = max(settings.max_upload_mb, portal_mb)
     return demo
 
 

@@ -1,0 +1,143 @@
+"""Evaluation-portal throughput: check + score one submission under both profiles, extrapolated to Val294.
+
+Builds a Val294-like dataset of N photo-like 1536x1024 pairs with ``evaluation.ebb`` (procedural images, not
+EBB!), a zip of PNG predictions, then times, for two sizes N1 < N2:
+
+- ``submit``: the checks (zip headers, extraction with byte counting, full decode of every image, hashes);
+- ``score``: ``Portal.process_next`` (``evaluation/run.py`` under ``pynet`` then ``dmshn``, results stored);
+- reference: ``evaluation/run.py --predictions`` called directly for the same two profiles on the same files.
+
+Per-image cost is the slope between N1 and N2 (so start-up costs do not inflate it); the 294-image estimate is
+``fixed + 294 * slope``. The ratio portal/reference shows what the portal adds. LPIPS is included only when the
+AlexNet trunk is in the torch hub cache (say so with the printed line).
+
+    python benchmarks/portal_scoring.py [--counts 4 10] [--width 1536 --height 1024]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+import tempfile
+import time
+import uuid
+import zipfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from benchmarks._env import environment_lines  # noqa: E402
+
+__all__ = ["main"]
+
+
+def _photo(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    """Photo-like content (smooth structure + fine texture) so PNG and JPEG sizes resemble real photos."""
+    small = rng.random((height // 32, width // 32, 3))
+    base = np.asarray(Image.fromarray((small * 255).astype(np.uint8)).resize((width, height), Image.BICUBIC))
+    return np.clip(base.astype(np.int16) + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
+
+
+def _encode(array: np.ndarray, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+    return buffer.getvalue()
+
+
+def _setup(folder: Path, count: int, width: int, height: int) -> tuple[Path, Path, Path]:
+    from evaluation import ebb
+
+    rng = np.random.default_rng(count)
+    source = folder / "Training.zip"
+    predictions = folder / "preds"
+    predictions.mkdir(parents=True)
+    with zipfile.ZipFile(source, "w") as archive:
+        for i in ["0", *(str(4400 + k) for k in range(count))]:
+            photo = _photo(rng, width, height)
+            bokeh = np.asarray(Image.fromarray(photo).resize((width // 8, height // 8)).resize((width, height)))
+            archive.writestr(f"Training/original/{i}.jpg", _encode(photo, "JPEG"))
+            archive.writestr(f"Training/bokeh/{i}.jpg", _encode(bokeh, "JPEG"))
+            if i != "0":
+                pred = np.clip(bokeh.astype(np.int16) + 6, 0, 255).astype(np.uint8)
+                (predictions / f"{i}.png").write_bytes(_encode(pred, "PNG"))
+    dataset = folder / f"ebb_hf_{uuid.uuid4().hex[:12]}"  # `datasets` caches local folders by name
+    ebb.build_dataset(source, dataset, log=lambda line: None)
+    submission = folder / "preds.zip"
+    with zipfile.ZipFile(submission, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(predictions.iterdir()):
+            archive.write(path, path.name)
+    return dataset, predictions, submission
+
+
+def _measure(count: int, width: int, height: int) -> dict[str, float]:
+    from evaluation.portal import Portal, PortalSettings, SubmissionMeta, Submitter
+    from evaluation.run import main as run_main
+
+    with tempfile.TemporaryDirectory(prefix="portal-bench-") as tmp:
+        folder = Path(tmp)
+        dataset, predictions, submission = _setup(folder, count, width, height)
+        portal = Portal(PortalSettings(root=folder / "portal", dataset=str(dataset), device="cpu"))
+        portal.targets("val294")  # reading the split's target sizes once is a start-up cost of the server
+        start = time.perf_counter()
+        sub_id = portal.submit(submission, SubmissionMeta("Bench", "bench", "MIT"), Submitter("bench"))
+        submit_s = time.perf_counter() - start
+        start = time.perf_counter()
+        portal.process_next()
+        score_s = time.perf_counter() - start
+        assert portal.status(sub_id)["status"] == "scored", portal.status(sub_id)
+        lpips = bool(portal.store.result(sub_id, "pynet")["run"]["lpips"]["available"])
+        start = time.perf_counter()
+        for profile in ("pynet", "dmshn"):
+            argv = ["--dataset", str(dataset), "--methods", "none", "--predictions", f"ref={predictions}"]
+            assert run_main([*argv, "--profile", profile, "--device", "cpu", "--out", str(folder / profile)]) == 0
+        reference_s = time.perf_counter() - start
+        return {
+            "submit": submit_s,
+            "score": score_s,
+            "reference": reference_s,
+            "zip_mb": submission.stat().st_size / 1e6,
+            "lpips": lpips,
+        }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--counts", type=int, nargs=2, default=(4, 10), metavar=("N1", "N2"))
+    parser.add_argument("--width", type=int, default=1536)
+    parser.add_argument("--height", type=int, default=1024)
+    parser.add_argument("--target", type=int, default=294, help="images to extrapolate to (Val294)")
+    args = parser.parse_args(argv)
+    n1, n2 = sorted(args.counts)
+    if n1 < 1 or n2 == n1:
+        parser.error("--counts needs two different positive counts")
+    for line in environment_lines():
+        print(line)
+    _measure(1, 256, 192)  # warm-up: first imports and initialisations would otherwise fall on the first stage timed
+    small, large = _measure(n1, args.width, args.height), _measure(n2, args.width, args.height)
+    print(
+        f"{args.width}x{args.height} PNG predictions; zip {small['zip_mb'] / n1:.2f} MB per image; "
+        f"LPIPS {'included' if large['lpips'] else 'not included (no AlexNet trunk in the torch hub cache)'}"
+    )
+    print(f"{'stage':>22} | {n1:>3} images | {n2:>3} images | per image | estimate for {args.target}")
+    for key, label in (
+        ("submit", "checks (submit)"),
+        ("score", "portal scoring (2x)"),
+        ("reference", "run.py alone (2x)"),
+    ):
+        slope = (large[key] - small[key]) / (n2 - n1)
+        fixed = max(0.0, small[key] - n1 * slope)
+        print(
+            f"{label:>22} | {small[key]:9.2f} s | {large[key]:9.2f} s | {slope:7.3f} s | "
+            f"{(fixed + args.target * slope) / 60:6.1f} min"
+        )
+    ratio = large["score"] / large["reference"]
+    print(f"portal scoring / run.py alone at {n2} images: {ratio:.2f}x (the portal's own bookkeeping)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

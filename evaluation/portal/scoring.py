@@ -1,0 +1,111 @@
+"""Scoring a submission: the one place where the portal calls the evaluation.
+
+The portal has no metric code of its own. :func:`_score_with_evaluation` runs exactly what
+``python evaluation/run.py --dataset D --split S --methods none --predictions LABEL=DIR --profile P --out OUT``
+runs, and returns that run's ``run.json`` (profile, dataset fingerprint, versions, per-method summaries) and
+``per_image.csv``. Keep every call to the evaluation behind this function, so a change of its interface is a
+change here only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+__all__ = ["SUBMISSION_LABEL", "count_scored", "dataset_targets", "score_with_evaluation"]
+
+SUBMISSION_LABEL = "submission"
+
+
+def _score_with_evaluation(
+    dataset: str,
+    split: str,
+    predictions_dir: str | os.PathLike,
+    profile: str,
+    out_dir: str | os.PathLike,
+    *,
+    label: str = SUBMISSION_LABEL,
+    lpips: bool = True,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Score one folder of predictions under one metric profile with ``evaluation/run.py``.
+
+    LPIPS is computed when the AlexNet trunk is in the torch hub cache (``run.json``'s ``lpips`` says why not).
+
+    Returns:
+        ``{"run": <run.json>, "per_image_csv": <text of per_image.csv>, "out_dir": <path>}``.
+
+    Raises:
+        InputError, ModelUnavailableError: as ``evaluation/run.py`` raises them (missing ids, wrong sizes,
+        an unreachable dataset ...).
+    """
+    from evaluation.run import build_parser, run_evaluation
+
+    argv = [
+        "--dataset",
+        str(dataset),
+        "--split",
+        split,
+        "--methods",
+        "none",
+        "--predictions",
+        f"{label}={Path(predictions_dir)}",
+        "--profile",
+        profile,
+        "--device",
+        device,
+        "--out",
+        str(out_dir),
+    ]
+    if not lpips:
+        argv.append("--no-lpips")
+    args = build_parser().parse_args(argv)
+    out = Path(run_evaluation(args, argv))
+    return {
+        "run": json.loads((out / "run.json").read_text(encoding="utf-8")),
+        "per_image_csv": (out / "per_image.csv").read_text(encoding="utf-8"),
+        "out_dir": str(out),
+    }
+
+
+score_with_evaluation = _score_with_evaluation
+
+
+def count_scored(out_dir: str | os.PathLike, label: str = SUBMISSION_LABEL) -> int:
+    """Images of a running evaluation done so far: ``evaluation/run.py`` saves ``predictions/<label>/<id>.png``
+    as it scores each image (a documented output), so counting them gives progress without hooking into it."""
+    folder = Path(out_dir) / "predictions" / label
+    try:
+        return sum(1 for p in folder.iterdir() if p.suffix == ".png")
+    except OSError:
+        return 0
+
+
+def dataset_targets(dataset: str, split: str) -> dict[str, tuple[int, int]]:
+    """id -> (width, height) of every target of a split, read from the image headers (nothing is decoded).
+
+    Raises:
+        InputError, ModelUnavailableError: the dataset or split cannot be opened (as ``evaluation`` reports it).
+    """
+    import io
+
+    from PIL import Image
+
+    from bokeh_model.errors import InputError
+    from evaluation.dataset import open_source
+
+    source = open_source(dataset, split)
+    if source.synthetic:
+        raise InputError("the portal scores a real dataset; set its dataset (e.g. a folder built by evaluation.ebb)")
+    sizes: dict[str, tuple[int, int]] = {}
+    for sample in source.iter_samples():
+        try:
+            with Image.open(io.BytesIO(sample.bokeh)) as image:
+                sizes[sample.id] = image.size
+        except Exception as exc:  # noqa: BLE001 - a broken target is the dataset's problem: say which
+            raise InputError(f"{sample.where} id {sample.id}: target cannot be read ({exc})") from None
+    if not sizes:
+        raise InputError(f"dataset {dataset!r} split {split!r} has no rows")
+    return sizes

@@ -1,0 +1,557 @@
+"""The evaluation portal: submit predictions, check them, score them in the background, publish the results.
+
+>>> # portal = Portal(PortalSettings(root="data/portal", dataset="data/ebb_hf"))
+>>> # sub_id = portal.submit("preds.zip", SubmissionMeta(method="MyNet", authors="A. B.", license="MIT"),
+>>> #                        Submitter("alice", via="oauth"))
+>>> # portal.process_next()          # or portal.start_worker() in a server
+>>> # portal.leaderboard("pynet")
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import os
+import re
+import shutil
+import threading
+import traceback
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bokeh_model.errors import BokehError, InputError
+
+from .checks import CheckLimits, check_submission
+from .queue import JobQueue, QueueRefused
+from .scoring import SUBMISSION_LABEL, count_scored, dataset_targets, score_with_evaluation
+from .store import HubPublisher, ResultsStore
+
+__all__ = [
+    "PROFILES",
+    "DuplicateSubmission",
+    "Portal",
+    "PortalError",
+    "PortalSettings",
+    "SubmissionMeta",
+    "Submitter",
+]
+
+PROFILES = ("pynet", "dmshn")
+_URL = re.compile(r"^https?://[^\s<>\"']+$")
+
+
+class PortalError(InputError):
+    """A request the portal refuses (not signed in, not yours, rate limit, bad metadata); the text says why."""
+
+
+class DuplicateSubmission(PortalError):
+    """The same archive again while the user's first copy still waits (a double click): ``sub_id`` is that one."""
+
+    def __init__(self, sub_id: str) -> None:
+        super().__init__(f"this archive is already queued as {sub_id}")
+        self.sub_id = sub_id
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    try:
+        return int(raw) if raw else default
+    except ValueError:
+        raise ValueError(f"environment variable {name} must be an integer, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class PortalSettings:
+    """Where the portal keeps its files and what it scores against.
+
+    Attributes:
+        root: local folder (queue database, staged and accepted predictions, work folders, results mirror).
+        dataset: the dataset submissions are scored on (a folder built by ``python -m evaluation.ebb build``, a
+            hub id ...); ``None`` = the portal is not configured and refuses submissions, saying so.
+        splits: splits a submission may target (the first is the default).
+        hub_repo / hf_token: results dataset repo and a token that may write it (both or no publishing).
+        organizer_token: unlocks organizer actions and, off a Space, submitting.
+        per_day: submissions per user per 24 hours.
+        limits: archive limits (size, count, ratio).
+        measured_dir: an ``evaluation/run.py`` output folder whose rows are shown beside the submissions.
+        lpips: compute LPIPS when the AlexNet trunk is present.
+        device: device for the evaluation (``auto``, ``cpu``, ``cuda``).
+    """
+
+    root: Path = Path("data/portal")
+    dataset: str | None = None
+    splits: tuple[str, ...] = ("val294",)
+    hub_repo: str | None = None
+    hf_token: str | None = None
+    organizer_token: str | None = None
+    per_day: int = 3
+    limits: CheckLimits = field(default_factory=CheckLimits)
+    measured_dir: Path | None = None
+    lpips: bool = True
+    device: str = "auto"
+
+    @classmethod
+    def from_env(cls) -> PortalSettings:
+        """``BOKEH_PORTAL_DIR`` (default ``<BOKEH_DATA_DIR>/portal``), ``BOKEH_PORTAL_DATASET``,
+        ``BOKEH_PORTAL_SPLITS`` (comma separated), ``BOKEH_PORTAL_HUB_REPO`` + ``HF_TOKEN``,
+        ``BOKEH_ORGANIZER_TOKEN``, ``BOKEH_PORTAL_PER_DAY``, ``BOKEH_PORTAL_MAX_MB``, ``BOKEH_RESULTS_DIR``."""
+        data_dir = Path(os.environ.get("BOKEH_DATA_DIR", "./data")).expanduser()
+        max_mb = _env_int("BOKEH_PORTAL_MAX_MB", CheckLimits.max_archive_bytes >> 20)
+        limits = CheckLimits(max_archive_bytes=max_mb << 20, max_total_bytes=max(max_mb << 20, 2048 << 20))
+        splits = tuple(s.strip() for s in os.environ.get("BOKEH_PORTAL_SPLITS", "val294").split(",") if s.strip())
+        results = os.environ.get("BOKEH_RESULTS_DIR")
+        return cls(
+            root=Path(os.environ.get("BOKEH_PORTAL_DIR") or data_dir / "portal").expanduser(),
+            dataset=os.environ.get("BOKEH_PORTAL_DATASET") or None,
+            splits=splits or ("val294",),
+            hub_repo=os.environ.get("BOKEH_PORTAL_HUB_REPO") or None,
+            hf_token=os.environ.get("HF_TOKEN") or None,
+            organizer_token=os.environ.get("BOKEH_ORGANIZER_TOKEN") or None,
+            per_day=_env_int("BOKEH_PORTAL_PER_DAY", 3),
+            limits=limits,
+            measured_dir=Path(results) if results else Path("runs/latest"),
+        )
+
+
+@dataclass
+class SubmissionMeta:
+    """What the submitter tells about the method (shown on the leaderboard as *reported by the submitter*)."""
+
+    method: str
+    authors: str
+    license: str
+    link: str = ""
+    hardware: str = ""
+    runtime_s: float | None = None
+    uses_depth: bool = False
+    extra_data: bool = False
+    extra_data_note: str = ""
+    description: str = ""
+
+    def validated(self) -> SubmissionMeta:
+        """A cleaned copy.
+
+        Raises:
+            PortalError: naming each field that is missing or malformed.
+        """
+        errors = []
+        clean = replace(
+            self,
+            method=" ".join(str(self.method or "").split()),
+            authors=" ".join(str(self.authors or "").split()),
+            license=" ".join(str(self.license or "").split()),
+            link=str(self.link or "").strip(),
+            hardware=" ".join(str(self.hardware or "").split()),
+            extra_data_note=" ".join(str(self.extra_data_note or "").split()),
+            description=str(self.description or "").strip(),
+            uses_depth=bool(self.uses_depth),
+            extra_data=bool(self.extra_data),
+        )
+        for name, limit in (("method", 80), ("authors", 300), ("license", 80)):
+            value = getattr(clean, name)
+            if not value:
+                errors.append(f"{name} is required")
+            elif len(value) > limit:
+                errors.append(f"{name} is longer than {limit} characters")
+        if clean.link and (not _URL.match(clean.link) or len(clean.link) > 300):
+            errors.append(f"link {clean.link[:60]!r} must be an http(s) URL")
+        if len(clean.hardware) > 120:
+            errors.append("hardware is longer than 120 characters")
+        if len(clean.description) > 2000 or len(clean.extra_data_note) > 300:
+            errors.append("description (2000) or extra-data note (300 characters) is too long")
+        runtime = self.runtime_s
+        if runtime in ("", None):
+            runtime = None
+        else:
+            try:
+                runtime = float(runtime)
+            except (TypeError, ValueError):
+                errors.append(f"runtime {self.runtime_s!r} must be a number of seconds")
+                runtime = None
+            if runtime is not None and (not math.isfinite(runtime) or runtime < 0):
+                errors.append("runtime must be a non-negative number of seconds")
+                runtime = None
+        if errors:
+            raise PortalError("; ".join(errors))
+        return replace(clean, runtime_s=runtime)
+
+
+@dataclass(frozen=True)
+class Submitter:
+    """Who submits: a Hugging Face username (signed in with OAuth) or a name vouched for by an organizer."""
+
+    username: str
+    name: str = ""
+    via: str = "oauth"  # "oauth" or "organizer"
+
+    @property
+    def is_organizer(self) -> bool:
+        return self.via == "organizer"
+
+
+def _file_sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:32] or "method"
+
+
+class Portal:
+    """Submissions, their checks, the scoring queue and the published results (see the module docstring)."""
+
+    def __init__(self, settings: PortalSettings, *, hf_api: Any = None) -> None:
+        self.settings = settings
+        self.root = Path(settings.root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        publisher = None
+        if settings.hub_repo and (settings.hf_token or hf_api is not None):
+            publisher = HubPublisher(settings.hub_repo, token=settings.hf_token, hf_api=hf_api)
+        self.store = ResultsStore(self.root / "results", publisher)
+        self.queue = JobQueue(self.root / "queue.db")
+        self.pull_error: str | None = None
+        try:
+            self.store.pull()
+        except Exception as exc:  # noqa: BLE001 - the portal still serves what it has locally
+            self.pull_error = f"could not read the results repo {settings.hub_repo}: {type(exc).__name__}: {exc}"
+        self._targets: dict[tuple[str, str], dict[str, tuple[int, int]]] = {}
+        self._worker: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+
+    # ------------------------------------------------------------------ configuration
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.settings.dataset)
+
+    def not_configured_reason(self) -> str:
+        return (
+            "The portal has no dataset to score against: set BOKEH_PORTAL_DATASET (or pass --dataset) to a folder "
+            "built with `python -m evaluation.ebb build` (or a hub id), then restart the app."
+        )
+
+    def targets(self, split: str) -> dict[str, tuple[int, int]]:
+        """id -> (width, height) of the split's targets (read once)."""
+        if not self.configured:
+            raise PortalError(self.not_configured_reason())
+        if split not in self.settings.splits:
+            raise PortalError(f"split {split!r} is not open for submissions; open splits: {list(self.settings.splits)}")
+        key = (str(self.settings.dataset), split)
+        if key not in self._targets:
+            self._targets[key] = dataset_targets(str(self.settings.dataset), split)
+        return self._targets[key]
+
+    def check_organizer(self, token: str | None) -> None:
+        expected = self.settings.organizer_token
+        if not expected:
+            raise PortalError(
+                "organizer actions are disabled: no organizer token is configured (BOKEH_ORGANIZER_TOKEN)"
+            )
+        import hmac
+
+        if not token or not hmac.compare_digest(str(token), expected):
+            raise PortalError("wrong organizer token")
+
+    # ------------------------------------------------------------------ submitting
+
+    def submit(
+        self, source: str | os.PathLike, meta: SubmissionMeta, submitter: Submitter, *, split: str | None = None
+    ) -> str:
+        """Check ``source`` (zip or folder) and queue it for scoring; returns the submission id.
+
+        Raises:
+            SubmissionRefused: the files failed their checks (``.report`` names every problem; nothing is kept).
+            PortalError: bad metadata, unknown split, one submission already pending, rate limit.
+        """
+        meta = meta.validated()
+        split = split or self.settings.splits[0]
+        if not submitter.username:
+            raise PortalError("sign in with Hugging Face first")
+        expected = self.targets(split)
+        if not submitter.is_organizer:
+            try:
+                self.queue.check_user(submitter.username, per_day=self.settings.per_day)
+            except QueueRefused as exc:
+                pending = exc.pending
+                same = pending is not None and pending.archive_sha256 and Path(source).is_file()
+                if same and pending.archive_sha256 == _file_sha256(Path(source)):
+                    raise DuplicateSubmission(pending.id) from None
+                raise PortalError(str(exc)) from None
+        staged = check_submission(source, expected, staging_root=self.root / "staging", limits=self.settings.limits)
+        sub_id = f"{_dt.datetime.now(_dt.timezone.utc):%Y%m%d}-{_slug(meta.method)}-{uuid.uuid4().hex[:6]}"
+        folder = self.root / "predictions" / sub_id
+        try:
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            staged.folder.rename(folder)
+            self.queue.add(
+                sub_id,
+                submitter.username,
+                per_day=self.settings.per_day,
+                exempt=submitter.is_organizer,
+                sha256=staged.sha256,
+                archive_sha256=staged.archive_sha256 or "",
+            )
+        except QueueRefused as exc:
+            shutil.rmtree(folder, ignore_errors=True)
+            if exc.pending is not None and exc.pending.sha256 == staged.sha256:
+                raise DuplicateSubmission(exc.pending.id) from None  # two requests raced with the same files
+            raise PortalError(str(exc)) from None
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            staged.discard()
+            raise
+        record = {
+            "id": sub_id,
+            "submitted_at": _now(),
+            "submitter": asdict(submitter),
+            "meta": asdict(meta),
+            "dataset": str(self.settings.dataset),
+            "split": split,
+            "n_images": len(staged.file_sha256),
+            "sha256": staged.sha256,
+            "archive_sha256": staged.archive_sha256,
+            "file_sha256": staged.file_sha256,
+            "status": "queued",
+            "visibility": "public",
+            "profiles": {},
+        }
+        self.store.save_submission(record)
+        self.store.audit("submitted", sub_id, submitter.username, sha256=staged.sha256, split=split)
+        self.store.publish(f"Submission {sub_id} queued")
+        self._wake.set()
+        return sub_id
+
+    # ------------------------------------------------------------------ scoring
+
+    def process_next(self) -> str | None:
+        """Score the oldest queued submission under every profile; returns its id (None when none waits)."""
+        job = self.queue.claim()
+        if job is None:
+            return None
+        record = self.store.submission(job.id)
+        if record is None:  # queued but never recorded (a crash between the two): nothing to score
+            self.queue.update(job.id, status="failed", message="submission record missing")
+            return job.id
+        record["status"] = "scoring"
+        self.store.save_submission(record)
+        predictions = self.root / "predictions" / job.id
+        try:
+            for profile in PROFILES:
+                self.queue.update(job.id, stage=f"scoring:{profile}")
+                out = self.root / "work" / job.id / profile
+                shutil.rmtree(out, ignore_errors=True)
+                scored = score_with_evaluation(
+                    str(record["dataset"]),
+                    record["split"],
+                    predictions,
+                    profile,
+                    out,
+                    lpips=self.settings.lpips,
+                    device=self.settings.device,
+                )
+                self.queue.update(job.id, stage=f"scored:{profile}")
+                run = scored["run"]
+                summary = run["methods"][SUBMISSION_LABEL]
+                result = {
+                    "submission": job.id,
+                    "profile": profile,
+                    "submission_sha256": record["sha256"],
+                    "dataset_fingerprint": run["dataset"]["fingerprint"]["sha256"],
+                    "scored_at": _now(),
+                    "summary": summary,
+                    "run": run,
+                }
+                self.store.save_result(job.id, profile, result, scored["per_image_csv"])
+                self._keep_targets(out, record["split"])
+                record["profiles"][profile] = {
+                    "psnr": summary["metrics"]["psnr"]["mean"],
+                    "ssim": summary["metrics"]["ssim"]["mean"],
+                    "lpips": summary["metrics"]["lpips"]["mean"] if summary["metrics"]["lpips"]["n"] else None,
+                    "dataset_fingerprint": result["dataset_fingerprint"],
+                    "lpips_reason": "" if run["lpips"].get("available") else run["lpips"].get("reason", ""),
+                }
+            record["status"] = "scored"
+            self.queue.update(job.id, status="scored", stage="scored")
+            self.store.save_submission(record)
+            self.store.audit("scored", job.id, "portal", profiles=sorted(record["profiles"]))
+        except Exception as exc:  # noqa: BLE001 - one bad submission must not stop the queue
+            reason = str(exc) if isinstance(exc, BokehError) else f"{type(exc).__name__}: {exc}"
+            if not isinstance(exc, BokehError):
+                traceback.print_exc()
+            record["status"] = "failed"
+            record["failure"] = reason
+            self.queue.update(job.id, status="failed", stage="failed", message=reason)
+            self.store.save_submission(record)
+            self.store.audit("failed", job.id, "portal", reason=reason)
+        self.store.publish(f"Submission {job.id}: {record['status']}")
+        return job.id
+
+    def _keep_targets(self, out: Path, split: str) -> None:
+        """Keep one copy of the split's targets (for the study bridge) and drop the run's bulky copies."""
+        keep = self.root / "targets" / split
+        if not keep.is_dir() and (out / "targets").is_dir():
+            keep.parent.mkdir(parents=True, exist_ok=True)
+            (out / "targets").rename(keep)
+        for bulky in ("targets", "inputs", "predictions"):
+            shutil.rmtree(out / bulky, ignore_errors=True)
+
+    def start_worker(self, poll_s: float = 2.0) -> threading.Thread:
+        """Score queued submissions in a background thread (one at a time) until :meth:`stop_worker`."""
+        if self._worker is not None and self._worker.is_alive():
+            return self._worker
+
+        def loop() -> None:
+            while not self._stop.is_set():
+                try:
+                    if self.process_next() is None:
+                        self._wake.wait(poll_s)
+                        self._wake.clear()
+                except Exception:  # noqa: BLE001 - keep serving; the traceback goes to the log
+                    traceback.print_exc()
+                    self._stop.wait(poll_s)
+
+        self._stop.clear()
+        self._worker = threading.Thread(target=loop, name="portal-scoring", daemon=True)
+        self._worker.start()
+        return self._worker
+
+    def stop_worker(self, timeout: float = 30) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._worker is not None:
+            self._worker.join(timeout)
+
+    # ------------------------------------------------------------------ status
+
+    def status(self, sub_id: str) -> dict[str, Any]:
+        """State, stage and progress (0..1) of a submission, with the queue position while it waits."""
+        record = self.store.submission(sub_id)
+        job = self.queue.get(sub_id)
+        if record is None and job is None:
+            raise PortalError(f"no submission {sub_id!r}")
+        state = job.status if job is not None else (record or {}).get("status", "unknown")
+        progress = {"queued": 0.0, "scored": 1.0}.get(state, 0.0)
+        stage = job.stage if job is not None else ""
+        if state == "running" and stage.startswith("scoring:"):
+            profile = stage.split(":", 1)[1]
+            index = PROFILES.index(profile) if profile in PROFILES else 0
+            n = max(1, int((record or {}).get("n_images") or 1))
+            done = min(n, count_scored(self.root / "work" / sub_id / profile))
+            progress = (index + done / n) / len(PROFILES)
+            stage = f"scoring under profile {profile}: {done}/{n} images"
+        elif state == "running" and stage.startswith("scored:"):
+            profile = stage.split(":", 1)[1]
+            progress = (PROFILES.index(profile) + 1) / len(PROFILES) if profile in PROFILES else 0.0
+            stage = f"scored under profile {profile}, saving"
+        return {
+            "id": sub_id,
+            "status": state,
+            "stage": stage,
+            "progress": progress,
+            "queue_position": self.queue.position(sub_id) if state == "queued" else 0,
+            "message": job.message if job is not None else (record or {}).get("failure", ""),
+            "visibility": (record or {}).get("visibility", ""),
+            "method": ((record or {}).get("meta") or {}).get("method", ""),
+            "submitted_at": (record or {}).get("submitted_at", ""),
+            "profiles": (record or {}).get("profiles", {}),
+        }
+
+    def my_submissions(self, username: str) -> list[dict[str, Any]]:
+        return [self.status(r["id"]) for r in self.store.submissions() if r["submitter"]["username"] == username]
+
+    # ------------------------------------------------------------------ withdraw / hide
+
+    def withdraw(self, sub_id: str, submitter: Submitter) -> None:
+        """The submitter takes their row off the leaderboard (kept in the repo and the audit log)."""
+        record = self.store.submission(sub_id)
+        if record is None:
+            raise PortalError(f"no submission {sub_id!r}")
+        if record["submitter"]["username"] != submitter.username and not submitter.is_organizer:
+            raise PortalError(f"submission {sub_id} was made by another user; only they can withdraw it")
+        if record["visibility"] == "withdrawn":
+            return
+        cancelled = self.queue.cancel(sub_id)
+        record["visibility"] = "withdrawn"
+        if cancelled:
+            record["status"] = "cancelled"
+        self.store.save_submission(record)
+        self.store.audit("withdrawn", sub_id, submitter.username, cancelled_before_scoring=cancelled)
+        self.store.publish(f"Submission {sub_id} withdrawn by its submitter")
+
+    def hide(self, sub_id: str, reason: str, organizer_token: str | None, *, actor: str = "organizer") -> None:
+        """An organizer hides a row with a reason (never deleted; :meth:`unhide` restores it)."""
+        self.check_organizer(organizer_token)
+        reason = " ".join(str(reason or "").split())
+        if not reason:
+            raise PortalError("give a reason for hiding a submission (it goes into the audit log)")
+        record = self.store.submission(sub_id)
+        if record is None:
+            raise PortalError(f"no submission {sub_id!r}")
+        record["visibility"] = "hidden"
+        record["hidden_reason"] = reason
+        self.store.save_submission(record)
+        self.store.audit("hidden", sub_id, actor, reason=reason)
+        self.store.publish(f"Submission {sub_id} hidden by an organizer")
+
+    def unhide(self, sub_id: str, reason: str, organizer_token: str | None, *, actor: str = "organizer") -> None:
+        self.check_organizer(organizer_token)
+        record = self.store.submission(sub_id)
+        if record is None:
+            raise PortalError(f"no submission {sub_id!r}")
+        if record["visibility"] != "hidden":
+            raise PortalError(f"submission {sub_id} is {record['visibility']}, not hidden")
+        record["visibility"] = "public"
+        record.pop("hidden_reason", None)
+        self.store.save_submission(record)
+        self.store.audit("unhidden", sub_id, actor, reason=" ".join(str(reason or "").split()))
+        self.store.publish(f"Submission {sub_id} shown again")
+
+    # ------------------------------------------------------------------ leaderboard
+
+    def leaderboard(
+        self,
+        profile: str = "pynet",
+        *,
+        sort_by: str = "psnr",
+        uses_depth: str = "any",
+        hardware: str = "",
+        include_measured: bool = True,
+    ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+        """(submitted and measured rows, the paper's reported rows, notes) for one profile.
+
+        Args:
+            profile: ``pynet`` or ``dmshn``; numbers of the two are never mixed.
+            sort_by: ``psnr``, ``ssim`` (higher first), ``lpips`` or ``runtime`` (lower first).
+            uses_depth: ``any``, ``yes`` or ``no``.
+            hardware: keep rows whose hardware contains this text (case-insensitive).
+        """
+        from .board import leaderboard_frames
+
+        return leaderboard_frames(
+            self, profile, sort_by=sort_by, uses_depth=uses_depth, hardware=hardware, include_measured=include_measured
+        )
+
+    # ------------------------------------------------------------------ study bridge
+
+    def study_run_folder(
+        self, sub_ids: Sequence[str], out: str | os.PathLike, *, with_measured: Sequence[str] = ()
+    ) -> Path:
+        from .study import build_study_run
+
+        return build_study_run(self, sub_ids, out, with_measured=with_measured)
