@@ -71,24 +71,25 @@ def method_choices(settings: SpaceSettings) -> list[tuple[str, str]]:
 def follow_model_changes(
     demo: gr.Blocks, settings: SpaceSettings, banner: gr.Markdown, method: gr.Dropdown | None = None
 ) -> None:
-    """Keep the banner and the method list current: at every page load, and every few seconds while a background
-    fetch runs (the timer stops itself when it is done), so fetched models appear without a restart."""
+    """Keep the banner and the method list current every few seconds while a background fetch runs (the timer
+    stops itself when it is done), so fetched models appear without a restart."""
 
-    def current() -> tuple[Any, ...]:
-        updates: tuple[Any, ...] = (status_banner(settings),)
-        return updates + ((gr.update(choices=method_choices(settings)),) if method is not None else ())
-
-    outputs = [banner] + ([method] if method is not None else [])
-    demo.load(current, None, outputs, api_visibility="private", queue=False)
-    if not background_fetch_enabled():
+    # The banner itself is evaluated at every page load (its value is a function, see space/app.py).
+    if method is None or not background_fetch_enabled():
         return
+    # While a background fetch runs, the method list follows it. It is only sent when it differs from what this
+    # page shows, and never at page load: an event that outputs the dropdown while the visitor clicks the photo
+    # can swallow that click (seen in the browser at 390x844). Renders re-check availability themselves.
+    shown = gr.State(method_choices(settings))
     timer = gr.Timer(3.0)
 
-    def tick() -> tuple[Any, ...]:
+    def tick(previous: Any) -> tuple[Any, ...]:
         running = any(item["state"] in ("waiting", "downloading", "converting") for item in fetch_snapshot())
-        return (*current(), gr.Timer(active=running))
+        choices = method_choices(settings)
+        update = gr.skip() if choices == previous else gr.update(choices=choices)
+        return status_banner(settings), update, choices, gr.Timer(active=running)
 
-    timer.tick(tick, None, [*outputs, timer], api_visibility="private", queue=False)
+    timer.tick(tick, shown, [banner, method, shown, timer], api_visibility="private", queue=False)
 
 
 def _megabytes(count: int) -> str:

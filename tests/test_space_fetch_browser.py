@@ -111,6 +111,9 @@ def _shot(page, name: str) -> None:
 
 def _open_tab(page, name: str) -> None:
     """Click a tab; on a narrow screen Gradio moves the last tabs into a "More tabs" menu."""
+    # Gradio first draws every tab, then measures and moves those that do not fit: wait until that settled.
+    page.get_by_role("tab", name="Render").first.wait_for()
+    page.wait_for_timeout(800)
     tab = page.get_by_role("tab", name=name)
     if tab.count() == 0 or not tab.first.is_visible():
         page.get_by_role("button", name="More tabs").click()
