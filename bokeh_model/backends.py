@@ -123,14 +123,26 @@ def resolve_backend(name: str, device: torch.device | str = "cpu", precision: st
 
 
 class PyNETRunner:
-    """One PyNET forward at a fixed level on one backend: ``runner(x) -> output`` for NCHW float32 tensors."""
+    """One PyNET forward at a fixed level on one backend, for NCHW float32 tensors.
 
-    def __init__(self, name: str, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
+    ``runner(x)`` returns the output; ``runner.run(x)`` returns ``(output, backend that ran)``: inputs with a side
+    below 33 px run eagerly on every backend (the exported graphs' lower bound).
+    """
+
+    def __init__(self, name: str, fn: Callable[[torch.Tensor], torch.Tensor], eager: Callable | None = None) -> None:
         self.name = name
         self._fn = fn
+        self._eager = eager
+
+    def run(self, x: torch.Tensor) -> tuple[torch.Tensor, str]:
+        from .export import MIN_SIDE
+
+        if self._eager is not None and min(x.shape[-2:]) < MIN_SIDE:
+            return self._eager(x), "eager"
+        return self._fn(x), self.name
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return self._fn(x)
+        return self.run(x)[0]
 
     def __repr__(self) -> str:
         return f"PyNETRunner({self.name!r})"
@@ -147,7 +159,7 @@ def get_runner(
     """The runner of ``model`` on a concrete ``backend`` (see :func:`resolve_backend`), built once and cached.
 
     Building may take long the first time: the ONNX export (tens of seconds, then cached on disk) or
-    ``torch.compile``. Inputs with a side below 33 px always run eagerly (the exported graph's lower bound).
+    ``torch.compile``.
     """
     disabled = tuple(sorted({int(v) for v in disabled_levels}))
     device = device or next(model.parameters()).device
@@ -166,7 +178,7 @@ def _eager_fn(model: PyNET, level: int, disabled: tuple[int, ...]) -> Callable[[
 
 
 def _build(model: PyNET, backend: str, level: int, disabled: tuple[int, ...]) -> PyNETRunner:
-    from .export import MIN_SIDE, PyNETExportModule
+    from .export import PyNETExportModule
 
     eager = _eager_fn(model, level, disabled)
     if backend == "eager":
@@ -179,12 +191,7 @@ def _build(model: PyNET, backend: str, level: int, disabled: tuple[int, ...]) ->
             lambda x: twin(x.contiguous(memory_format=torch.channels_last), level=level, disabled_levels=disabled),
         )
     if backend == "compile":
-        compiled = torch.compile(PyNETExportModule(model, level, disabled).eval())
-
-        def run_compiled(x: torch.Tensor) -> torch.Tensor:
-            return compiled(x) if min(x.shape[-2:]) >= MIN_SIDE else eager(x)
-
-        return PyNETRunner("compile", run_compiled)
+        return PyNETRunner("compile", torch.compile(PyNETExportModule(model, level, disabled).eval()), eager)
     onnx_path = _cached_onnx(model, level, disabled)
     threads = torch.get_num_threads()
     if backend == "onnxruntime":
@@ -197,12 +204,10 @@ def _build(model: PyNET, backend: str, level: int, disabled: tuple[int, ...]) ->
         session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
 
         def run_ort(x: torch.Tensor) -> torch.Tensor:
-            if min(x.shape[-2:]) < MIN_SIDE:
-                return eager(x)
             array = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
             return torch.from_numpy(session.run(None, {"input": array})[0])
 
-        return PyNETRunner("onnxruntime", run_ort)
+        return PyNETRunner("onnxruntime", run_ort, eager)
     if backend == "openvino":
         import openvino as ov
 
@@ -215,14 +220,12 @@ def _build(model: PyNET, backend: str, level: int, disabled: tuple[int, ...]) ->
         request_lock = threading.Lock()  # one infer request, used by one caller at a time
 
         def run_openvino(x: torch.Tensor) -> torch.Tensor:
-            if min(x.shape[-2:]) < MIN_SIDE:
-                return eager(x)
             array = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
             with request_lock:
                 result = compiled_model(array)[0]
             return torch.from_numpy(np.array(result, copy=True))
 
-        return PyNETRunner("openvino", run_openvino)
+        return PyNETRunner("openvino", run_openvino, eager)
     raise InputError(f"unknown PyNET backend {backend!r}; choose one of {(AUTO, *BACKENDS)}")
 
 

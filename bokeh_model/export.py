@@ -16,7 +16,9 @@ its own virtual environment (see the README); :func:`export_litert` reports clea
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import subprocess
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -25,20 +27,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import InputError, ModelUnavailableError
+from .errors import BokehError, InputError, ModelUnavailableError
 from .modeling_pynet import _DISABLEABLE_LEVELS, LEVEL_SCALES, PyNET
 
 __all__ = [
+    "LITERT_PYTHON_ENV",
     "MIN_SIDE",
     "ONNX_OPSET",
     "PyNETExportModule",
     "export_litert",
     "export_onnx",
+    "litert_python",
     "onnx_cache_path",
     "weights_fingerprint",
 ]
 
 ONNX_OPSET = 18
+LITERT_PYTHON_ENV = "BOKEH_LITERT_PYTHON"
 # Below 33 px PyTorch pads by edge replication instead of reflection (reflection needs pad < side); the exported
 # graph implements the reflection rule only, so inputs must have both sides >= 33 (the library pads smaller ones).
 MIN_SIDE = 33
@@ -69,17 +74,23 @@ class PyNETExportModule(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2], x.shape[-1]
-        # max((-side) % 32, 64 - side): the pad of PyNET.forward, without a data-dependent branch.
-        pad_h = torch.sym_max((-height) % _MULTIPLE, _MIN_PADDED - height)
-        pad_w = torch.sym_max((-width) % _MULTIPLE, _MIN_PADDED - width)
+        # The padded side of PyNET.forward, max(64, 32 * ceil(side / 32)), without a data-dependent branch and
+        # written as a product with 32 so that the exporters can see it is divisible by 2 .. 32.
+        padded_h = _MULTIPLE * torch.sym_max(_MIN_PADDED // _MULTIPLE, (height + _MULTIPLE - 1) // _MULTIPLE)
+        padded_w = _MULTIPLE * torch.sym_max(_MIN_PADDED // _MULTIPLE, (width + _MULTIPLE - 1) // _MULTIPLE)
+        pad_h, pad_w = padded_h - height, padded_w - width
         padded = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
         out = self.model._pyramid(padded, self.level, self.disabled)[self.level]
+        # Crop to ceil(side * scale). The padded side is a multiple of 32, so the output side is exact and the
+        # crop is "output minus the padding's share"; written this way the exporters need no guard on the sizes.
         scale = LEVEL_SCALES[self.level]
         if scale >= 1:
             factor = int(scale)
-            return out[..., : height * factor, : width * factor]
-        divisor = round(1 / scale)  # ceil(side / divisor) in integers
-        return out[..., : (height + divisor - 1) // divisor, : (width + divisor - 1) // divisor]
+            keep_h, keep_w = out.shape[-2] - pad_h * factor, out.shape[-1] - pad_w * factor
+        else:
+            divisor = round(1 / scale)
+            keep_h, keep_w = out.shape[-2] - pad_h // divisor, out.shape[-1] - pad_w // divisor
+        return out[..., :keep_h, :keep_w]
 
 
 def weights_fingerprint(model: nn.Module) -> str:
@@ -174,5 +185,71 @@ def export_onnx(
     return out
 
 
-def export_litert(*args: object, **kwargs: object) -> Path:  # pragma: no cover - replaced below
-    raise NotImplementedError
+def litert_python() -> Path | None:
+    """The Python of the litert-torch environment: ``$BOKEH_LITERT_PYTHON`` or ``.venv-litert`` of this checkout."""
+    configured = os.environ.get(LITERT_PYTHON_ENV)
+    candidate = Path(configured) if configured else Path(__file__).resolve().parents[1] / ".venv-litert/bin/python"
+    return candidate if candidate.is_file() else None
+
+
+def export_litert(
+    model: PyNET,
+    out: str | os.PathLike,
+    *,
+    level: int = 1,
+    disabled_levels: Iterable[int] = (),
+    size: tuple[int, int] = (512, 768),
+    timeout_s: float = 3600,
+) -> dict:
+    """Write ``model`` (one output level, fixed input ``size``) as a LiteRT ``.tflite`` file through litert-torch.
+
+    The conversion runs in the separate litert-torch environment (:func:`litert_python`): the model is saved to
+    a temporary folder and converted there by ``bokeh_model/_litert_worker.py``, which also runs the written file
+    in the LiteRT interpreter on a random input and compares it with PyTorch.
+
+    Returns:
+        ``{"out": path, "bytes": size, "max_abs_diff": LiteRT vs PyTorch}``.
+
+    Raises:
+        ModelUnavailableError: no litert-torch environment (the message says how to create one).
+        BokehError: the conversion failed (its last output lines are included).
+    """
+    PyNETExportModule(model, level, disabled_levels)  # validates level and disabled levels here, not in the worker
+    if min(size) < MIN_SIDE:
+        raise InputError(f"LiteRT input size must be at least {MIN_SIDE}x{MIN_SIDE}, got {size[0]}x{size[1]}")
+    python = litert_python()
+    if python is None:
+        raise ModelUnavailableError(
+            "LiteRT export needs litert-torch, which lives in its own environment: run `make litert-env` "
+            f"(creates .venv-litert) or point {LITERT_PYTHON_ENV} at a Python that has litert-torch installed"
+        )
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    disabled = ",".join(str(v) for v in sorted({int(v) for v in disabled_levels}))
+    with tempfile.TemporaryDirectory(prefix="pynet-litert-") as tmp:
+        model_dir = Path(tmp) / "weights"
+        # state_dict tensors are copied to the CPU by save_pretrained; the caller's model stays where it is.
+        model.save_pretrained(model_dir)
+        command = [
+            str(python),
+            str(Path(__file__).resolve().parent / "_litert_worker.py"),
+            "--weights",
+            str(model_dir),
+            "--out",
+            str(out),
+            "--level",
+            str(level),
+            "--disable-levels",
+            disabled,
+            "--size",
+            str(size[0]),
+            str(size[1]),
+            "--threads",
+            str(torch.get_num_threads()),
+        ]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
+    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    if result.returncode != 0 or not lines:
+        tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-15:])
+        raise BokehError(f"LiteRT conversion failed (exit code {result.returncode}):\n{tail}")
+    return json.loads(lines[-1])

@@ -284,9 +284,7 @@ def _ssim_strip_sum(job: tuple[np.ndarray, np.ndarray, float, float]) -> float:
     then the per-pixel SSIM formula, fused into one compiled pass that keeps the strip in the CPU caches.
     """
     pred, target, c1, c2 = job
-    return float(
-        _strip_kernel()(np.ascontiguousarray(pred), np.ascontiguousarray(target), _gaussian_kernel(), c1, c2)
-    )
+    return float(_strip_kernel()(np.ascontiguousarray(pred), np.ascontiguousarray(target), _gaussian_kernel(), c1, c2))
 
 
 def _to_uint8_levels(image: np.ndarray) -> np.ndarray:
