@@ -25,8 +25,10 @@ import logging
 import shutil
 import threading
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -62,10 +64,17 @@ class BackendMeasurement:
     psnr_vs_fp32: float
 
 
-# Measured with `benchmarks/pynet_speed.py --threads 2` (512x768 input, He-scaled random full-size model), on the
-# 2-core development machine while other jobs were running, so absolute figures are noisy; the ranking is what
-# `auto` uses. Re-measure on the target machine and update this table when it changes.
-CPU_MEASUREMENTS: dict[str, BackendMeasurement] = {}
+# Measured with `benchmarks/pynet_speed.py --threads 2 --size 128 192` (He-scaled random full-size model, level 1)
+# on the 2-core AMD EPYC development machine on 2026-11-30, while other jobs kept its load average at 4-13, so the
+# absolute figures are noisy (a quiet 512x768 pass takes about 10 s eager); `auto` uses only the ranking.
+# int8 (ONNX Runtime dynamic: 25.6 dB, static QDQ: 23.4 dB vs fp32) is far below the 50 dB floor and not listed.
+# Re-measure on the target machine (see the README) and update this table when the ranking changes.
+CPU_MEASUREMENTS: dict[str, BackendMeasurement] = {
+    "openvino": BackendMeasurement(ms=1388.0, psnr_vs_fp32=105.3),
+    "onnxruntime": BackendMeasurement(ms=2170.0, psnr_vs_fp32=113.9),
+    "eager": BackendMeasurement(ms=4420.0, psnr_vs_fp32=float("inf")),
+    "channels_last": BackendMeasurement(ms=10477.0, psnr_vs_fp32=106.1),
+}
 
 
 def _has(module: str) -> bool:
@@ -148,8 +157,11 @@ class PyNETRunner:
         return f"PyNETRunner({self.name!r})"
 
 
-# Runners are cached per model object (weakly: they go away with the model) and per variant.
-_RUNNERS: weakref.WeakKeyDictionary[PyNET, dict[tuple, PyNETRunner]] = weakref.WeakKeyDictionary()
+# Runners are cached per model object (weakly: they go away with the model) and per variant; an exported runner holds
+# a copy of the weights (about 190 MB), so only the most recently used few are kept per model.
+_RUNNERS: weakref.WeakKeyDictionary[PyNET, OrderedDict[tuple, PyNETRunner]] = weakref.WeakKeyDictionary()
+_CHANNELS_LAST: weakref.WeakKeyDictionary[PyNET, PyNET] = weakref.WeakKeyDictionary()
+_MAX_RUNNERS_PER_MODEL = 4
 _LOCK = threading.Lock()
 
 
@@ -165,16 +177,21 @@ def get_runner(
     device = device or next(model.parameters()).device
     key = (backend, level, disabled, str(device))
     with _LOCK:
-        per_model = _RUNNERS.setdefault(model, {})
+        per_model = _RUNNERS.setdefault(model, OrderedDict())
         runner = per_model.get(key)
         if runner is None:
             runner = _build(model, backend, level, disabled)
             per_model[key] = runner
+            while len(per_model) > _MAX_RUNNERS_PER_MODEL:
+                per_model.popitem(last=False)
+        per_model.move_to_end(key)
     return runner
 
 
 def _eager_fn(model: PyNET, level: int, disabled: tuple[int, ...]) -> Callable[[torch.Tensor], torch.Tensor]:
-    return lambda x: model(x, level=level, disabled_levels=disabled)
+    # A weak proxy: the cache is keyed weakly by the model, so its runners must not keep the model alive.
+    weak_model = weakref.proxy(model)
+    return lambda x: weak_model(x, level=level, disabled_levels=disabled)
 
 
 def _build(model: PyNET, backend: str, level: int, disabled: tuple[int, ...]) -> PyNETRunner:
@@ -184,13 +201,17 @@ def _build(model: PyNET, backend: str, level: int, disabled: tuple[int, ...]) ->
     if backend == "eager":
         return PyNETRunner("eager", eager)
     if backend == "channels_last":
-        # A converted copy: Module.to(memory_format=...) works in place and the model is shared by other callers.
-        twin = copy.deepcopy(model).to(memory_format=torch.channels_last).eval()
+        # A converted copy (one per model): Module.to(memory_format=...) works in place and the model is shared.
+        twin = _CHANNELS_LAST.get(model)
+        if twin is None:
+            twin = _CHANNELS_LAST[model] = copy.deepcopy(model).to(memory_format=torch.channels_last).eval()
         return PyNETRunner(
             "channels_last",
             lambda x: twin(x.contiguous(memory_format=torch.channels_last), level=level, disabled_levels=disabled),
         )
     if backend == "compile":
+        # The compiled module holds the model, so a compiled runner lives as long as the process (load_pynet keeps
+        # its models cached anyway).
         return PyNETRunner("compile", torch.compile(PyNETExportModule(model, level, disabled).eval()), eager)
     onnx_path = _cached_onnx(model, level, disabled)
     threads = torch.get_num_threads()
@@ -229,7 +250,7 @@ def _build(model: PyNET, backend: str, level: int, disabled: tuple[int, ...]) ->
     raise InputError(f"unknown PyNET backend {backend!r}; choose one of {(AUTO, *BACKENDS)}")
 
 
-def _cached_onnx(model: PyNET, level: int, disabled: tuple[int, ...]):
+def _cached_onnx(model: PyNET, level: int, disabled: tuple[int, ...]) -> Path:
     from .export import export_onnx, onnx_cache_path
 
     path = onnx_cache_path(model, level, disabled)
