@@ -259,6 +259,15 @@ class PyNETMethod(Method):
         backend = "channels_last" if self.channels_last and self.backend in ("eager", AUTO) else self.backend
         return resolve_backend(backend, resolve_device(self.device), self.precision)
 
+    def prepare(self, level: int = 1, disable_levels: str = "none") -> str:
+        """Load the weights and build the backend now (e.g. the one-off ONNX export, at app start-up).
+
+        Returns the backend's name. Raises like :meth:`model` when the weights are missing.
+        """
+        name = self.backend_name()
+        get_runner(self.model(), name, level, ABLATIONS[disable_levels])
+        return name
+
     def availability(self) -> tuple[bool, str]:
         return weights_status(self.weights)
 

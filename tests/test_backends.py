@@ -121,4 +121,5 @@ def test_method_reports_its_backend(model: PyNET, photo, tmp_path: Path) -> None
     image, depth = photo
     method(image, depth, level=3)
     assert method.last_backend == "channels_last"
+    assert method.prepare(level=3) == "channels_last"
     assert PyNETMethod(weights=str(tmp_path), device="cpu", backend="auto").backend_name() == resolve_backend("auto")
