@@ -13,8 +13,9 @@ Backends (all fp32, all numerically the same network):
 
 ``auto`` picks, among the backends that can run here, the fastest in :data:`CPU_MEASUREMENTS`, a table measured
 with ``benchmarks/pynet_speed.py``, keeping only backends whose output stays at least
-:data:`MIN_PSNR_VS_FP32` dB from PyTorch fp32. On a GPU, ``auto`` is PyTorch eager (no GPU table has been measured
-yet). The name of the backend that actually ran is reported (``run_pynet(..., info=d)`` sets ``d["backend"]``).
+:data:`MIN_PSNR_VS_FP32` dB from PyTorch fp32 and that do not compile again for every new input shape. On a GPU,
+``auto`` is PyTorch eager (no GPU table has been measured yet). The name of the backend that actually ran is
+reported (``run_pynet(..., info=d)`` sets ``d["backend"]``).
 """
 
 from __future__ import annotations
@@ -58,22 +59,27 @@ MIN_PSNR_VS_FP32 = 50.0
 
 @dataclass(frozen=True)
 class BackendMeasurement:
-    """One row of ``benchmarks/pynet_speed.py``: median ms per 512x768 -> 1024x1536 pass and PSNR vs fp32."""
+    """One row of ``benchmarks/pynet_speed.py``: median ms per pass, PSNR vs PyTorch fp32, and whether the backend
+    pays a long warm-up again in every process and for new input shapes (then ``auto`` does not pick it)."""
 
     ms: float
     psnr_vs_fp32: float
+    warmup_per_shape: bool = False
 
 
-# Measured with `benchmarks/pynet_speed.py --threads 2 --size 128 192` (He-scaled random full-size model, level 1)
-# on the 2-core AMD EPYC development machine on 2026-11-30, while other jobs kept its load average at 4-13, so the
-# absolute figures are noisy (a quiet 512x768 pass takes about 10 s eager); `auto` uses only the ranking.
-# int8 (ONNX Runtime dynamic: 25.6 dB, static QDQ: 23.4 dB vs fp32) is far below the 50 dB floor and not listed.
+# Measured with `benchmarks/pynet_speed.py --threads 2 --size 256 384` (He-scaled random full-size model, level 1;
+# 256x384 is the network input of the app's 768-px preview) on the 2-core AMD EPYC development machine on
+# 2026-11-30, while other jobs kept its load average at 8-14: absolute figures are noisy (min-max spread up to 30%),
+# `auto` uses only the ranking. torch.compile was as fast as ONNX Runtime but its first call took 329 s and is paid
+# again in every process and for new input shapes, so `auto` skips it. int8 (ONNX Runtime static QDQ: 11.6x eager
+# but 23.0 dB vs fp32; dynamic: slower than eager, 25.6 dB) is far below the 50 dB floor and not listed.
 # Re-measure on the target machine (see the README) and update this table when the ranking changes.
 CPU_MEASUREMENTS: dict[str, BackendMeasurement] = {
-    "openvino": BackendMeasurement(ms=1388.0, psnr_vs_fp32=105.3),
-    "onnxruntime": BackendMeasurement(ms=2170.0, psnr_vs_fp32=113.9),
-    "eager": BackendMeasurement(ms=4420.0, psnr_vs_fp32=float("inf")),
-    "channels_last": BackendMeasurement(ms=10477.0, psnr_vs_fp32=106.1),
+    "compile": BackendMeasurement(ms=8541.0, psnr_vs_fp32=103.8, warmup_per_shape=True),
+    "onnxruntime": BackendMeasurement(ms=9093.0, psnr_vs_fp32=112.8),
+    "openvino": BackendMeasurement(ms=13608.0, psnr_vs_fp32=103.9),
+    "channels_last": BackendMeasurement(ms=18906.0, psnr_vs_fp32=104.5),
+    "eager": BackendMeasurement(ms=31906.0, psnr_vs_fp32=float("inf")),
 }
 
 
@@ -117,7 +123,7 @@ def resolve_backend(name: str, device: torch.device | str = "cpu", precision: st
         ranked = sorted(
             (m.ms, backend)
             for backend, m in CPU_MEASUREMENTS.items()
-            if m.psnr_vs_fp32 >= MIN_PSNR_VS_FP32 and backend in BACKENDS
+            if m.psnr_vs_fp32 >= MIN_PSNR_VS_FP32 and not m.warmup_per_shape and backend in BACKENDS
         )
         for _, backend in ranked:
             if backend_status(backend, device)[0]:

@@ -51,6 +51,7 @@ def test_auto_picks_the_fastest_measured_backend_within_50_db(monkeypatch: pytes
         "openvino": BackendMeasurement(400.0, 100.0),
         "onnxruntime": BackendMeasurement(500.0, 110.0),
         "compile": BackendMeasurement(100.0, 40.0),  # fastest but not exact enough: never chosen
+        "channels_last": BackendMeasurement(50.0, 100.0, warmup_per_shape=True),  # minutes per new shape: skipped
     }
     monkeypatch.setattr(backends, "CPU_MEASUREMENTS", table)
     monkeypatch.setattr(backends, "backend_status", lambda name, device="cpu": (True, ""))
@@ -71,6 +72,9 @@ def test_measured_table_respects_the_quality_floor() -> None:
     assert chosen in backends.BACKENDS
     if chosen != "eager":
         assert backends.CPU_MEASUREMENTS[chosen].psnr_vs_fp32 >= backends.MIN_PSNR_VS_FP32
+        assert not backends.CPU_MEASUREMENTS[chosen].warmup_per_shape
+    # In the measured table every exported backend beats eager PyTorch.
+    assert backends.CPU_MEASUREMENTS["onnxruntime"].ms < backends.CPU_MEASUREMENTS["eager"].ms
 
 
 def test_bad_backend_requests_are_clear_errors() -> None:

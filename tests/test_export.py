@@ -62,14 +62,16 @@ def _onnx_vs_torch(net: PyNET, path: Path, level: int, disabled: tuple[int, ...]
         assert np.abs(got - expected).max() <= TOLERANCE, (level, height, width, np.abs(got - expected).max())
 
 
-def _assert_dynamic_graph(path: Path) -> None:
+def _assert_dynamic_graph(path: Path, level: int = 1) -> None:
     proto = onnx.load(str(path), load_external_data=False)
     onnx.checker.check_model(proto)
     assert proto.opset_import[0].version >= 17
     dims = proto.graph.input[0].type.tensor_type.shape.dim
     assert [d.dim_param for d in dims[2:]] == ["height", "width"]
     ops = {node.op_type for node in proto.graph.node}
-    assert {"Pad", "ConvTranspose", "Conv"} <= ops
+    assert {"Pad", "Conv", "MaxPool"} <= ops
+    # Level 7 is the bottom of the pyramid: its upsampling convolutions feed nothing and are pruned.
+    assert ("ConvTranspose" in ops) == (level < 7)
     pads = [node for node in proto.graph.node if node.op_type == "Pad"]
     assert [attr.s for attr in pads[0].attribute if attr.name == "mode"] == [b"reflect"]
 
@@ -97,7 +99,7 @@ def test_export_module_rejects_bad_levels(model: PyNET) -> None:
 @pytest.mark.parametrize("level", sorted(LEVEL_SCALES))
 def test_onnx_equals_pytorch_at_every_level(model: PyNET, level: int, tmp_path: Path) -> None:
     path = export_onnx(model, tmp_path / f"level{level}.onnx", level=level)
-    _assert_dynamic_graph(path)
+    _assert_dynamic_graph(path, level)
     if level == 1:
         ops = {node.op_type for node in onnx.load(str(path), load_external_data=False).graph.node}
         assert "InstanceNormalization" in ops
@@ -159,7 +161,7 @@ def test_cli_export_onnx(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert main(["export", str(tmp_path / "weights"), str(out), "--level", "7"]) == 0
     printed = capsys.readouterr().out
     assert "onnx.checker ok" in printed and "max |diff|" in printed
-    _assert_dynamic_graph(out)
+    _assert_dynamic_graph(out, level=7)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left behind
 
 
