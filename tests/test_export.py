@@ -16,10 +16,12 @@ import pytest
 import torch
 
 from bokeh_model.cli import EXIT_BAD_INPUT, EXIT_MISSING_MODEL, main
+from bokeh_model.errors import InputError, ModelUnavailableError
 from bokeh_model.export import (
     MIN_SIDE,
     ONNX_OPSET,
     PyNETExportModule,
+    export_litert,
     export_onnx,
     litert_python,
     onnx_cache_path,
@@ -194,3 +196,15 @@ def test_litert_equals_pytorch(tmp_path: Path) -> None:
     assert litert_out.shape == expected.shape == (1, 3, 128, 192)
     assert expected.std() > 0.05
     assert np.abs(litert_out - expected).max() <= TOLERANCE
+
+
+def test_litert_without_its_environment_is_a_clear_error(
+    model: PyNET, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BOKEH_LITERT_PYTHON", str(tmp_path / "no-such-python"))
+    assert litert_python() is None
+    with pytest.raises(ModelUnavailableError, match="make litert-env"):
+        export_litert(model, tmp_path / "pynet.tflite", size=(64, 96))
+    with pytest.raises(InputError, match="at least 33x33"):
+        export_litert(model, tmp_path / "pynet.tflite", size=(16, 96))
+    assert not (tmp_path / "pynet.tflite").exists()
