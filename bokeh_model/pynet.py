@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .backends import AUTO, get_runner, resolve_backend
 from .device import autocast, resolve_device
 from .errors import InputError, ModelUnavailableError
 from .images import ImageSource, array_to_pil, load_depth, load_image, resize_array
@@ -38,6 +39,7 @@ from .registry import Method, ParamSpec, register_method
 __all__ = [
     "ABLATIONS",
     "CACHE_ENV",
+    "PYNET_BACKEND_ENV",
     "PYNET_WEIGHTS_ENV",
     "PyNETMethod",
     "bokeh_cache_dir",
@@ -52,6 +54,7 @@ __all__ = [
 
 PYNET_WEIGHTS_ENV = "BOKEH_PYNET_WEIGHTS"
 CACHE_ENV = "BOKEH_CACHE"
+PYNET_BACKEND_ENV = "BOKEH_PYNET_BACKEND"  # default backend of the registered method (else "auto")
 WEIGHT_FILES = ("config.json", "model.safetensors")
 
 
@@ -200,6 +203,8 @@ def run_pynet(
     max_side: int = 0,
     precision: str = "fp32",
     channels_last: bool = False,
+    backend: str = "eager",
+    info: dict[str, Any] | None = None,
 ) -> np.ndarray:
     """Render bokeh for a full-resolution photo; returns float32 (H, W, 3) in [0, 1] at the photo's size.
 
@@ -212,7 +217,10 @@ def run_pynet(
         max_side: when > 0, the photo is first downscaled so that its longest side is at most this
             (a fast preview; the result is upscaled back to the photo's size).
         precision: ``fp32``, ``bf16`` or ``fp16`` (autocast).
-        channels_last: use the channels-last memory format (often faster on CPUs and tensor cores).
+        channels_last: use the channels-last memory format (same as ``backend="channels_last"``).
+        backend: ``eager``, ``channels_last``, ``compile``, ``onnxruntime``, ``openvino`` or ``auto`` (the fastest
+            one measured that runs here, see :mod:`bokeh_model.backends`). The model itself is never modified.
+        info: if given, ``info["backend"]`` is set to the backend that actually ran.
     """
     height, width = image.shape[:2]
     work = image
@@ -228,11 +236,12 @@ def run_pynet(
         channels.append(to_pynet_depth(depth, half_size)[..., None])
     device = next(model.parameters()).device
     x = torch.from_numpy(np.concatenate(channels, axis=2)).permute(2, 0, 1)[None].to(device)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-        model = model.to(memory_format=torch.channels_last)
+    name = resolve_backend("channels_last" if channels_last and backend == "eager" else backend, device, precision)
+    runner = get_runner(model, name, level, disabled_levels, device)
     with autocast(device, precision):
-        out = model(x, level=level, disabled_levels=tuple(disabled_levels))
+        out, used = runner.run(x)
+    if info is not None:
+        info["backend"] = used
     result = out[0].float().clamp(0.0, 1.0).permute(1, 2, 0).cpu().numpy()
     if result.shape[:2] != (height, width):
         result = np.clip(resize_array(result, (height, width)), 0.0, 1.0)
@@ -297,11 +306,28 @@ class PyNETMethod(Method):
         device: str = "auto",
         precision: str = "fp32",
         channels_last: bool = False,
+        backend: str | None = None,
     ) -> None:
         self._weights = weights
         self.device = device
         self.precision = precision
         self.channels_last = channels_last
+        self.backend = backend or os.environ.get(PYNET_BACKEND_ENV, AUTO)
+        self.last_backend: str | None = None  # the backend of the latest render, for display
+
+    def backend_name(self) -> str:
+        """The backend a render will use here (``auto`` resolved), e.g. to show it in the app."""
+        backend = "channels_last" if self.channels_last and self.backend in ("eager", AUTO) else self.backend
+        return resolve_backend(backend, resolve_device(self.device), self.precision)
+
+    def prepare(self, level: int = 1, disable_levels: str = "none") -> str:
+        """Load the weights and build the backend now (e.g. the one-off ONNX export, at app start-up).
+
+        Returns the backend's name. Raises like :meth:`model` when the weights are missing.
+        """
+        name = self.backend_name()
+        get_runner(self.model(), name, level, ABLATIONS[disable_levels])
+        return name
 
     @property
     def weights(self) -> str:
@@ -316,7 +342,8 @@ class PyNETMethod(Method):
         return load_pynet(self.weights, self.device)
 
     def render(self, image: np.ndarray, depth: np.ndarray | None, **params: Any) -> np.ndarray:
-        return run_pynet(
+        info: dict[str, Any] = {}
+        result = run_pynet(
             self.model(),
             image,
             depth,
@@ -324,8 +351,11 @@ class PyNETMethod(Method):
             disabled_levels=ABLATIONS[params["disable_levels"]],
             max_side=params["max_side"],
             precision=self.precision,
-            channels_last=self.channels_last,
+            backend=self.backend_name(),
+            info=info,
         )
+        self.last_backend = info["backend"]
+        return result
 
     def requires_depth(self) -> bool:
         # Loading first means "no weights" is reported before "no depth"; an RGB-only model needs none.

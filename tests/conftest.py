@@ -22,6 +22,9 @@ os.environ["BOKEH_CACHE"] = tempfile.mkdtemp(prefix="bokeh-cache-")
 os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="hf-datasets-")
 for _folder in (os.environ["BOKEH_CACHE"], os.environ["HF_DATASETS_CACHE"]):
     atexit.register(shutil.rmtree, _folder, ignore_errors=True)
+# The registered PyNET method defaults to backend "auto", which may export ONNX once per model (slow); tests that
+# are not about backends run eagerly, and tests/test_backends.py covers the others.
+os.environ.setdefault("BOKEH_PYNET_BACKEND", "eager")
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
