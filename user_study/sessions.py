@@ -1,0 +1,253 @@
+"""Handing out sessions: resume or plan a rater's session, leases, and the view of the current slot."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from typing import Any
+
+from sqlalchemy import and_, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from user_study.assignment import Candidate, plan_session
+from user_study.config import StudyConfig
+from user_study.storage import (
+    Assignment,
+    Event,
+    Item,
+    Rating,
+    Scene,
+    Slot,
+    Study,
+    new_id,
+    utcnow,
+)
+from user_study.study_base import APP_VERSION, RaterView, StudyError, StudyStore
+
+__all__ = ["SessionAssignment"]
+
+
+class SessionAssignment(StudyStore):
+    """Session start/resume and planning (part of :class:`~user_study.service.StudyService`)."""
+
+    def begin(
+        self, study_id: str, external_id: str, source: str = "link", *, now: dt.datetime | None = None
+    ) -> RaterView:
+        """Resume the rater's open session or start a new one; returns what to show.
+
+        Args:
+            study_id: Study id (from ``?study=``).
+            external_id: Platform id / invite code / username (hashed at once, never stored).
+            source: Origin of the id (``link``, ``prolific``, ``mturk``, ``invite``, ``hf_oauth``).
+            now: Server time override (tests).
+        """
+        try:
+            rid = self.rater_id(external_id, source)
+        except ValueError as exc:
+            raise StudyError(str(exc)) from exc
+        for attempt in range(3):
+            try:
+                return self._begin(study_id, rid, source, now or utcnow())
+            except IntegrityError:  # a parallel request opened the same session number: resume that one
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _begin(self, study_id: str, rid: str, source: str, now: dt.datetime) -> RaterView:
+        with self.Session() as s, s.begin():
+            study, cfg = self._config(s, study_id)
+            rater = self._ensure_rater(s, rid, source)
+            if rater.blocked:
+                raise StudyError("this rater link is blocked for this study; contact the organizer")
+            if study.status != "open":
+                raise StudyError(f"study {study_id!r} is {study.status}, not open for ratings")
+            sessions = s.scalars(
+                select(Assignment).where(Assignment.study_id == study_id, Assignment.rater_id == rid)
+            ).all()
+            n_done = sum(a.status == "completed" for a in sessions)
+            for a in sessions:
+                if a.status == "open" and a.expires_at <= now:
+                    a.status = "expired"
+                    s.add(Event(study_id=study_id, rater_id=rid, assignment_id=a.id, kind="session_expired"))
+            current = next((a for a in sessions if a.status == "open"), None)
+            if current is not None:
+                s.add(Event(study_id=study_id, rater_id=rid, assignment_id=current.id, kind="session_resumed"))
+                return self._view(s, study, cfg, current, rid, now, n_done)
+            if len(sessions) >= cfg.max_sessions_per_rater:
+                return RaterView(
+                    study_id,
+                    rid,
+                    finished=True,
+                    mode=cfg.mode,
+                    sessions_done=n_done,
+                    message=f"You have done the maximum of {cfg.max_sessions_per_rater} sessions. Thank you!",
+                )
+            slots = self._plan(s, study_id, rid, cfg, now)
+            if not slots:
+                return RaterView(
+                    study_id,
+                    rid,
+                    finished=True,
+                    mode=cfg.mode,
+                    sessions_done=n_done,
+                    message="There is nothing left for you to rate in this study. Thank you!",
+                )
+            seq = max((a.seq for a in sessions), default=0) + 1
+            a = Assignment(
+                id=new_id(),
+                study_id=study_id,
+                rater_id=rid,
+                seq=seq,
+                created_at=now,
+                expires_at=now + dt.timedelta(minutes=cfg.session_ttl_min),
+                status="open",
+                seed=random.getrandbits(31),
+                app_version=APP_VERSION,
+            )
+            a.completion_code = self._completion_code(cfg, a.id)
+            s.add(a)
+            s.flush()
+            s.add_all(Slot(assignment_id=a.id, position=i, item_id=p.item_id, swap=p.swap) for i, p in enumerate(slots))
+            s.add(
+                Event(
+                    study_id=study_id,
+                    rater_id=rid,
+                    assignment_id=a.id,
+                    kind="session_started",
+                    detail={"slots": len(slots)},
+                )
+            )
+            s.flush()
+            return self._view(s, study, cfg, a, rid, now, n_done)
+
+    def _plan(self, s: Session, study_id: str, rid: str, cfg: StudyConfig, now: dt.datetime) -> list:
+        items = s.execute(
+            select(Item.id, Item.kind, Item.scene_id, Item.method_id, Item.method_b_id).where(Item.study_id == study_id)
+        ).all()
+        rated = dict(
+            s.execute(
+                select(Rating.item_id, func.count())
+                .where(Rating.study_id == study_id, ~Rating.excluded)
+                .group_by(Rating.item_id)
+            ).all()
+        )
+        # open leases: slots of open, unexpired sessions whose item the session's rater has not rated yet
+        leases = dict(
+            s.execute(
+                select(Slot.item_id, func.count())
+                .join(Assignment, Assignment.id == Slot.assignment_id)
+                .outerjoin(Rating, and_(Rating.rater_id == Assignment.rater_id, Rating.item_id == Slot.item_id))
+                .where(
+                    Assignment.study_id == study_id,
+                    Assignment.status == "open",
+                    Assignment.expires_at > now,
+                    Rating.id.is_(None),
+                )
+                .group_by(Slot.item_id)
+            ).all()
+        )
+        seen = set(s.scalars(select(Rating.item_id).where(Rating.rater_id == rid, Rating.study_id == study_id)))
+        seen |= set(
+            s.scalars(
+                select(Slot.item_id)
+                .join(Assignment, Assignment.id == Slot.assignment_id)
+                .where(Assignment.rater_id == rid, Assignment.study_id == study_id)
+            )
+        )
+        cands = [
+            Candidate(i.id, i.kind, i.scene_id, (i.method_id, i.method_b_id), rated.get(i.id, 0) + leases.get(i.id, 0))
+            for i in items
+        ]
+        n_controls = {}
+        if cfg.mode == "mos":
+            n_controls = {
+                "hidden_ref": cfg.hidden_ref_per_session,
+                "gold": cfg.gold_per_session,
+                "trap": cfg.trap_per_session,
+            }
+        return plan_session(
+            cands,
+            seen=seen,
+            n_test=cfg.items_per_session,
+            n_controls=n_controls,
+            target_votes=cfg.target_votes_per_item,
+            pairing=cfg.pairing,
+            rng=random.Random(),
+        )
+
+    @staticmethod
+    def _slot_rows(s: Session, aid: str, rid: str) -> list[Any]:
+        """All slots of a session with the rater's rating (if any), the item and the target: one query."""
+        return s.execute(
+            select(
+                Slot,
+                Rating.id.label("rating_id"),
+                Rating.score.label("stored_score"),
+                Item.image_path,
+                Item.image_b_path,
+                Item.instruction,
+                Scene.target_path,
+            )
+            .join(Item, Item.id == Slot.item_id)
+            .join(Scene, Scene.id == Item.scene_id)
+            .outerjoin(Rating, and_(Rating.rater_id == rid, Rating.item_id == Slot.item_id))
+            .where(Slot.assignment_id == aid)
+            .order_by(Slot.position)
+        ).all()
+
+    def _view(
+        self,
+        s: Session,
+        study: Study,
+        cfg: StudyConfig,
+        a: Assignment,
+        rid: str,
+        now: dt.datetime,
+        n_done: int | None,
+        rows: list[Any] | None = None,
+        just_rated: int | None = None,
+    ) -> RaterView:
+        rows = self._slot_rows(s, a.id, rid) if rows is None else rows
+        n = len(rows)
+        pending = [r for r in rows if r.rating_id is None and r.Slot.position != just_rated]
+        view = RaterView(study.id, rid, assignment_id=a.id, n_slots=n, mode=cfg.mode, sessions_done=n_done or 0)
+        if not pending:
+            if n_done is None:
+                n_done = s.scalar(
+                    select(func.count())
+                    .select_from(Assignment)
+                    .where(
+                        Assignment.study_id == study.id, Assignment.rater_id == rid, Assignment.status == "completed"
+                    )
+                )
+                view.sessions_done = n_done
+            if a.status != "completed":
+                a.status, a.completed_at = "completed", now
+                s.add(Event(study_id=study.id, rater_id=rid, assignment_id=a.id, kind="session_completed"))
+                view.sessions_done = n_done + 1
+            view.position, view.done = n, True
+            view.completion_code = a.completion_code
+            more = view.sessions_done < cfg.max_sessions_per_rater
+            view.message = "Session complete. Thank you!" + (" You may start another session." if more else "")
+            view.finished = not more
+            return view
+        row = pending[0]
+        slot = row.Slot
+        if slot.shown_at is None:
+            slot.shown_at = now
+        view.position = slot.position
+        view.instruction = row.instruction
+        if cfg.mode == "pairwise":
+            a_path, b_path = row.image_path, row.image_b_path
+            view.left_path, view.right_path = (b_path, a_path) if slot.swap else (a_path, b_path)
+            view.left_label, view.right_label = "Left image", "Right image"
+        else:
+            target, shown = row.target_path, row.image_path
+            if slot.swap:
+                view.left_path, view.right_path = target, shown
+                view.left_label, view.right_label = "Target (DSLR photo)", "Rendered image"
+            else:
+                view.left_path, view.right_path = shown, target
+                view.left_label, view.right_label = "Rendered image", "Target (DSLR photo)"
+        return view

@@ -1,0 +1,168 @@
+"""Shared core of the study service: errors, what a rater sees, the database handle and study lookups."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from user_study.config import Settings, StudyConfig
+from user_study.storage import (
+    Rater,
+    Study,
+    hash_rater,
+    make_engine,
+    make_sessionmaker,
+    utcnow,
+)
+
+__all__ = ["APP_VERSION", "IMAGE_EXTS", "RaterView", "StudyError", "StudyStore", "SubmitRejected", "SubmitResult"]
+
+APP_VERSION = "1"
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
+
+
+class StudyError(ValueError):
+    """A request the study cannot serve (unknown study, blocked rater, bad input); the message says why."""
+
+
+class SubmitRejected(StudyError):
+    """A submit that does not match the rater's assignment. ``code`` is a short machine-readable reason."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class RaterView:
+    """What the rater should see now (also the per-rater state kept by the UI).
+
+    Attributes:
+        study_id: Study id.
+        rater_id: Keyed hash of the rater's external id.
+        assignment_id: Current session id ("" when none).
+        position: Current slot (0-based); equals ``n_slots`` when the session is complete.
+        n_slots: Slots in the session.
+        left_path / right_path: Images to show on the left and right.
+        left_label / right_label: Their labels (the target is always labelled, the method never named).
+        instruction: Extra line for trap items ("" otherwise), drawn into the image too.
+        done: The session is complete.
+        finished: The rater can get no further session (cap reached or nothing left).
+        completion_code: Code to paste back into the crowd platform, when ``done``.
+        message: Text for the rater.
+        mode: ``"mos"`` or ``"pairwise"``.
+        sessions_done: Completed sessions of this rater in this study.
+    """
+
+    study_id: str
+    rater_id: str
+    assignment_id: str = ""
+    position: int = 0
+    n_slots: int = 0
+    left_path: str | None = None
+    right_path: str | None = None
+    left_label: str = ""
+    right_label: str = ""
+    instruction: str = ""
+    done: bool = False
+    finished: bool = False
+    completion_code: str = ""
+    message: str = ""
+    mode: str = "mos"
+    sessions_done: int = 0
+
+    @property
+    def slot_token(self) -> str:
+        """``<assignment_id>:<position>``: names the slot a submit refers to (makes double clicks harmless)."""
+        return f"{self.assignment_id}:{self.position}" if self.assignment_id else ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (for ``gr.State`` and JSON)."""
+        return asdict(self)
+
+
+@dataclass
+class SubmitResult:
+    """Outcome of a submit: ``status`` is ``recorded`` or ``duplicate`` (already stored, nothing written)."""
+
+    status: str
+    rating_id: str
+    view: RaterView
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+class StudyStore:
+    """Database handle and lookups every part of the service needs (configs, rater ids, completion codes).
+
+    Args:
+        db_url: SQLAlchemy URL.
+        rater_secret: Key of the rater-id hash.
+        data_dir: Where study media are copied (``<data_dir>/studies/<study_id>/``).
+        sink: Optional object with ``append(record: dict)`` that receives every stored rating (Hub JSONL).
+    """
+
+    def __init__(self, db_url: str, *, rater_secret: str, data_dir: str | Path, sink: Any = None) -> None:
+        self.db_url = db_url
+        self.engine = make_engine(db_url)
+        self.Session = make_sessionmaker(self.engine)
+        self.secret = rater_secret
+        self.data_dir = Path(data_dir)
+        self.sink = sink
+        self._dialect = self.engine.dialect.name
+        self._configs: dict[str, tuple[str, StudyConfig]] = {}  # parsed configs by study id, checked by hash
+
+    @classmethod
+    def from_settings(cls, settings: Settings, sink: Any = None):  # noqa: ANN206 - returns cls
+        """Build from :class:`~user_study.config.Settings`."""
+        return cls(settings.db_url, rater_secret=settings.rater_secret, data_dir=settings.data_dir, sink=sink)
+
+    def close(self) -> None:
+        """Dispose of the connection pool."""
+        self.engine.dispose()
+
+    def _insert(self, table: Any) -> Any:
+        return (pg_insert if self._dialect == "postgresql" else sqlite_insert)(table)
+
+    def study_config(self, study_id: str) -> StudyConfig:
+        """The stored config of a study (raises :class:`StudyError` for an unknown id)."""
+        with self.Session() as s:
+            return self._config(s, study_id)[1]
+
+    def _config(self, s: Session, study_id: str) -> tuple[Study, StudyConfig]:
+        study = s.get(Study, study_id) if study_id else None
+        if study is None:
+            known = s.scalars(select(Study.id).order_by(Study.created_at).limit(20)).all()
+            raise StudyError(f"unknown study {study_id!r}; known studies: {list(known)}")
+        cached = self._configs.get(study.id)
+        if cached is None or cached[0] != study.config_sha256:
+            cached = self._configs[study.id] = (study.config_sha256, StudyConfig.from_dict(study.config))
+        return study, cached[1]
+
+    def list_studies(self) -> list[dict[str, Any]]:
+        """Id, title, mode and creation time of every study."""
+        with self.Session() as s:
+            return [
+                {"id": st.id, "title": st.title, "mode": st.config.get("mode", "mos"), "created_at": st.created_at}
+                for st in s.scalars(select(Study).order_by(Study.created_at))
+            ]
+
+    def rater_id(self, external_id: str, source: str = "link") -> str:
+        """Keyed hash of an external rater id."""
+        return hash_rater(self.secret, source, external_id)
+
+    def _ensure_rater(self, s: Session, rid: str, source: str) -> Rater:
+        s.execute(self._insert(Rater).values(id=rid, source=source, first_seen=utcnow()).on_conflict_do_nothing())
+        return s.get(Rater, rid)
+
+    def _completion_code(self, cfg: StudyConfig, assignment_id: str) -> str:
+        if cfg.completion_code:
+            return cfg.completion_code
+        return hmac.new(self.secret.encode(), f"code:{assignment_id}".encode(), hashlib.sha256).hexdigest()[:10].upper()
