@@ -19,6 +19,7 @@ from user_study.storage import (
     Rating,
     Scene,
     Slot,
+    SlotImage,
     Study,
     new_id,
     utcnow,
@@ -73,7 +74,10 @@ class SessionAssignment(StudyStore):
             current = next((a for a in sessions if a.status == "open"), None)
             if current is not None:
                 s.add(Event(study_id=study_id, rater_id=rid, assignment_id=current.id, kind="session_resumed"))
-                return self._view(s, study, cfg, current, rid, now, n_done)
+                rows = self._slot_rows(s, current.id, rid)
+                if s.scalar(select(SlotImage.token).where(SlotImage.assignment_id == current.id).limit(1)) is None:
+                    self._add_slot_images(s, cfg, current.id, rows)  # a session opened before image tokens existed
+                return self._view(s, study, cfg, current, rid, now, n_done, rows)
             if len(sessions) >= cfg.max_sessions_per_rater:
                 return RaterView(
                     study_id,
@@ -101,6 +105,7 @@ class SessionAssignment(StudyStore):
                 seq=seq,
                 created_at=now,
                 expires_at=now + dt.timedelta(minutes=cfg.session_ttl_min),
+                lease_until=now + dt.timedelta(minutes=cfg.lease_min),
                 status="open",
                 seed=random.getrandbits(31),
                 app_version=APP_VERSION,
@@ -119,7 +124,41 @@ class SessionAssignment(StudyStore):
                 )
             )
             s.flush()
-            return self._view(s, study, cfg, a, rid, now, n_done)
+            rows = self._slot_rows(s, a.id, rid)
+            self._add_slot_images(s, cfg, a.id, rows)
+            view = self._view(s, study, cfg, a, rid, now, n_done, rows)
+            view.started = True
+            return view
+
+    def _add_slot_images(self, s: Session, cfg: StudyConfig, aid: str, rows: list[Any]) -> None:
+        s.add_all(
+            SlotImage(
+                token=self.image_token(aid, r.Slot.position, side),
+                assignment_id=aid,
+                position=r.Slot.position,
+                side=side,
+                path=path,
+            )
+            for r in rows
+            for side, path in zip(("left", "right"), self._sides(cfg, r)[:2], strict=True)
+        )
+
+    def image_path(self, token: str) -> str | None:
+        """File behind an image token of a slot (``None`` for an unknown token)."""
+        with self.Session() as s:
+            return s.scalar(select(SlotImage.path).where(SlotImage.token == token))
+
+    @staticmethod
+    def _sides(cfg: StudyConfig, row: Any) -> tuple[str, str, str, str]:
+        """``(left_path, right_path, left_label, right_label)`` of a slot row."""
+        if cfg.mode == "pairwise":
+            a_path, b_path = row.image_path, row.image_b_path
+            left, right = (b_path, a_path) if row.Slot.swap else (a_path, b_path)
+            return left, right, "Left image", "Right image"
+        target, shown = row.target_path, row.image_path
+        if row.Slot.swap:
+            return target, shown, "Target (DSLR photo)", "Rendered image"
+        return shown, target, "Rendered image", "Target (DSLR photo)"
 
     def _plan(self, s: Session, study_id: str, rid: str, cfg: StudyConfig, now: dt.datetime) -> list:
         items = s.execute(
@@ -132,7 +171,8 @@ class SessionAssignment(StudyStore):
                 .group_by(Rating.item_id)
             ).all()
         )
-        # open leases: slots of open, unexpired sessions whose item the session's rater has not rated yet
+        # open leases: slots of open sessions still within their lease (short until the first rating, renewed by
+        # each rating) whose item the session's rater has not rated yet
         leases = dict(
             s.execute(
                 select(Slot.item_id, func.count())
@@ -142,6 +182,7 @@ class SessionAssignment(StudyStore):
                     Assignment.study_id == study_id,
                     Assignment.status == "open",
                     Assignment.expires_at > now,
+                    func.coalesce(Assignment.lease_until, Assignment.expires_at) > now,
                     Rating.id.is_(None),
                 )
                 .group_by(Slot.item_id)
@@ -156,7 +197,14 @@ class SessionAssignment(StudyStore):
             )
         )
         cands = [
-            Candidate(i.id, i.kind, i.scene_id, (i.method_id, i.method_b_id), rated.get(i.id, 0) + leases.get(i.id, 0))
+            Candidate(
+                i.id,
+                i.kind,
+                i.scene_id,
+                (i.method_id, i.method_b_id),
+                served=rated.get(i.id, 0) + leases.get(i.id, 0),
+                rated=rated.get(i.id, 0),
+            )
             for i in items
         ]
         n_controls = {}
@@ -238,16 +286,10 @@ class SessionAssignment(StudyStore):
             slot.shown_at = now
         view.position = slot.position
         view.instruction = row.instruction
-        if cfg.mode == "pairwise":
-            a_path, b_path = row.image_path, row.image_b_path
-            view.left_path, view.right_path = (b_path, a_path) if slot.swap else (a_path, b_path)
-            view.left_label, view.right_label = "Left image", "Right image"
-        else:
-            target, shown = row.target_path, row.image_path
-            if slot.swap:
-                view.left_path, view.right_path = target, shown
-                view.left_label, view.right_label = "Target (DSLR photo)", "Rendered image"
-            else:
-                view.left_path, view.right_path = shown, target
-                view.left_label, view.right_label = "Rendered image", "Target (DSLR photo)"
+        view.left_path, view.right_path, view.left_label, view.right_label = self._sides(cfg, row)
+        view.left_image = self.image_token(a.id, slot.position, "left")
+        view.right_image = self.image_token(a.id, slot.position, "right")
+        if len(pending) > 1:
+            nxt = pending[1].Slot.position
+            view.next_images = [self.image_token(a.id, nxt, "left"), self.image_token(a.id, nxt, "right")]
         return view

@@ -60,6 +60,10 @@ class RaterView:
         message: Text for the rater.
         mode: ``"mos"`` or ``"pairwise"``.
         sessions_done: Completed sessions of this rater in this study.
+        started: This call opened a new session (``False`` when it resumed one or opened none).
+        left_image / right_image: Opaque tokens of the two images of the current slot (see
+            :meth:`~user_study.sessions.SessionAssignment.image_path`); they name the slot side, never the item.
+        next_images: Tokens of the next slot's two images (for preloading), empty on the last slot.
     """
 
     study_id: str
@@ -78,6 +82,10 @@ class RaterView:
     message: str = ""
     mode: str = "mos"
     sessions_done: int = 0
+    started: bool = False
+    left_image: str = ""
+    right_image: str = ""
+    next_images: list[str] = field(default_factory=list)
 
     @property
     def slot_token(self) -> str:
@@ -161,6 +169,11 @@ class StudyStore:
     def _ensure_rater(self, s: Session, rid: str, source: str) -> Rater:
         s.execute(self._insert(Rater).values(id=rid, source=source, first_seen=utcnow()).on_conflict_do_nothing())
         return s.get(Rater, rid)
+
+    def image_token(self, assignment_id: str, position: int, side: str) -> str:
+        """Opaque URL token of one image of one slot: a keyed hash, so it looks random and cannot be guessed."""
+        msg = f"img:{assignment_id}:{position}:{side}".encode()
+        return hmac.new(self.secret.encode(), msg, hashlib.sha256).hexdigest()[:32]
 
     def _completion_code(self, cfg: StudyConfig, assignment_id: str) -> str:
         if cfg.completion_code:

@@ -140,8 +140,9 @@ class RatingSubmission(SessionAssignment):
                 stored = s.scalar(select(Rating).where(Rating.rater_id == rater_id, Rating.item_id == slot.item_id))
                 return SubmitResult("duplicate", stored.id, self._view(s, study, cfg, a, rater_id, now, n_done))
             ttl = dt.timedelta(minutes=cfg.session_ttl_min)
-            if a.expires_at - now < ttl / 2:  # keep an active session's lease alive (written only now and then)
+            if a.expires_at - now < ttl / 2:  # keep an active session alive (written only now and then)
                 a.expires_at = now + ttl
+            a.lease_until = now + dt.timedelta(minutes=cfg.lease_min)  # each rating renews the reservation
             record = {
                 "rating_id": rating_id,
                 "study_id": a.study_id,

@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import func, select
 
+from user_study.config import StudyConfig
 from user_study.storage import (
     Assignment,
     Event,
@@ -52,7 +53,7 @@ class RatingTransfer(RatingSubmission):
         valid_ids = set(items["item_id"])
         imported = dupes = 0
         with self.Session() as s, s.begin():
-            for row in frame.to_dict("records"):
+            for n_row, row in enumerate(frame.to_dict("records"), start=1):
                 if "item_id" in row and isinstance(row.get("item_id"), str) and row["item_id"]:
                     item_id = row["item_id"]
                     if item_id not in valid_ids:
@@ -62,7 +63,7 @@ class RatingTransfer(RatingSubmission):
                     if key not in lookup:
                         raise StudyError(f"no item for method={key[0]!r}, scene={key[1]!r} in study {study_id!r}")
                     item_id = lookup[key]
-                value = self._parse_score(cfg, row["score"])
+                value = self._checked_score(cfg, row["score"], f"row {n_row}")
                 rid = self.rater_id(str(row["rater"]), source)
                 self._ensure_rater(s, rid, source)
                 when = pd.to_datetime(row.get("submitted_at"), utc=True, errors="coerce")
@@ -88,6 +89,23 @@ class RatingTransfer(RatingSubmission):
             s.add(Event(study_id=study_id, kind="imported", detail={"source": source, "n": imported, "dupes": dupes}))
         return {"imported": imported, "duplicates": dupes}
 
+    def _checked_score(self, cfg: StudyConfig, score: Any, where: str) -> int:
+        # the same rule as a live submit (0-4, or a pairwise choice), so no path stores what the page could not
+        try:
+            return self._parse_score(cfg, score)
+        except StudyError as exc:
+            raise StudyError(f"{where}: {exc}") from None
+
+    @staticmethod
+    def _checked_time(value: Any, where: str, name: str) -> dt.datetime:
+        try:
+            when = dt.datetime.fromisoformat(str(value))
+        except (TypeError, ValueError):
+            raise StudyError(f"{where}: {name}={value!r} is not an ISO date-time") from None
+        if when.tzinfo is not None:
+            when = when.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        return when
+
     def restore_records(self, study_id: str, records: Iterable[dict[str, Any]]) -> dict[str, int]:
         """Insert rating records written by the Hub sink (JSON lines) into this database.
 
@@ -100,10 +118,10 @@ class RatingTransfer(RatingSubmission):
         """
         restored = skipped = 0
         with self.Session() as s, s.begin():
-            self._config(s, study_id)
+            _, cfg = self._config(s, study_id)
             items = set(s.scalars(select(Item.id).where(Item.study_id == study_id)))
             known_sessions = set(s.scalars(select(Assignment.id).where(Assignment.study_id == study_id)))
-            for rec in records:
+            for n_rec, rec in enumerate(records, start=1):
                 if rec.get("study_id") != study_id:
                     skipped += 1
                     continue
@@ -112,7 +130,13 @@ class RatingTransfer(RatingSubmission):
                         f"item {rec['item_id']!r} is not in study {study_id!r}: re-create the study with the same "
                         "id from the same evaluation run before restoring"
                     )
-                rid = str(rec["rater_id"])
+                where = f"record {n_rec}"
+                value = self._checked_score(cfg, rec.get("score"), where)
+                rid = str(rec.get("rater_id") or "").strip()
+                if not rid:
+                    raise StudyError(f"{where}: no rater_id")
+                submitted = self._checked_time(rec.get("submitted_at"), where, "submitted_at")
+                shown = self._checked_time(rec.get("shown_at"), where, "shown_at") if rec.get("shown_at") else None
                 self._ensure_rater(s, rid, "restore")
                 aid = rec.get("session_id")
                 if aid and aid not in known_sessions:
@@ -123,7 +147,7 @@ class RatingTransfer(RatingSubmission):
                             .where(Assignment.study_id == study_id, Assignment.rater_id == rid, Assignment.seq < 0)
                         )
                     )
-                    when = dt.datetime.fromisoformat(rec["submitted_at"])
+                    when = submitted
                     s.add(
                         Assignment(
                             id=aid,
@@ -148,10 +172,10 @@ class RatingTransfer(RatingSubmission):
                         item_id=rec["item_id"],
                         assignment_id=aid or None,
                         position=rec.get("position"),
-                        score=int(rec["score"]),
+                        score=value,
                         swap=rec.get("swap"),
-                        shown_at=dt.datetime.fromisoformat(rec["shown_at"]) if rec.get("shown_at") else None,
-                        submitted_at=dt.datetime.fromisoformat(rec["submitted_at"]),
+                        shown_at=shown,
+                        submitted_at=submitted,
                         view_ms=rec.get("view_ms"),
                         source="restore",
                         excluded=False,
