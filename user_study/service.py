@@ -18,13 +18,22 @@ from __future__ import annotations
 
 from user_study.creation import StudyCreation, discover_run
 from user_study.reporting import StudyReporting
-from user_study.study_base import APP_VERSION, IMAGE_EXTS, RaterView, StudyError, SubmitRejected, SubmitResult
+from user_study.study_base import (
+    APP_VERSION,
+    IMAGE_EXTS,
+    RaterView,
+    SessionCapReached,
+    StudyError,
+    SubmitRejected,
+    SubmitResult,
+)
 from user_study.transfer import RatingTransfer
 
 __all__ = [
     "APP_VERSION",
     "IMAGE_EXTS",
     "RaterView",
+    "SessionCapReached",
     "StudyError",
     "StudyService",
     "SubmitRejected",

@@ -24,7 +24,7 @@ from user_study.storage import (
     new_id,
     utcnow,
 )
-from user_study.study_base import APP_VERSION, RaterView, StudyError, StudyStore
+from user_study.study_base import APP_VERSION, RaterView, SessionCapReached, StudyError, StudyStore
 
 __all__ = ["SessionAssignment"]
 
@@ -33,7 +33,13 @@ class SessionAssignment(StudyStore):
     """Session start/resume and planning (part of :class:`~user_study.service.StudyService`)."""
 
     def begin(
-        self, study_id: str, external_id: str, source: str = "link", *, now: dt.datetime | None = None
+        self,
+        study_id: str,
+        external_id: str,
+        source: str = "link",
+        *,
+        now: dt.datetime | None = None,
+        allow_new: bool = True,
     ) -> RaterView:
         """Resume the rater's open session or start a new one; returns what to show.
 
@@ -42,6 +48,8 @@ class SessionAssignment(StudyStore):
             external_id: Platform id / invite code / username (hashed at once, never stored).
             source: Origin of the id (``link``, ``prolific``, ``mturk``, ``invite``, ``hf_oauth``).
             now: Server time override (tests).
+            allow_new: ``False``: only resume an open session; starting a new one raises
+                :class:`~user_study.study_base.SessionCapReached` (the caller's per-client cap is reached).
         """
         try:
             rid = self.rater_id(external_id, source)
@@ -49,13 +57,13 @@ class SessionAssignment(StudyStore):
             raise StudyError(str(exc)) from exc
         for attempt in range(3):
             try:
-                return self._begin(study_id, rid, source, now or utcnow())
+                return self._begin(study_id, rid, source, now or utcnow(), allow_new)
             except IntegrityError:  # a parallel request opened the same session number: resume that one
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _begin(self, study_id: str, rid: str, source: str, now: dt.datetime) -> RaterView:
+    def _begin(self, study_id: str, rid: str, source: str, now: dt.datetime, allow_new: bool) -> RaterView:
         with self.Session() as s, s.begin():
             study, cfg = self._config(s, study_id)
             rater = self._ensure_rater(s, rid, source)
@@ -86,6 +94,10 @@ class SessionAssignment(StudyStore):
                     mode=cfg.mode,
                     sessions_done=n_done,
                     message=f"You have done the maximum of {cfg.max_sessions_per_rater} sessions. Thank you!",
+                )
+            if not allow_new:
+                raise SessionCapReached(
+                    "too many sessions were started from your network in the last minutes; try again later"
                 )
             slots = self._plan(s, study_id, rid, cfg, now)
             if not slots:
@@ -142,6 +154,31 @@ class SessionAssignment(StudyStore):
             for r in rows
             for side, path in zip(("left", "right"), self._sides(cfg, r)[:2], strict=True)
         )
+
+    def session_view(self, assignment_id: str, *, now: dt.datetime | None = None) -> RaterView:
+        """What the holder of a session should see now (the rater API's "current item").
+
+        Raises:
+            StudyError: Unknown session.
+        """
+        now = now or utcnow()
+        with self.Session() as s, s.begin():
+            a = s.get(Assignment, assignment_id)
+            if a is None:
+                raise StudyError("unknown session; open your study link again")
+            study, cfg = self._config(s, a.study_id)
+            if a.status in ("open", "expired") and a.expires_at <= now:
+                if a.status == "open":
+                    a.status = "expired"
+                    s.add(Event(study_id=a.study_id, rater_id=a.rater_id, assignment_id=a.id, kind="session_expired"))
+                return RaterView(
+                    study.id,
+                    a.rater_id,
+                    assignment_id=a.id,
+                    mode=cfg.mode,
+                    message="This session has expired. Start again to get a new one; your ratings are kept.",
+                )
+            return self._view(s, study, cfg, a, a.rater_id, now, None)
 
     def image_path(self, token: str) -> str | None:
         """File behind an image token of a slot (``None`` for an unknown token)."""

@@ -23,7 +23,16 @@ from user_study.storage import (
     utcnow,
 )
 
-__all__ = ["APP_VERSION", "IMAGE_EXTS", "RaterView", "StudyError", "StudyStore", "SubmitRejected", "SubmitResult"]
+__all__ = [
+    "APP_VERSION",
+    "IMAGE_EXTS",
+    "RaterView",
+    "StudyError",
+    "SessionCapReached",
+    "StudyStore",
+    "SubmitRejected",
+    "SubmitResult",
+]
 
 APP_VERSION = "1"
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
@@ -39,6 +48,11 @@ class SubmitRejected(StudyError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+        self.retry_after_s: float | None = None  # set for ``too_fast``: seconds until a submit is accepted
+
+
+class SessionCapReached(StudyError):
+    """Starting another session was refused (too many open sessions from one client)."""
 
 
 @dataclass

@@ -26,7 +26,7 @@ class RatingSubmission(SessionAssignment):
 
     def submit(
         self,
-        rater_id: str,
+        rater_id: str | None,
         slot_token: str,
         score: int | str | None,
         *,
@@ -36,7 +36,8 @@ class RatingSubmission(SessionAssignment):
         """Validate a rating against the rater's assignment and store it exactly once.
 
         Args:
-            rater_id: Hashed rater id (from the server-side state, never from the client).
+            rater_id: Hashed rater id (from the server-side state, never from the client); ``None`` when the
+                caller has already proven it holds the session (the rater API's signed session token).
             slot_token: ``<assignment_id>:<position>`` of the slot being rated (from the page).
             score: 0-4 (MOS mode) or 0 = left, 1 = right, 2 = no preference (pairwise mode).
             now: Server time override (tests).
@@ -75,12 +76,13 @@ class RatingSubmission(SessionAssignment):
         return result
 
     def _submit(
-        self, rater_id: str, aid: str, position: int, score: Any, now: dt.datetime, client: dict[str, Any] | None
+        self, rater_id: str | None, aid: str, position: int, score: Any, now: dt.datetime, client: dict[str, Any] | None
     ) -> SubmitResult:
         with self.Session() as s, s.begin():
             a = s.get(Assignment, aid, with_for_update=True)  # serialises submits of one session (PostgreSQL)
-            if a is None or a.rater_id != rater_id:
+            if a is None or (rater_id is not None and a.rater_id != rater_id):
                 raise SubmitRejected("wrong_session", "this session does not belong to you; reload the page")
+            rater_id = a.rater_id
             study, cfg = self._config(s, a.study_id)
             rows = self._slot_rows(s, aid, rater_id)
             row = next((r for r in rows if r.Slot.position == position), None)
@@ -111,7 +113,9 @@ class RatingSubmission(SessionAssignment):
             view_ms = (now - slot.shown_at).total_seconds() * 1000.0
             if view_ms < cfg.min_view_ms:
                 left = max(0.1, (cfg.min_view_ms - view_ms) / 1000.0)
-                raise SubmitRejected("too_fast", f"Please look at both images a little longer ({left:.1f} s).")
+                exc = SubmitRejected("too_fast", f"Please look at both images a little longer ({left:.1f} s).")
+                exc.retry_after_s = left
+                raise exc
             if cfg.mode == "pairwise" and value in (0, 1) and slot.swap:
                 value = 1 - value  # left/right on screen -> A/B
             rating_id = new_id()
