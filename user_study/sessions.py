@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import random
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -27,6 +29,29 @@ from user_study.storage import (
 from user_study.study_base import APP_VERSION, RaterView, SessionCapReached, StudyError, StudyStore
 
 __all__ = ["SessionAssignment"]
+
+
+@functools.cache
+def _SLOT_ROWS() -> Any:  # noqa: N802 - a constant, built on first use
+    return (
+        select(
+            Slot.position,
+            Slot.item_id,
+            Slot.swap,
+            Slot.shown_at,
+            Rating.id.label("rating_id"),
+            Rating.score.label("stored_score"),
+            Item.image_path,
+            Item.image_b_path,
+            Item.instruction,
+            Scene.target_path,
+        )
+        .join(Item, Item.id == Slot.item_id)
+        .join(Scene, Scene.id == Item.scene_id)
+        .outerjoin(Rating, and_(Rating.rater_id == bindparam("rid"), Rating.item_id == Slot.item_id))
+        .where(Slot.assignment_id == bindparam("aid"))
+        .order_by(Slot.position)
+    )
 
 
 class SessionAssignment(StudyStore):
@@ -64,7 +89,7 @@ class SessionAssignment(StudyStore):
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _begin(self, study_id: str, rid: str, source: str, now: dt.datetime, allow_new: bool) -> RaterView:
-        with self.Session() as s, s.begin():
+        with self._tx() as s:
             study, cfg = self._config(s, study_id)
             rater = self._ensure_rater(s, rid, source)
             if rater.blocked:
@@ -162,11 +187,11 @@ class SessionAssignment(StudyStore):
             StudyError: Unknown session.
         """
         now = now or utcnow()
-        with self.Session() as s, s.begin():
+        with self._tx() as s:
             a = s.get(Assignment, assignment_id)
             if a is None:
                 raise StudyError("unknown session; open your study link again")
-            study, cfg = self._config(s, a.study_id)
+            study, cfg = self._study_cached(s, a.study_id)
             if a.status in ("open", "expired") and a.expires_at <= now:
                 if a.status == "open":
                     a.status = "expired"
@@ -182,7 +207,7 @@ class SessionAssignment(StudyStore):
 
     def image_path(self, token: str) -> str | None:
         """File behind an image token of a slot (``None`` for an unknown token)."""
-        with self.Session() as s:
+        with self._tx() as s:
             return s.scalar(select(SlotImage.path).where(SlotImage.token == token))
 
     @staticmethod
@@ -263,23 +288,24 @@ class SessionAssignment(StudyStore):
 
     @staticmethod
     def _slot_rows(s: Session, aid: str, rid: str) -> list[Any]:
-        """All slots of a session with the rater's rating (if any), the item and the target: one query."""
-        return s.execute(
-            select(
-                Slot,
-                Rating.id.label("rating_id"),
-                Rating.score.label("stored_score"),
-                Item.image_path,
-                Item.image_b_path,
-                Item.instruction,
-                Scene.target_path,
+        """All slots of a session with the rater's rating (if any), the item and the target: one query.
+
+        Plain rows (``row.Slot`` is a small record, not a mapped object): loading a session's slots as ORM
+        objects on every submit was the largest CPU cost of a submit. ``_view`` writes ``shown_at`` itself.
+        """
+        rows = s.execute(_SLOT_ROWS(), {"aid": aid, "rid": rid}).all()
+        return [
+            SimpleNamespace(
+                Slot=SimpleNamespace(position=r.position, item_id=r.item_id, swap=r.swap, shown_at=r.shown_at),
+                rating_id=r.rating_id,
+                stored_score=r.stored_score,
+                image_path=r.image_path,
+                image_b_path=r.image_b_path,
+                instruction=r.instruction,
+                target_path=r.target_path,
             )
-            .join(Item, Item.id == Slot.item_id)
-            .join(Scene, Scene.id == Item.scene_id)
-            .outerjoin(Rating, and_(Rating.rater_id == rid, Rating.item_id == Slot.item_id))
-            .where(Slot.assignment_id == aid)
-            .order_by(Slot.position)
-        ).all()
+            for r in rows
+        ]
 
     def _view(
         self,
@@ -321,6 +347,11 @@ class SessionAssignment(StudyStore):
         slot = row.Slot
         if slot.shown_at is None:
             slot.shown_at = now
+            s.execute(
+                update(Slot)
+                .where(Slot.assignment_id == a.id, Slot.position == slot.position, Slot.shown_at.is_(None))
+                .values(shown_at=now)
+            )
         view.position = slot.position
         view.instruction = row.instruction
         view.left_path, view.right_path, view.left_label, view.right_label = self._sides(cfg, row)

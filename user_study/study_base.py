@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
+import threading
+import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import select
@@ -35,6 +40,7 @@ __all__ = [
 ]
 
 APP_VERSION = "1"
+_HOT_TTL_S = 30.0
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
 
 
@@ -140,6 +146,11 @@ class StudyStore:
         self.sink = sink
         self._dialect = self.engine.dialect.name
         self._configs: dict[str, tuple[str, StudyConfig]] = {}  # parsed configs by study id, checked by hash
+        self._hot: dict[str, tuple[float, Any, StudyConfig]] = {}  # see _study_cached
+        # SQLite has one writer at a time and every transaction here starts with BEGIN IMMEDIATE. Threads of
+        # this process queue on a Python lock (woken as soon as it is free) instead of in SQLite's busy
+        # handler, which sleeps in steps of up to 100 ms and made latencies jump under load.
+        self._tx_lock: Any = threading.Lock() if self._dialect == "sqlite" else contextlib.nullcontext()
 
     @classmethod
     def from_settings(cls, settings: Settings, sink: Any = None):  # noqa: ANN206 - returns cls
@@ -153,10 +164,34 @@ class StudyStore:
     def _insert(self, table: Any) -> Any:
         return (pg_insert if self._dialect == "postgresql" else sqlite_insert)(table)
 
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[Session]:
+        """A session inside one transaction, for the per-request paths (see ``_tx_lock``)."""
+        with self._tx_lock, self.Session() as s, s.begin():
+            yield s
+
     def study_config(self, study_id: str) -> StudyConfig:
         """The stored config of a study (raises :class:`StudyError` for an unknown id)."""
+        hit = self._hot.get(study_id)
+        if hit is not None and time.monotonic() - hit[0] < _HOT_TTL_S:
+            return hit[2]
         with self.Session() as s:
-            return self._config(s, study_id)[1]
+            return self._study_cached(s, study_id)[1]
+
+    def _study_cached(self, s: Session, study_id: str) -> tuple[Any, StudyConfig]:
+        """Like :meth:`_config` for the per-request paths, without a query while the entry is fresh.
+
+        A study row never changes after creation (no code updates it), so a copy of the few fields the rater
+        flow reads is safe to keep; the short lifetime only bounds memory for deleted or re-created studies.
+        """
+        hit = self._hot.get(study_id)
+        now = time.monotonic()
+        if hit is not None and now - hit[0] < _HOT_TTL_S:
+            return hit[1], hit[2]
+        study, cfg = self._config(s, study_id)
+        snap = SimpleNamespace(id=study.id, status=study.status, config_sha256=study.config_sha256)
+        self._hot[study_id] = (now, snap, cfg)
+        return snap, cfg
 
     def _config(self, s: Session, study_id: str) -> tuple[Study, StudyConfig]:
         study = s.get(Study, study_id) if study_id else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from user_study.config import PAIRWISE_CHOICES, StudyConfig
 from user_study.sessions import SessionAssignment
@@ -61,7 +61,7 @@ class RatingSubmission(SessionAssignment):
             result = self._submit(rater_id, aid, position, score, now, client)
         except SubmitRejected as exc:
             if exc.code != "too_fast":  # rejected submits are rolled back; log them in their own transaction
-                with self.Session() as s, s.begin():
+                with self._tx() as s:
                     s.add(
                         Event(
                             rater_id=rater_id,
@@ -75,15 +75,28 @@ class RatingSubmission(SessionAssignment):
             self.sink.append(result.record)
         return result
 
+    def _rating_insert(self) -> Any:
+        # built once: composing the statement on every submit cost more CPU than running it
+        stmt = getattr(self, "_rating_insert_stmt", None)
+        if stmt is None:
+            cols = [c.name for c in Rating.__table__.columns]
+            stmt = self._rating_insert_stmt = (
+                self._insert(Rating.__table__)
+                .values({c: bindparam(c) for c in cols})
+                .on_conflict_do_nothing()
+                .returning(Rating.__table__.c.id)
+            )
+        return stmt
+
     def _submit(
         self, rater_id: str | None, aid: str, position: int, score: Any, now: dt.datetime, client: dict[str, Any] | None
     ) -> SubmitResult:
-        with self.Session() as s, s.begin():
+        with self._tx() as s:
             a = s.get(Assignment, aid, with_for_update=True)  # serialises submits of one session (PostgreSQL)
             if a is None or (rater_id is not None and a.rater_id != rater_id):
                 raise SubmitRejected("wrong_session", "this session does not belong to you; reload the page")
             rater_id = a.rater_id
-            study, cfg = self._config(s, a.study_id)
+            study, cfg = self._study_cached(s, a.study_id)
             rows = self._slot_rows(s, aid, rater_id)
             row = next((r for r in rows if r.Slot.position == position), None)
             if row is None:
@@ -119,27 +132,23 @@ class RatingSubmission(SessionAssignment):
             if cfg.mode == "pairwise" and value in (0, 1) and slot.swap:
                 value = 1 - value  # left/right on screen -> A/B
             rating_id = new_id()
-            res = s.execute(
-                self._insert(Rating)
-                .values(
-                    id=rating_id,
-                    study_id=a.study_id,
-                    rater_id=rater_id,
-                    item_id=slot.item_id,
-                    assignment_id=aid,
-                    position=position,
-                    score=value,
-                    swap=slot.swap,
-                    shown_at=slot.shown_at,
-                    submitted_at=now,
-                    view_ms=view_ms,
-                    source="app",
-                    excluded=False,
-                    exclusion_reason="",
-                )
-                .on_conflict_do_nothing()
-                .returning(Rating.id)
-            ).scalar()
+            params = {
+                "id": rating_id,
+                "study_id": a.study_id,
+                "rater_id": rater_id,
+                "item_id": slot.item_id,
+                "assignment_id": aid,
+                "position": position,
+                "score": value,
+                "swap": slot.swap,
+                "shown_at": slot.shown_at,
+                "submitted_at": now,
+                "view_ms": view_ms,
+                "source": "app",
+                "excluded": False,
+                "exclusion_reason": "",
+            }
+            res = s.execute(self._rating_insert(), params).scalar()
             if res is None:  # lost a race with an identical submit: first write wins
                 stored = s.scalar(select(Rating).where(Rating.rater_id == rater_id, Rating.item_id == slot.item_id))
                 return SubmitResult("duplicate", stored.id, self._view(s, study, cfg, a, rater_id, now, n_done))

@@ -261,6 +261,10 @@
     $("instructions").addEventListener("toggle", fit);
     for (const img of [$("left-img"), $("right-img")]) img.addEventListener("load", fit);
     if (!state.study) { fail("This link has no study id (?study=...). Please use the link you were given."); return; }
+    if (!/^[A-Za-z0-9_-]{1,64}$/.test(state.study)) {  // the only ids a study can have
+      fail(`unknown study "${state.study}"; check your link`);
+      return;
+    }
     const r = await call("GET", `/studies/${encodeURIComponent(state.study)}`);
     if (!r.ok) { fail(r.data.message || "Unknown study."); return; }
     state.info = r.data;
