@@ -278,3 +278,25 @@ def test_database_and_secrets_are_private(tmp_path):
     sink.append({"rating_id": "1"})
     assert stat.S_IMODE(sink.path.stat().st_mode) == 0o600
     sink.stop()
+
+
+def test_database_of_an_older_version_gets_the_new_column(tmp_path):
+    """A study.db written before leases and image tokens existed opens, and its open session resumes."""
+    import sqlite3
+
+    db = tmp_path / "old.db"
+    svc = StudyService(f"sqlite:///{db}", rater_secret="s", data_dir=tmp_path / "data")
+    run = make_fake_run(tmp_path / "run", methods=("a",), scenes=("1", "2"))
+    svc.create_study(run, StudyConfig(items_per_session=2, min_view_ms=0), study_id="old")
+    first = svc.begin("old", "r")
+    svc.close()
+    con = sqlite3.connect(db)  # as the previous version left it: no lease column, no image tokens
+    con.execute("DELETE FROM slot_image")
+    con.execute("ALTER TABLE assignment DROP COLUMN lease_until")
+    con.commit()
+    con.close()
+    svc = StudyService(f"sqlite:///{db}", rater_secret="s", data_dir=tmp_path / "data")
+    again = svc.begin("old", "r")
+    assert again.assignment_id == first.assignment_id and svc.image_path(again.left_image) is not None
+    assert svc.submit(None, again.slot_token, 1).status == "recorded"
+    svc.close()

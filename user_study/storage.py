@@ -284,8 +284,12 @@ def _add_missing_columns(engine: Engine) -> None:
         have = {c["name"] for c in insp.get_columns(table)}
         for name, sql_type in columns.items():
             if name not in have:
-                with engine.begin() as conn:
-                    conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {name} {sql_type}"))
+                try:
+                    with engine.begin() as conn:
+                        conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {name} {sql_type}"))
+                except Exception:  # another process (a second worker) added it at the same moment
+                    if name not in {c["name"] for c in inspect(engine).get_columns(table)}:
+                        raise
 
 
 def _private_file(path: Path) -> None:
