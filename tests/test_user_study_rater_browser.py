@@ -278,3 +278,24 @@ def test_reflected_study_id_is_text(server: dict, browser) -> None:
     assert page.evaluate("() => document.querySelectorAll('img[src*=evil]').length") == 0
     assert not any(urlparse(url).path == "/evil.png" for url in requests)  # the image was never fetched
     page.close()
+
+
+def test_study_tab_builds_links_and_exports_with_the_token(server: dict, browser) -> None:
+    page = browser.new_page(viewport=DESKTOP)
+    page.goto(server["url"] + "/")
+    page.locator("#study-link-id textarea, #study-link-id input").first.fill("kb")
+    page.get_by_role("button", name="Rater link").click()
+    link = page.locator("#study-link a")
+    link.wait_for(timeout=20_000)
+    assert link.get_attribute("href") == "/rate?study=kb&rater=RATER_ID"
+    page.get_by_text("Organizer").first.click()
+    form = page.locator("#study-export-form")
+    form.wait_for(timeout=20_000)
+    form.locator("input[name=token]").fill("org-token")
+    form.locator("input[name=study]").fill("kb")
+    with page.context.expect_event("download", timeout=20_000) as download:
+        form.locator("button").click()
+    assert download.value.suggested_filename == "ratings_kb.csv"
+    assert Path(download.value.path()).read_text().startswith("rating_id,")
+    _shot(page, "08_study_tab")
+    page.close()
