@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 
+import httpx
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,8 +115,6 @@ class App:
         self.kind, self.workers = kind, workers
 
     def wait(self, timeout: float = 120) -> float:
-        import httpx
-
         t0 = time.time()
         while time.time() - t0 < timeout:
             if self.proc.poll() is not None:
@@ -148,7 +147,18 @@ class Tally:
     dup_ok: int = 0
     dup_bad: int = 0
     begins: int = 0
+    retries: int = 0
     errors: list[str] = field(default_factory=list)
+
+
+async def _post(http: httpx.AsyncClient, url: str, body: dict, tally: Tally) -> tuple[httpx.Response, bool]:
+    """POST once more when a kept-alive connection was closed by the server while idle (uvicorn's keep-alive
+    timeout) just as the request went out, as a browser does; every call of the API is safe to repeat."""
+    try:
+        return await http.post(url, json=body), False
+    except (httpx.ReadError, httpx.RemoteProtocolError):
+        tally.retries += 1
+        return await http.post(url, json=body), True
 
 
 class Rater:
@@ -158,7 +168,7 @@ class Rater:
         self.name, self.view, self.busy = name, None, False
 
     async def begin(self, http, tally: Tally) -> None:
-        res = await http.post(f"{API}/begin", json={"study": "load", "rater": self.name})
+        res, _ = await _post(http, f"{API}/begin", {"study": "load", "rater": self.name}, tally)
         tally.begins += 1
         if res.status_code != 200:
             raise RuntimeError(f"begin {res.status_code}: {res.text[:200]}")
@@ -170,15 +180,16 @@ class Rater:
         view = self.view
         body = {"position": view["position"], "score": rng.randrange(5)}
         t0 = time.perf_counter()
-        res = await http.post(f"{API}/sessions/{view['session']}/submit", json=body)
+        res, retried = await _post(http, f"{API}/sessions/{view['session']}/submit", body, tally)
         dt = time.perf_counter() - t0
         if res.status_code != 200:
             raise RuntimeError(f"submit {res.status_code}: {res.text[:200]}")
         out = res.json()
-        if out.get("status") == "recorded":
+        # after a retry, "duplicate" means the first attempt was stored: still exactly one acknowledged rating
+        if out.get("status") == "recorded" or (retried and out.get("status") == "duplicate"):
             tally.acked[self.name] = tally.acked.get(self.name, 0) + 1
         if rng.random() < double_rate:
-            again = await http.post(f"{API}/sessions/{view['session']}/submit", json=body)
+            again, _ = await _post(http, f"{API}/sessions/{view['session']}/submit", body, tally)
             if again.status_code == 200 and again.json().get("status") == "duplicate":
                 tally.dup_ok += 1
             else:
@@ -189,8 +200,6 @@ class Rater:
 
 
 def _client(url: str, n: int):
-    import httpx
-
     limits = httpx.Limits(max_connections=n + 10, max_keepalive_connections=n + 10)
     return httpx.AsyncClient(base_url=url, timeout=60, limits=limits)
 
@@ -361,8 +370,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.raters < 1 or not rates or min(rates) <= 0 or not 0 <= args.double_rate <= 1 or args.duration <= 0:
         p.error("--raters and --duration must be > 0, --rates positive, --double-rate in [0, 1]")
 
-    import httpx
-
     print(
         f"python {platform.python_version()}, numpy {np.__version__}, gradio {version('gradio')}, fastapi "
         f"{version('fastapi')}, uvicorn {version('uvicorn')}, httpx {httpx.__version__}, sqlalchemy "
@@ -397,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.double_rate:.0%}: {len(lat)} ratings, {len(lat) / wall:.1f} ratings/s; submit latency p50 "
             f"{p50:.1f} ms, p95 {p95:.1f} ms, max {lat.max() if len(lat) else float('nan'):.0f} ms (target p95 <= "
             f"150 ms: {'met' if p95 <= 150 else 'NOT met'}); lost {lost}, duplicated {dup}, errors "
-            f"{len(tally.errors)}"
+            f"{len(tally.errors)}, resent after a closed keep-alive connection {tally.retries}"
         )
         for e in tally.errors[:5]:
             print("  error:", e)

@@ -36,15 +36,23 @@
   }
 
   async function call(method, path, body) {
+    const init = {
+      method, cache: "no-store", credentials: "same-origin",
+      headers: body ? { "Content-Type": "application/json" } : {},
+      body: body ? JSON.stringify(body) : undefined,
+    };
     let res;
-    try {
-      res = await fetch(API + path, {
-        method, cache: "no-store", credentials: "same-origin",
-        headers: body ? { "Content-Type": "application/json" } : {},
-        body: body ? JSON.stringify(body) : undefined,
-      });
-    } catch (e) {
-      return { ok: false, status: 0, data: { message: "Connection problem: check your network and try again." } };
+    for (let attempt = 0; ; attempt++) {
+      try {
+        res = await fetch(API + path, init);
+        break;
+      } catch (e) {
+        // A dropped connection: every call is safe to repeat (a repeated submit is answered "duplicate").
+        if (attempt >= 1) {
+          return { ok: false, status: 0, data: { message: "Connection problem: check your network and try again." } };
+        }
+        await new Promise((r) => setTimeout(r, 400));
+      }
     }
     let data = {};
     try { data = await res.json(); } catch (e) { data = { message: `Server error (HTTP ${res.status}).` }; }
