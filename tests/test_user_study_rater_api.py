@@ -300,3 +300,15 @@ def test_database_of_an_older_version_gets_the_new_column(tmp_path):
     assert again.assignment_id == first.assignment_id and svc.image_path(again.left_image) is not None
     assert svc.submit(None, again.slot_token, 1).status == "recorded"
     svc.close()
+
+
+def test_limits_from_the_environment(monkeypatch):
+    monkeypatch.delenv("BOKEH_TRUSTED_PROXY_HOPS", raising=False)
+    monkeypatch.setenv("SYSTEM", "spaces")
+    assert ApiLimits.from_env().trusted_proxy_hops == 1  # a Space's proxy: one client address per rater
+    monkeypatch.delenv("SYSTEM")
+    monkeypatch.setenv("BOKEH_STUDY_BEGIN_PER_MIN", "5")
+    assert ApiLimits.from_env().begin_per_min == 5 and ApiLimits.from_env().trusted_proxy_hops == 0
+    monkeypatch.setenv("BOKEH_STUDY_MAX_BODY", "lots")
+    with pytest.raises(ValueError, match="BOKEH_STUDY_MAX_BODY='lots' is not a number"):
+        ApiLimits.from_env()

@@ -90,7 +90,7 @@ class ApiLimits:
             (``BOKEH_STUDY_MAX_NEW_SESSIONS``); resuming is never limited by it.
         new_session_window_s: The window of that cap (default: 5 min, the default lease of an unrated session).
         trusted_proxy_hops: Proxies in front of the app that append to ``X-Forwarded-For`` (``0``: use the
-            peer address; a Hugging Face Space: ``1``) (``BOKEH_TRUSTED_PROXY_HOPS``).
+            peer address; default ``1`` on a Hugging Face Space) (``BOKEH_TRUSTED_PROXY_HOPS``).
     """
 
     max_body_bytes: int = 8 * 1024
@@ -123,7 +123,9 @@ class ApiLimits:
             begin_per_min=num("BOKEH_STUDY_BEGIN_PER_MIN", cls.begin_per_min),
             begin_burst=int(num("BOKEH_STUDY_BEGIN_BURST", cls.begin_burst)),
             max_new_sessions=int(num("BOKEH_STUDY_MAX_NEW_SESSIONS", cls.max_new_sessions)),
-            trusted_proxy_hops=int(num("BOKEH_TRUSTED_PROXY_HOPS", cls.trusted_proxy_hops)),
+            # on a Hugging Face Space (SYSTEM=spaces) every request comes through the Space's proxy: without
+            # this, all raters would share one client address and one budget
+            trusted_proxy_hops=int(num("BOKEH_TRUSTED_PROXY_HOPS", 1 if os.environ.get("SYSTEM") == "spaces" else 0)),
         )
 
 
