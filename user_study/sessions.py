@@ -8,7 +8,7 @@ import random
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, select, update
+from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -149,8 +149,16 @@ class SessionAssignment(StudyStore):
             )
             a.completion_code = self._completion_code(cfg, a.id)
             s.add(a)
-            s.flush()
-            s.add_all(Slot(assignment_id=a.id, position=i, item_id=p.item_id, swap=p.swap) for i, p in enumerate(slots))
+            s.flush()  # the assignment row first (the slots refer to it)
+            # plain multi-row inserts: a session has dozens of slots and twice as many image tokens, and
+            # building them as ORM objects was most of the CPU cost of starting a session
+            s.execute(
+                insert(Slot.__table__),
+                [
+                    {"assignment_id": a.id, "position": i, "item_id": p.item_id, "swap": p.swap}
+                    for i, p in enumerate(slots)
+                ],
+            )
             s.add(
                 Event(
                     study_id=study_id,
@@ -168,16 +176,19 @@ class SessionAssignment(StudyStore):
             return view
 
     def _add_slot_images(self, s: Session, cfg: StudyConfig, aid: str, rows: list[Any]) -> None:
-        s.add_all(
-            SlotImage(
-                token=self.image_token(aid, r.Slot.position, side),
-                assignment_id=aid,
-                position=r.Slot.position,
-                side=side,
-                path=path,
-            )
-            for r in rows
-            for side, path in zip(("left", "right"), self._sides(cfg, r)[:2], strict=True)
+        s.execute(
+            insert(SlotImage.__table__),
+            [
+                {
+                    "token": self.image_token(aid, r.Slot.position, side),
+                    "assignment_id": aid,
+                    "position": r.Slot.position,
+                    "side": side,
+                    "path": path,
+                }
+                for r in rows
+                for side, path in zip(("left", "right"), self._sides(cfg, r)[:2], strict=True)
+            ],
         )
 
     def session_view(self, assignment_id: str, *, now: dt.datetime | None = None) -> RaterView:
