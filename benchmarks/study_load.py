@@ -166,19 +166,24 @@ async def _post(http: httpx.AsyncClient, url: str, body: dict, tally: Tally) -> 
 class Rater:
     """One simulated rater (a browser tab): its session and current item."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, url: str) -> None:
         self.name, self.view, self.busy = name, None, False
+        # one connection per rater, like a browser tab (one shared pool of hundreds of connections cost the
+        # client more CPU per request than the server spent on it)
+        self.http = httpx.AsyncClient(base_url=url, timeout=60, limits=httpx.Limits(max_connections=2))
 
-    async def begin(self, http, tally: Tally) -> None:
+    async def begin(self, tally: Tally) -> None:
+        http = self.http
         res, _ = await _post(http, f"{API}/begin", {"study": "load", "rater": self.name}, tally)
         tally.begins += 1
         if res.status_code != 200:
             raise RuntimeError(f"begin {res.status_code}: {res.text[:200]}")
         self.view = res.json()
 
-    async def submit(self, http, tally: Tally, rng: random.Random, double_rate: float) -> float:
+    async def submit(self, tally: Tally, rng: random.Random, double_rate: float) -> float:
+        http = self.http
         if self.view is None or self.view.get("done") or not self.view.get("left"):
-            await self.begin(http, tally)
+            await self.begin(tally)
         view = self.view
         body = {"position": view["position"], "score": rng.randrange(5)}
         t0 = time.perf_counter()
@@ -201,34 +206,30 @@ class Rater:
         return dt
 
 
-def _client(url: str, n: int):
-    limits = httpx.Limits(max_connections=n + 10, max_keepalive_connections=n + 10)
-    return httpx.AsyncClient(base_url=url, timeout=60, limits=limits)
-
-
 async def _crowd(url: str, n: int, think_ms: float, duration: float, double_rate: float, tag: str) -> Tally:
     """Closed loop: ``n`` raters, each thinking ``think_ms`` (0.5-1.5x) before every submit."""
     tally = Tally()
     deadline = time.perf_counter() + duration
-    async with _client(url, n) as http:
 
-        async def one(i: int) -> None:
-            rng = random.Random(i)
-            rater = Rater(f"{tag}-{i}")
-            try:
-                # arrivals spread over the first look time, as a crowd trickles in (not 100 starts in one instant)
-                await asyncio.sleep(think_ms / 1000 * rng.random())
-                await rater.begin(http, tally)
-                while time.perf_counter() < deadline:
-                    if think_ms > 0:
-                        await asyncio.sleep(think_ms / 1000 * rng.uniform(0.5, 1.5))
-                    if time.perf_counter() >= deadline:
-                        break
-                    await rater.submit(http, tally, rng, double_rate)
-            except Exception as exc:  # noqa: BLE001 - reported
-                tally.errors.append(f"{rater.name}: {type(exc).__name__}: {exc}")
+    async def one(i: int) -> None:
+        rng = random.Random(i)
+        rater = Rater(f"{tag}-{i}", url)
+        try:
+            # arrivals spread over the first look time, as a crowd trickles in (not 100 starts in one instant)
+            await asyncio.sleep(think_ms / 1000 * rng.random())
+            await rater.begin(tally)
+            while time.perf_counter() < deadline:
+                if think_ms > 0:
+                    await asyncio.sleep(think_ms / 1000 * rng.uniform(0.5, 1.5))
+                if time.perf_counter() >= deadline:
+                    break
+                await rater.submit(tally, rng, double_rate)
+        except Exception as exc:  # noqa: BLE001 - reported
+            tally.errors.append(f"{rater.name}: {type(exc).__name__}: {exc}")
+        finally:
+            await rater.http.aclose()
 
-        await asyncio.gather(*(one(i) for i in range(n)))
+    await asyncio.gather(*(one(i) for i in range(n)))
     return tally
 
 
@@ -238,10 +239,10 @@ async def _capacity(
     """Open loop: submits offered at each rate in turn (to idle raters); stops after p95 passes 1 s.
     ``cpu`` reads the app's CPU seconds, so each step reports CPU per submit (the pool's starts excluded)."""
     rows = []
-    async with _client(url, pool) as http:
-        tally0 = Tally()
-        raters = [Rater(f"{tag}-{i}") for i in range(pool)]
-        await asyncio.gather(*(r.begin(http, tally0) for r in raters))
+    tally0 = Tally()
+    raters = [Rater(f"{tag}-{i}", url) for i in range(pool)]
+    await asyncio.gather(*(r.begin(tally0) for r in raters))
+    try:
         for rate in rates:
             tally = Tally()
             rng = random.Random(int(rate))
@@ -249,13 +250,13 @@ async def _capacity(
 
             async def fire(r: Rater, tally: Tally = tally, rng: random.Random = rng) -> None:
                 try:
-                    await r.submit(http, tally, rng, 0.0)
+                    await r.submit(tally, rng, 0.0)
                 except Exception as exc:  # noqa: BLE001 - reported
                     tally.errors.append(f"{type(exc).__name__}: {exc}")
                 finally:
                     r.busy = False
 
-            cpu0, t0 = cpu(), time.perf_counter()
+            cpu0, t0, client0 = cpu(), time.perf_counter(), time.process_time()
             n_offered = skipped = 0
             while (now := time.perf_counter()) < t0 + step_s:
                 due = t0 + n_offered / rate
@@ -271,14 +272,18 @@ async def _capacity(
             await asyncio.gather(*tasks)
             wall = time.perf_counter() - t0
             cpu_ms = 1000 * (cpu() - cpu0) / max(1, len(tally.lat))
+            client_ms = 1000 * (time.process_time() - client0) / max(1, len(tally.lat))
             lat = np.array(tally.lat) * 1000
             p50, p95 = np.percentile(lat, [50, 95]) if len(lat) else (float("nan"),) * 2
             rows.append(
                 {"offered": rate, "achieved": len(lat) / wall, "p50": p50, "p95": p95, "skipped": skipped,
-                 "errors": len(tally.errors), "n": len(lat), "cpu_ms": cpu_ms}
+                 "errors": len(tally.errors), "n": len(lat), "cpu_ms": cpu_ms,
+                 "client_ms": client_ms}
             )  # fmt: skip
             if p95 > 1000 or skipped > n_offered * 0.2:
                 break
+    finally:
+        await asyncio.gather(*(r.http.aclose() for r in raters))
     return rows
 
 
@@ -306,7 +311,8 @@ def _print_steps(rows: list[dict]) -> None:
     for r in rows:
         print(
             f"  offered {r['offered']:6.0f}/s -> achieved {r['achieved']:6.1f} ratings/s, p50 {r['p50']:6.1f} ms, "
-            f"p95 {r['p95']:7.1f} ms, app CPU {r['cpu_ms']:.1f} ms per submit ({r['n']} submits, {r['skipped']} not "
+            f"p95 {r['p95']:7.1f} ms, CPU per submit: app {r['cpu_ms']:.1f} ms, client {r['client_ms']:.1f} ms "
+            f"({r['n']} submits, {r['skipped']} not "
             f"sent: all sampled raters busy, {r['errors']} errors)"
         )
 
