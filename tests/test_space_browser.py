@@ -310,15 +310,14 @@ def test_leaderboard_tab_shows_the_paper_rows_apart(server: dict, browser) -> No
 def test_rating_session_end_to_end(server: dict, browser) -> None:
     page = browser.new_page(viewport={"width": 1400, "height": 1100})
     page.goto(f"{server['url']}?study={STUDY_ID}&rater=browser-rater-1")
-    start = page.get_by_role("button", name="Start / resume")
-    start.wait_for(timeout=20_000)  # the rater link opened the Study tab
-    start.click()
+    page.wait_for_url("**/rate?study=*", timeout=20_000)  # the rater link opens the dedicated rater page
+    page.get_by_role("button", name="Start rating").click()
     for number in (1, 2):
-        page.get_by_text(f"Item {number} of 2").wait_for(timeout=20_000)
+        page.locator("#progress").filter(has_text=f"Item {number} of 2").wait_for(timeout=20_000)
         time.sleep(0.4)  # the study's minimum viewing time (300 ms)
-        page.get_by_label("2 — ", exact=False).first.check()
+        page.locator("#scores button[data-key='2']").click()
         _shot(page, f"04_rating_item_{number}")
-        page.get_by_role("button", name="Submit rating").click()
+        page.get_by_role("button", name="Submit").click()
     page.get_by_text("completion code", exact=False).first.wait_for(timeout=20_000)
     _shot(page, "05_rating_done")
     ratings = server["service"].ratings_frame(STUDY_ID)

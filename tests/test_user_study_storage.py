@@ -23,7 +23,7 @@ from sqlalchemy import func, select, text
 
 from user_study.config import StudyConfig
 from user_study.service import StudyError, StudyService, SubmitRejected
-from user_study.storage import Assignment, Event, Rating, hash_rater, utcnow
+from user_study.storage import Assignment, Event, Rating, Slot, hash_rater, utcnow
 from user_study.testing import make_fake_run
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -159,25 +159,63 @@ def test_submit_validation(db_url, tmp_path, run_dir):
     svc.close()
 
 
+def _session_items(svc: StudyService, assignment_id: str) -> set[str]:
+    with svc.Session() as s:
+        return set(s.scalars(select(Slot.item_id).where(Slot.assignment_id == assignment_id)))
+
+
 def test_leases_and_vote_target(db_url, tmp_path, run_dir):
+    """Unrated sessions hold their items only for ``lease_min``; each rating renews the lease; when every
+    item is leased the least-served ones are served anyway instead of turning the rater away."""
     svc = _service(db_url, tmp_path)
     sid = _study(
         svc,
         run_dir,
-        items_per_session=12,
+        items_per_session=6,
         target_votes_per_item=1,
         gold_per_session=0,
         trap_per_session=0,
         hidden_ref_per_session=0,
-        session_ttl_min=5,
+        session_ttl_min=60,
+        lease_min=5,
+        pairing="balanced_block",  # whole scenes: which items a session gets depends only on the leases
     )
     t0 = utcnow()
-    first = svc.begin(sid, "r1", now=t0)
-    assert first.n_slots == 12  # every test item once
-    blocked = svc.begin(sid, "r2", now=t0)  # all items leased to r1 at their target of 1 vote
-    assert blocked.finished and not blocked.assignment_id
-    later = svc.begin(sid, "r2", now=t0 + dt.timedelta(minutes=6))  # r1's lease expired
-    assert later.n_slots == 12
+    minutes = lambda m: t0 + dt.timedelta(minutes=m)  # noqa: E731
+    r1 = svc.begin(sid, "r1", now=t0)
+    a_items = _session_items(svc, r1.assignment_id)
+    r2 = svc.begin(sid, "r2", now=minutes(4))  # the other six, not r1's leased ones
+    b_items = _session_items(svc, r2.assignment_id)
+    assert len(a_items) == len(b_items) == 6 and not a_items & b_items
+    r4 = svc.begin(sid, "r4", now=minutes(6.5))  # r1 never rated: its lease ran out after 5 min
+    assert _session_items(svc, r4.assignment_id) == a_items
+    r3 = svc.begin(sid, "r3", now=minutes(7))  # everything is leased at its target: served anyway
+    assert r3.n_slots == 6 and not r3.finished
+    # r1 still may rate (the session is valid for 60 min); the rating renews r1's lease
+    res = svc.submit(r1.rater_id, r1.slot_token, 2, now=minutes(7))
+    assert res.status == "recorded"
+    with svc.Session() as s:
+        lease = s.get(Assignment, r1.assignment_id).lease_until
+    assert abs((lease - minutes(12)).total_seconds()) < 1
+    # an item rated up to its target is not served again, leased or not
+    with svc.Session() as s:
+        rated_item = s.scalar(select(Rating.item_id).where(Rating.rater_id == r1.rater_id))
+    r5 = svc.begin(sid, "r5", now=minutes(8))
+    assert rated_item not in _session_items(svc, r5.assignment_id)
+    svc.close()
+
+
+def test_fake_begins_do_not_lock_out_a_rater(db_url, tmp_path, run_dir):
+    """200 sessions opened with made-up ids (and never rated) leave a genuine rater a full session."""
+    svc = _service(db_url, tmp_path)
+    sid = _study(svc, run_dir, items_per_session=4, target_votes_per_item=2, gold_per_session=0, trap_per_session=0)
+    t0 = utcnow()
+    for k in range(200):
+        svc.begin(sid, f"fake-{k}", now=t0)
+    genuine = svc.begin(sid, "genuine", now=t0)
+    assert genuine.n_slots == 4 + 1 and not genuine.finished  # 4 test items + 1 hidden reference
+    res = svc.submit(genuine.rater_id, genuine.slot_token, 1, now=t0 + dt.timedelta(seconds=1))
+    assert res.status == "recorded"
     svc.close()
 
 

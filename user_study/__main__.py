@@ -55,6 +55,7 @@ def cmd_create(args: argparse.Namespace) -> int:
         "hidden_ref_per_session": args.hidden_ref_per_session,
         "min_view_ms": args.min_view_ms,
         "session_ttl_min": args.session_ttl_min,
+        "lease_min": args.lease_min,
         "max_sessions_per_rater": args.max_sessions,
         "pairing": args.pairing,
         "completion_code": args.completion_code,
@@ -309,7 +310,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--n-trap", type=int, help="trap items to build (default: one per scene)")
     c.add_argument("--n-hidden-ref", type=int, help="hidden references to build (default: one per scene)")
     c.add_argument("--min-view-ms", type=int)
-    c.add_argument("--session-ttl-min", type=float)
+    c.add_argument("--session-ttl-min", type=float, help="minutes a session accepts ratings (default 60)")
+    c.add_argument(
+        "--lease-min",
+        type=float,
+        help="minutes a session reserves its unrated items, renewed by each rating (default 5)",
+    )
     c.add_argument("--max-sessions", type=int)
     c.add_argument("--pairing", choices=["spread", "balanced_block"])
     c.add_argument("--completion-code", help="fixed code (e.g. Prolific's); default: one per session")

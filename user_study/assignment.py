@@ -3,11 +3,12 @@
 Pure functions (no database): the service passes in how often each item has been served (ratings plus open
 leases) and which items the rater has already seen.
 
-Rules (``user_study.md`` §5.2): least-served items first with a random tie-break, no item twice for a rater,
-items at their vote target are no longer served, methods balanced within a session (round robin over
-methods, at most one method per scene with ``pairing="spread"``, or whole scenes with
-``pairing="balanced_block"``), control items (hidden reference, gold, trap) spread over the session, and the
-target's side randomised per slot.
+Rules: least-served items first with a random tie-break (served = ratings plus open leases), no item twice
+for a rater, items whose *ratings* reached the vote target are no longer served (items only *leased* up to
+the target are still served, least-served first, so that open or abandoned sessions never turn a rater
+away), methods balanced within a session (round robin over methods, at most one method per scene with
+``pairing="spread"``, or whole scenes with ``pairing="balanced_block"``), control items (hidden
+reference, gold, trap) spread over the session, and the target's side randomised per slot.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class Candidate:
         scene: Scene key (any hashable label).
         method: Method key (``None`` for control items; for pairs, the pair's label).
         served: Ratings plus open leases of this item.
+        rated: Ratings of this item (``None``: same as ``served``).
     """
 
     item_id: str
@@ -37,6 +39,7 @@ class Candidate:
     scene: object
     method: object
     served: int
+    rated: int | None = None
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,8 @@ def plan_session(
         seen: Item ids the rater has rated or been assigned before (never served again).
         n_test: Test (or pair) items wanted.
         n_controls: Control items wanted per kind, e.g. ``{"hidden_ref": 1, "gold": 1, "trap": 1}``.
-        target_votes: Test items served this often are skipped (controls have no cap).
+        target_votes: Test items rated this often are skipped (controls have no cap). Items whose ratings plus
+            leases reach it are still served, after all others.
         pairing: ``"spread"`` or ``"balanced_block"``.
         rng: Random generator (seeded per session, so a plan can be reproduced).
 
@@ -126,7 +130,9 @@ def plan_session(
     if pairing not in ("spread", "balanced_block"):
         raise ValueError(f"pairing={pairing!r} is not allowed; use 'spread' or 'balanced_block'")
     fresh = [c for c in candidates if c.item_id not in seen]
-    tests = [c for c in fresh if c.kind in ("test", "pair") and c.served < target_votes]
+    tests = [
+        c for c in fresh if c.kind in ("test", "pair") and (c.served if c.rated is None else c.rated) < target_votes
+    ]
     picked = _pick_tests(tests, n_test, pairing, rng)
     if not picked:
         return []

@@ -61,7 +61,9 @@ class StudyConfig:
         trap_per_session: Trap items (image with an instruction to pick a given score) per session.
         hidden_ref_per_session: Hidden references (target against itself, expected <= 1) per session.
         min_view_ms: Minimum time between showing an item and accepting its rating (checked on the server).
-        session_ttl_min: Lease of a session; expired sessions free their unrated items.
+        session_ttl_min: How long a session accepts ratings (renewed while the rater keeps rating).
+        lease_min: How long a session reserves its unrated items: from its start, and again from each rating.
+            A rater who opens a link and leaves frees the items after this many minutes.
         max_sessions_per_rater: Sessions one rater may do in this study.
         pairing: ``"spread"`` (at most one method per scene in a session) or ``"balanced_block"``.
         completion_code: Fixed completion code (e.g. the Prolific study code); empty = one code per session.
@@ -82,6 +84,7 @@ class StudyConfig:
     hidden_ref_per_session: int = 1
     min_view_ms: int = 3000
     session_ttl_min: float = 60.0
+    lease_min: float = 5.0
     max_sessions_per_rater: int = 60
     pairing: str = "spread"
     completion_code: str = ""
@@ -123,6 +126,8 @@ class StudyConfig:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be >= 0")
         if self.session_ttl_min <= 0:
             raise ValueError(f"session_ttl_min={self.session_ttl_min!r} must be > 0")
+        if self.lease_min <= 0:
+            raise ValueError(f"lease_min={self.lease_min!r} must be > 0")
         if self.bootstrap_rounds < 10:
             raise ValueError(f"bootstrap_rounds={self.bootstrap_rounds!r} must be >= 10")
 
@@ -159,6 +164,8 @@ def ensure_rater_secret(data_dir: Path) -> str:
     """Read (or create once, mode 600) the key used to hash rater ids when none is configured."""
     path = Path(data_dir) / ".rater_secret"
     if path.exists():
+        if path.stat().st_mode & 0o077:
+            os.chmod(path, 0o600)  # written by an older version with the default mode
         return path.read_text().strip()
     path.parent.mkdir(parents=True, exist_ok=True)
     logging.getLogger(__name__).warning(

@@ -36,7 +36,7 @@ class HubRatingSink:
         from huggingface_hub import CommitScheduler
 
         self.folder = Path(folder)
-        (self.folder / "ratings").mkdir(parents=True, exist_ok=True)
+        (self.folder / "ratings").mkdir(parents=True, exist_ok=True, mode=0o700)
         self.path = self.folder / "ratings" / f"ratings-{uuid.uuid4().hex}.jsonl"
         self.scheduler = CommitScheduler(
             repo_id=repo_id,
@@ -53,10 +53,13 @@ class HubRatingSink:
     def append(self, record: dict[str, Any]) -> None:
         """Append one record (a JSON line) under the scheduler's lock, flushed and fsynced."""
         line = json.dumps(record, sort_keys=True, default=str) + "\n"
-        with self.scheduler.lock, open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(line)
-            fh.flush()
-            os.fsync(fh.fileno())
+        with self.scheduler.lock:
+            # owner-only (0600): the backup holds every rating and rater hash
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            with os.fdopen(fd, "a", encoding="utf-8") as fh:
+                fh.write(line)
+                fh.flush()
+                os.fsync(fh.fileno())
 
     def push_now(self) -> Any:
         """Trigger a push at once (returns the scheduler's future)."""

@@ -55,8 +55,10 @@ def _write_csv(df: pd.DataFrame, path: Path) -> None:
 
 
 def safe_cell(value: Any) -> Any:
-    """Neutralise spreadsheet formulas: strings starting with ``= + - @`` or a control char get a leading ``'``."""
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
+    """Neutralise spreadsheet formulas: a string whose first non-blank character is ``= + - @`` (spreadsheets
+    skip leading spaces, so `` =HYPERLINK(...)`` is a formula too) or that starts with a control char gets a
+    leading ``'``."""
+    if isinstance(value, str) and (value.startswith(_FORMULA_START) or value.lstrip().startswith(_FORMULA_START)):
         return "'" + value
     return value
 

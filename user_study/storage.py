@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import os
 import uuid
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ __all__ = [
     "Rating",
     "Scene",
     "Slot",
+    "SlotImage",
     "Study",
     "hash_rater",
     "make_engine",
@@ -175,6 +177,9 @@ class Assignment(Base):
     seed: Mapped[int] = mapped_column(Integer)
     completion_code: Mapped[str] = mapped_column(String(64), default="")
     app_version: Mapped[str] = mapped_column(String(32), default="")
+    # Until when the session reserves its unrated items (renewed by each rating). Separate from ``expires_at``
+    # (until when the session accepts ratings), so an abandoned session frees its items within minutes.
+    lease_until: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class Slot(Base):
@@ -188,6 +193,17 @@ class Slot(Base):
     item_id: Mapped[str] = mapped_column(ForeignKey("item.id"), index=True)
     swap: Mapped[bool] = mapped_column(Boolean)  # True: target (or method B) on the left
     shown_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class SlotImage(Base):
+    """An opaque image URL token of one side of one slot (random, so it says nothing about the item kind)."""
+
+    __tablename__ = "slot_image"
+    token: Mapped[str] = mapped_column(String(64), primary_key=True)
+    assignment_id: Mapped[str] = mapped_column(ForeignKey("assignment.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    side: Mapped[str] = mapped_column(String(8))  # left, right
+    path: Mapped[str] = mapped_column(Text)
 
 
 class Rating(Base):
@@ -256,6 +272,40 @@ def _sqlite_pragmas(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+#: Columns added after the first release: ``create_all`` does not add columns to existing tables.
+_ADDED_COLUMNS = {"assignment": {"lease_until": "TIMESTAMP"}}
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    from sqlalchemy import inspect, text
+
+    insp = inspect(engine)
+    for table, columns in _ADDED_COLUMNS.items():
+        have = {c["name"] for c in insp.get_columns(table)}
+        for name, sql_type in columns.items():
+            if name not in have:
+                try:
+                    with engine.begin() as conn:
+                        conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {name} {sql_type}"))
+                except Exception:  # another process (a second worker) added it at the same moment
+                    if name not in {c["name"] for c in inspect(engine).get_columns(table)}:
+                        raise
+
+
+def _private_file(path: Path) -> None:
+    """Create ``path`` readable by its owner only (mode 0600), or tighten an existing one.
+
+    SQLite creates its ``-wal`` and ``-shm`` files with the database file's mode, so they follow.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)
+    os.chmod(path, 0o600)
+    for extra in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if extra.exists():
+            os.chmod(extra, 0o600)
+
+
 def make_engine(url: str, *, create: bool = True, pool_size: int = 20) -> Engine:
     """Create an engine for ``url`` (creating the SQLite file's folder and the tables when ``create``).
 
@@ -274,13 +324,14 @@ def make_engine(url: str, *, create: bool = True, pool_size: int = 20) -> Engine
     if backend == "sqlite":
         if parsed.database in (None, "", ":memory:"):
             raise ValueError("an in-memory SQLite database cannot be shared; give a file, e.g. sqlite:///data/study.db")
-        Path(parsed.database).expanduser().absolute().parent.mkdir(parents=True, exist_ok=True)
+        _private_file(Path(parsed.database).expanduser().absolute())
         engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_timeout=60)
         _sqlite_pragmas(engine)
     else:
         engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_timeout=60)
     if create:
         Base.metadata.create_all(engine)
+        _add_missing_columns(engine)
     return engine
 
 
