@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import warnings
@@ -55,6 +56,16 @@ def _warm_up_renderers() -> None:
     from bokeh_model.methods._lens_fast import warm_up
 
     warm_up()
+    # PyNET's fastest CPU backend may need a one-off ONNX export (tens of seconds, then cached on disk): build it
+    # now when weights are installed, not in the first visitor's render.
+    from bokeh_model import create_method
+
+    pynet = create_method("pynet")
+    if pynet.availability()[0]:
+        try:
+            pynet.prepare()
+        except Exception:  # noqa: BLE001 - a failed warm-up only costs the first render its time; it is logged
+            logging.getLogger(__name__).exception("PyNET backend warm-up failed")
 
 
 def build_app(settings: SpaceSettings | None = None) -> gr.Blocks:

@@ -310,6 +310,9 @@ def render_photo(
     start = time.perf_counter()
     rendered = method(source, source_depth, **params)
     timings["render"] = time.perf_counter() - start
+    backend = getattr(method, "last_backend", None)
+    if backend:  # which PyNET backend actually ran (the fastest measured one here, see bokeh_model.backends)
+        notes.append(f"PyNET ran on the {backend} backend in {timings['render']:.1f} s.")
     start = time.perf_counter()
     preview = finish_full_resolution(photo, source, rendered) if source is not photo else rendered
     image = preview

@@ -219,7 +219,13 @@ def test_lpips_is_computed_when_the_trunk_is_present(tmp_path, dataset, arrays, 
     (hub / "checkpoints").mkdir(parents=True)
     torch.manual_seed(0)
     torch.save(torchvision.models.alexnet().state_dict(), hub / "checkpoints" / metrics.ALEXNET_FILE)
-    portal = _portal(tmp_path, dataset)
+    # the stand-in is not torchvision's file: refused by default (the submission fails), accepted when allowed
+    refused = _portal(tmp_path / "strict", dataset)
+    refused_id = refused.submit(_good_zip(tmp_path / "strict.zip", arrays), META, ALICE)
+    refused.process_next()
+    assert refused.queue.get(refused_id).status == "failed"
+    assert "unofficial" in refused.queue.get(refused_id).message.lower()
+    portal = _portal(tmp_path, dataset, allow_unofficial_lpips=True)
     sub_id = portal.submit(_good_zip(tmp_path / "p.zip", arrays), META, ALICE)
     portal.process_next()
     for profile in ("pynet", "dmshn"):

@@ -28,6 +28,7 @@ def _score_with_evaluation(
     *,
     label: str = SUBMISSION_LABEL,
     lpips: bool = True,
+    allow_unofficial_lpips: bool = False,
     device: str = "auto",
 ) -> dict[str, Any]:
     """Score one folder of predictions under one metric profile with ``evaluation/run.py``.
@@ -61,6 +62,8 @@ def _score_with_evaluation(
     ]
     if not lpips:
         argv.append("--no-lpips")
+    if allow_unofficial_lpips:
+        argv.append("--allow-unofficial-lpips")
     args = build_parser().parse_args(argv)
     out = Path(run_evaluation(args, argv))
     return {

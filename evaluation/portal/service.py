@@ -84,6 +84,8 @@ class PortalSettings:
         limits: archive limits (size, count, ratio).
         measured_dir: an ``evaluation/run.py`` output folder whose rows are shown beside the submissions.
         lpips: compute LPIPS when the AlexNet trunk is present.
+        allow_unofficial_lpips: accept an AlexNet trunk that is not torchvision's published file (its SHA-256
+            does not match the official name); off by default, as in ``evaluation/run.py``.
         device: device for the evaluation (``auto``, ``cpu``, ``cuda``).
     """
 
@@ -97,6 +99,7 @@ class PortalSettings:
     limits: CheckLimits = field(default_factory=CheckLimits)
     measured_dir: Path | None = None
     lpips: bool = True
+    allow_unofficial_lpips: bool = False
     device: str = "auto"
 
     @classmethod
@@ -363,6 +366,7 @@ class Portal:
                     profile,
                     out,
                     lpips=self.settings.lpips,
+                    allow_unofficial_lpips=self.settings.allow_unofficial_lpips,
                     device=self.settings.device,
                 )
                 self.queue.update(job.id, stage=f"scored:{profile}")
