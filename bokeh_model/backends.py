@@ -67,19 +67,21 @@ class BackendMeasurement:
     warmup_per_shape: bool = False
 
 
-# Measured with `benchmarks/pynet_speed.py --threads 2 --size 256 384` (He-scaled random full-size model, level 1;
-# 256x384 is the network input of the app's 768-px preview) on the 2-core AMD EPYC development machine on
-# 2026-11-30, while other jobs kept its load average at 8-14: absolute figures are noisy (min-max spread up to 30%),
-# `auto` uses only the ranking. torch.compile was as fast as ONNX Runtime but its first call took 329 s and is paid
-# again in every process and for new input shapes, so `auto` skips it. int8 (ONNX Runtime static QDQ: 11.6x eager
-# but 23.0 dB vs fp32; dynamic: slower than eager, 25.6 dB) is far below the 50 dB floor and not listed.
-# Re-measure on the target machine (see the README) and update this table when the ranking changes.
+# Measured with `benchmarks/pynet_speed.py --threads 2 --size 256 384 --repeats 3` (He-scaled random full-size
+# model, level 1; 256x384 is the network input of the app's 768-px preview) on the 2-core AMD EPYC development
+# machine on 2026-11-30, quiet (load average < 1 before the run). At 512x768 the ranking was the same (eager 6.92 s,
+# channels_last 6.70 s, onnxruntime 6.12 s, openvino 6.10 s). ONNX Runtime and OpenVINO are within 2 % of each
+# other, 8-13 % faster than eager. torch.compile was measured only under heavy load (3.7x eager then, first call
+# 329 s): its first call is paid again in every process and for new input shapes, so `auto` skips it. int8 (ONNX
+# Runtime static QDQ: 11.6x eager but 23.0 dB vs fp32; dynamic: slower than eager, 25.6 dB) is far below the
+# 50 dB floor and not listed. Re-measure on the target machine (see the README) and update this table when the
+# ranking changes.
 CPU_MEASUREMENTS: dict[str, BackendMeasurement] = {
-    "compile": BackendMeasurement(ms=8541.0, psnr_vs_fp32=103.8, warmup_per_shape=True),
-    "onnxruntime": BackendMeasurement(ms=9093.0, psnr_vs_fp32=112.8),
-    "openvino": BackendMeasurement(ms=13608.0, psnr_vs_fp32=103.9),
-    "channels_last": BackendMeasurement(ms=18906.0, psnr_vs_fp32=104.5),
-    "eager": BackendMeasurement(ms=31906.0, psnr_vs_fp32=float("inf")),
+    "compile": BackendMeasurement(ms=8541.0, psnr_vs_fp32=103.8, warmup_per_shape=True),  # under load, see above
+    "openvino": BackendMeasurement(ms=1482.0, psnr_vs_fp32=103.9),
+    "onnxruntime": BackendMeasurement(ms=1500.0, psnr_vs_fp32=112.8),
+    "channels_last": BackendMeasurement(ms=1616.0, psnr_vs_fp32=104.5),
+    "eager": BackendMeasurement(ms=1617.0, psnr_vs_fp32=float("inf")),
 }
 
 

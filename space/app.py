@@ -17,7 +17,7 @@ from .fetching import start_background_fetch
 from .leaderboard_tab import build_leaderboard_tab
 from .render_tab import build_render_tab
 from .status_tab import build_status_tab, follow_model_changes, status_banner
-from .submit_tab import build_portal_tab
+from .submit_tab import build_portal_board, build_portal_tab, get_portal
 
 __all__ = ["build_app", "launch"]
 
@@ -86,8 +86,17 @@ def build_app(settings: SpaceSettings | None = None) -> gr.Blocks:
                 shared = build_render_tab(settings)
             with gr.Tab("Compare", id="compare"):
                 build_compare_tab(settings, shared)
-            with gr.Tab("Leaderboard", id="leaderboard"):
+            with gr.Tab("Leaderboard", id="leaderboard") as leaderboard_tab:
                 build_leaderboard_tab(settings)
+                gr.Markdown("### Submitted methods: the evaluation portal", elem_id="portal-board-title")
+                portal = get_portal()
+                if portal.configured:
+                    build_portal_board(portal)(leaderboard_tab.select)  # fresh rows whenever the tab is opened
+                else:
+                    gr.Markdown(
+                        f"The evaluation portal is not set up on this server: {portal.not_configured_reason()} "
+                        "The Portal tab explains how researchers submit."
+                    )
             with gr.Tab("Portal", id="portal"):
                 build_portal_tab(settings)
             with gr.Tab("Study", id="study"):

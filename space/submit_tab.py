@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import os
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import gradio as gr
@@ -30,7 +31,7 @@ from evaluation.portal.board import PAPER_COLUMNS
 
 from .config import SpaceSettings
 
-__all__ = ["build_portal_tab", "get_portal"]
+__all__ = ["build_portal_board", "build_portal_tab", "get_portal"]
 
 LICENCES = ["MIT", "Apache-2.0", "BSD-3-Clause", "CC BY 4.0", "CC BY-NC-SA 4.0", "GPL-3.0", "other (say in notes)"]
 SORTS = [("PSNR ↑", "psnr"), ("SSIM ↑", "ssim"), ("LPIPS ↓", "lpips"), ("Runtime s", "runtime")]
@@ -122,10 +123,64 @@ def _mine_frame(statuses: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=MINE_COLUMNS)
 
 
+def build_portal_board(portal: Portal | None = None) -> Callable[[Any], None]:
+    """The portal's public leaderboard (submitted methods beside our measured rows, filters, the paper's rows in
+    their own block), built inside the current Blocks: the Leaderboard tab shows it.
+
+    Returns a function that makes another event (e.g. selecting the tab) refresh it.
+    """
+    portal = portal or get_portal()
+
+    def board(profile: str, sort_label: str, depth: str, hardware: str) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+        sort_key = dict(SORTS).get(sort_label or "", "psnr")
+        frame, paper, notes = portal.leaderboard(
+            profile or "pynet", sort_by=sort_key, uses_depth=depth or "any", hardware=hardware or ""
+        )
+        frame = _board_view(frame)
+        text = "\n".join(f"- {_esc(n)}" for n in notes)
+        if portal.pull_error:
+            text += f"\n- ⚠️ {_esc(portal.pull_error)}; showing what this server has."
+        if portal.store.last_push_error:
+            text += f"\n- ⚠️ The results repo could not be updated yet ({_esc(portal.store.last_push_error)}); retrying."
+        return frame, paper, text
+
+    with gr.Row():
+        profile = gr.Radio(["pynet", "dmshn"], value="pynet", label="Metric profile", elem_id="portal-profile")
+        sort = gr.Dropdown([s for s, _ in SORTS], value="PSNR ↑", label="Sort by", elem_id="portal-sort")
+        depth = gr.Radio(["any", "yes", "no"], value="any", label="Uses depth", elem_id="portal-depth")
+        hardware = gr.Textbox(label="Hardware contains", placeholder="e.g. A100", elem_id="portal-hardware")
+    first_board, first_paper, first_notes = board("pynet", "PSNR ↑", "any", "")
+    table = gr.DataFrame(
+        first_board,
+        headers=VIEW_COLUMNS,
+        datatype=["number", "markdown"] + ["str"] * (len(VIEW_COLUMNS) - 2),
+        column_widths=["44px", "150px", "80px", "84px", "84px", "96px", "130px", "72px", "96px"]
+        + ["160px", "110px", "360px", "230px"],
+        interactive=False,
+        wrap=True,
+        label="Submitted and measured methods",
+        elem_id="portal-board",
+        buttons=["copy", "fullscreen"],
+    )
+    notes = gr.Markdown(first_notes, elem_id="portal-notes")
+    refresh = gr.Button("Refresh", elem_id="portal-refresh")
+    with gr.Accordion("Reported in the paper (Table 1; different test set, not comparable)", open=False):
+        paper = gr.DataFrame(first_paper, headers=PAPER_COLUMNS, interactive=False, elem_id="portal-paper")
+    inputs = [profile, sort, depth, hardware]
+    for trigger in (refresh.click, profile.change, sort.change, depth.change, hardware.submit):
+        trigger(board, inputs, [table, paper, notes], api_visibility="private")
+
+    def refresh_on(trigger: Any) -> None:
+        trigger(board, inputs, [table, paper, notes], api_visibility="private")
+
+    return refresh_on
+
+
 def build_portal_tab(
     settings: SpaceSettings | None = None, *, portal: Portal | None = None, login: bool | None = None
 ) -> None:
-    """Build the tab's contents inside the current Blocks (``portal``/``login`` are for tests)."""
+    """Build the Portal tab (submission form with sign-in, progress, organizer actions) inside the current Blocks
+    (``portal``/``login`` are for tests); the leaderboard itself is :func:`build_portal_board`."""
     portal = portal or get_portal()
     login = (os.environ.get("SYSTEM") == "spaces") if login is None else login
     max_upload_mb = settings.max_upload_mb if settings is not None else None
@@ -150,19 +205,6 @@ def build_portal_tab(
             gr.Dropdown(choices=ids, value=ids[-1] if ids else None),
         )
 
-    def board(profile: str, sort_label: str, depth: str, hardware: str) -> tuple[pd.DataFrame, pd.DataFrame, str]:
-        sort_key = dict(SORTS).get(sort_label or "", "psnr")
-        frame, paper, notes = portal.leaderboard(
-            profile or "pynet", sort_by=sort_key, uses_depth=depth or "any", hardware=hardware or ""
-        )
-        frame = _board_view(frame)
-        text = "\n".join(f"- {_esc(n)}" for n in notes)
-        if portal.pull_error:
-            text += f"\n- ⚠️ {_esc(portal.pull_error)}; showing what this server has."
-        if portal.store.last_push_error:
-            text += f"\n- ⚠️ The results repo could not be updated yet ({_esc(portal.store.last_push_error)}); retrying."
-        return frame, paper, text
-
     intro = (
         "### Submit your method to the EBB! Val294 leaderboard\n"
         "Upload a **.zip of predictions** named `<id>.png` or `<id>.jpg` (ids 4400–4693 for `val294`, each the "
@@ -176,34 +218,6 @@ def build_portal_tab(
     if not portal.configured:
         intro += f"\n\n⚠️ {portal.not_configured_reason()}"
     with gr.Tabs():
-        with gr.Tab("Leaderboard", id="portal-leaderboard") as board_tab:
-            with gr.Row():
-                profile = gr.Radio(["pynet", "dmshn"], value="pynet", label="Metric profile", elem_id="portal-profile")
-                sort = gr.Dropdown([s for s, _ in SORTS], value="PSNR ↑", label="Sort by", elem_id="portal-sort")
-                depth = gr.Radio(["any", "yes", "no"], value="any", label="Uses depth", elem_id="portal-depth")
-                hardware = gr.Textbox(label="Hardware contains", placeholder="e.g. A100", elem_id="portal-hardware")
-            first_board, first_paper, first_notes = board("pynet", "PSNR ↑", "any", "")
-            table = gr.DataFrame(
-                first_board,
-                headers=VIEW_COLUMNS,
-                datatype=["number", "markdown"] + ["str"] * (len(VIEW_COLUMNS) - 2),
-                column_widths=["44px", "150px", "80px", "84px", "84px", "96px", "130px", "72px", "96px"]
-                + ["160px", "110px", "360px", "230px"],
-                interactive=False,
-                wrap=True,
-                label="Submitted and measured methods",
-                elem_id="portal-board",
-                buttons=["copy", "fullscreen"],
-            )
-            notes = gr.Markdown(first_notes, elem_id="portal-notes")
-            refresh = gr.Button("Refresh", elem_id="portal-refresh")
-            with gr.Accordion("Reported in the paper (Table 1; different test set, not comparable)", open=False):
-                paper = gr.DataFrame(first_paper, headers=PAPER_COLUMNS, interactive=False, elem_id="portal-paper")
-            inputs = [profile, sort, depth, hardware]
-            for trigger in (refresh.click, profile.change, sort.change, depth.change, hardware.submit):
-                trigger(board, inputs, [table, paper, notes], api_visibility="private")
-            board_tab.select(board, inputs, [table, paper, notes], api_visibility="private")
-
         with gr.Tab("Submit", id="portal-submit") as submit_tab:
             gr.Markdown(intro)
             if login:

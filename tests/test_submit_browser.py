@@ -70,7 +70,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
 
     from evaluation.portal import Portal, PortalSettings
     from space.config import SpaceSettings
-    from space.submit_tab import build_portal_tab
+    from space.submit_tab import build_portal_board, build_portal_tab
 
     data = tmp_path_factory.mktemp("portal_browser")
     dataset = build_val294_like(data / "ebb")
@@ -85,8 +85,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     portal.start_worker(poll_s=0.3)
     original = gradio.oauth._get_mocked_oauth_info
     gradio.oauth._get_mocked_oauth_info = _fake_oauth_info
-    with gr.Blocks(title="portal test") as demo, gr.Tabs(), gr.Tab("Portal", id="portal"):
-        build_portal_tab(SpaceSettings(max_upload_mb=40), portal=portal, login=True)
+    # the app's layout: the portal's board on the Leaderboard tab, the forms on the Portal tab
+    with gr.Blocks(title="portal test") as demo, gr.Tabs():
+        with gr.Tab("Leaderboard", id="leaderboard") as leaderboard_tab:
+            build_portal_board(portal)(leaderboard_tab.select)
+        with gr.Tab("Portal", id="portal"):
+            build_portal_tab(SpaceSettings(max_upload_mb=40), portal=portal, login=True)
     demo.queue()
     port = _free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
@@ -206,9 +210,8 @@ def test_sign_in_submit_progress_and_new_row(server: dict, browser) -> None:
     sub_id = records[0]["id"]
     assert sub_id in page.locator("#portal-mine").inner_text()
 
-    # The new row on the portal leaderboard, under both profiles.
+    # The new row on the Leaderboard tab, under both profiles (opening the tab refreshes it).
     page.get_by_role("tab", name="Leaderboard").click()
-    page.locator("#portal-refresh").click()
     board = page.locator("#portal-board")
     expect(board).to_contain_text("BrowserNet", timeout=20_000)
     assert USER in board.inner_text() and "0.050" in board.inner_text()
