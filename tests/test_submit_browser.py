@@ -224,6 +224,7 @@ def test_sign_in_submit_progress_and_new_row(server: dict, browser) -> None:
     assert f"{pynet:.2f}" in board.inner_text()
     page.set_viewport_size({"width": 390, "height": 844})
     _shot(page, "portal_06_leaderboard_phone")
+    page.get_by_role("tab", name="Portal").click()
     page.get_by_role("tab", name="Submit").click()
     page.locator("#portal-send").wait_for()
     _shot(page, "portal_07_submit_phone")
