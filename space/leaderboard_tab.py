@@ -14,25 +14,13 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
+from evaluation.report import method_colors
+
 from .config import SpaceSettings
 
-__all__ = ["METHOD_PALETTE", "build_leaderboard_tab", "is_ebb_run", "leaderboard_view", "method_colours"]
+__all__ = ["build_leaderboard_tab", "is_ebb_run", "leaderboard_view", "method_colours"]
 
 MAX_FIGURES = 3  # runtime vs quality, per-image metric distributions, MOS with confidence intervals
-# Plotly's default qualitative palette, assigned to methods in sorted order so that a method keeps its colour in
-# every chart (plotly on its own colours traces by their order in each figure).
-METHOD_PALETTE = (
-    "#636EFA",
-    "#EF553B",
-    "#00CC96",
-    "#AB63FA",
-    "#FFA15A",
-    "#19D3F3",
-    "#FF6692",
-    "#B6E880",
-    "#FF97FF",
-    "#FECB52",
-)
 
 
 def _read_run(folder: Path) -> dict[str, Any] | None:
@@ -65,8 +53,9 @@ def _data_name(run: dict[str, Any]) -> str:
 
 
 def method_colours(methods: list[str]) -> dict[str, str]:
-    """One colour per method name, the same in every chart of a run."""
-    return {name: METHOD_PALETTE[i % len(METHOD_PALETTE)] for i, name in enumerate(sorted(set(methods)))}
+    """One colour per method name, the same in every chart of a run: the evaluation report's palette, assigned in
+    sorted order (plotly on its own colours traces by their order in each figure)."""
+    return method_colors(sorted({str(m) for m in methods}))
 
 
 def _chart_methods(figure: Any) -> list[str]:
