@@ -918,6 +918,7 @@ def evaluate_predictions(
     out_dir: str | os.PathLike,
     lpips: bool = True,
     require_lpips: bool = False,
+    allow_unofficial_lpips: bool = False,
     device: str = "auto",
     limit: int = 0,
 ) -> dict[str, Any]:
@@ -954,6 +955,8 @@ def evaluate_predictions(
         argv.append("--no-lpips")
     if require_lpips:
         argv.append("--require-lpips")
+    if allow_unofficial_lpips:
+        argv.append("--allow-unofficial-lpips")
     out = run_evaluation(build_parser().parse_args(argv), argv)
     return json.loads((out / "run.json").read_text(encoding="utf-8"))
 

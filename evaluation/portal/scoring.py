@@ -9,7 +9,6 @@ change here only.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -42,32 +41,22 @@ def _score_with_evaluation(
         InputError, ModelUnavailableError: as ``evaluation/run.py`` raises them (missing ids, wrong sizes,
         an unreachable dataset ...).
     """
-    from evaluation.run import build_parser, run_evaluation
+    from evaluation.run import evaluate_predictions
 
-    argv = [
-        "--dataset",
+    run = evaluate_predictions(
         str(dataset),
-        "--split",
         split,
-        "--methods",
-        "none",
-        "--predictions",
-        f"{label}={Path(predictions_dir)}",
-        "--profile",
-        profile,
-        "--device",
-        device,
-        "--out",
-        str(out_dir),
-    ]
-    if not lpips:
-        argv.append("--no-lpips")
-    if allow_unofficial_lpips:
-        argv.append("--allow-unofficial-lpips")
-    args = build_parser().parse_args(argv)
-    out = Path(run_evaluation(args, argv))
+        predictions_dir,
+        label=label,
+        profile=profile,
+        out_dir=out_dir,
+        lpips=lpips,
+        allow_unofficial_lpips=allow_unofficial_lpips,
+        device=device,
+    )
+    out = Path(out_dir)
     return {
-        "run": json.loads((out / "run.json").read_text(encoding="utf-8")),
+        "run": run,
         "per_image_csv": (out / "per_image.csv").read_text(encoding="utf-8"),
         "out_dir": str(out),
     }
