@@ -295,6 +295,9 @@ def build_render_tab(settings: SpaceSettings) -> dict[str, gr.components.Compone
                     depth_map = photo_input(
                         label="Depth map (near = bright, same shape as the photo)", height=160, elem_id="depth_upload"
                     )
+                    # the verdict on an upload, also here: the message beside Render is scrolled away when the
+                    # Advanced section is open (seen in the browser at 1366x768 and 390x844)
+                    depth_note = gr.Markdown(elem_id="depth-note")
                 with gr.Row():
                     focus_x = gr.Number(-1, label="focus x (px, -1 = auto)", precision=0, elem_id="focus_x")
                     focus_y = gr.Number(-1, label="focus y (px, -1 = auto)", precision=0, elem_id="focus_y")
@@ -453,7 +456,14 @@ def build_render_tab(settings: SpaceSettings) -> dict[str, gr.components.Compone
         return gr.skip(), text
 
     photo.upload(check_photo, photo, [photo, message], api_visibility="private", queue=False)
-    depth_map.upload(check_depth, [depth_map, photo], [depth_map, message], api_visibility="private", queue=False)
+
+    def on_depth_upload(depth_path: str | None, photo_path: str | None) -> tuple[Any, Any, Any]:
+        kept, text = check_depth(depth_path, photo_path)
+        return kept, text, text
+
+    depth_map.upload(
+        on_depth_upload, [depth_map, photo], [depth_map, message, depth_note], api_visibility="private", queue=False
+    )
     depth_source.change(lambda s: gr.update(visible=s == "upload"), depth_source, depth_box, api_visibility="private")
     photo.change(lambda: (-1, -1), None, [focus_x, focus_y], api_visibility="private", queue=False)
     return {
