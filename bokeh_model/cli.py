@@ -2,7 +2,8 @@
 
 Each sub-command lives in its own module under ``bokeh_model/commands/`` and exposes ``HELP``,
 ``add_arguments(parser)`` and ``run(args) -> int``; this file only discovers and dispatches them.
-Exit codes: 0 success, 1 unexpected failure, 2 bad input or usage, 3 a model or weights are missing.
+Exit codes (:mod:`bokeh_model.errors`): 0 success, 1 unexpected failure, 2 bad input or usage, 3 a model or
+weights are missing.
 """
 
 from __future__ import annotations
@@ -10,17 +11,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from . import commands
-from .errors import BokehError, InputError, ModelUnavailableError
+from .errors import run_reporting_errors
 
-__all__ = ["EXIT_BAD_INPUT", "EXIT_FAILURE", "EXIT_MISSING_MODEL", "build_parser", "main", "run_reporting_errors"]
-
-EXIT_FAILURE = 1
-EXIT_BAD_INPUT = 2
-EXIT_MISSING_MODEL = 3
+__all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,27 +35,6 @@ def build_parser() -> argparse.ArgumentParser:
         module.add_arguments(sub)
         sub.set_defaults(_run=module.run)
     return parser
-
-
-def run_reporting_errors(action: Callable[[], int | None], *, interrupted: str = "interrupted") -> int:
-    """Run a command-line action: library errors become one ``error:`` line on stderr and an exit code.
-
-    Shared by every CLI of the project (bokeh_model, evaluation) so that exit codes mean the same everywhere.
-    """
-    try:
-        return int(action() or 0)
-    except ModelUnavailableError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_MISSING_MODEL
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except BokehError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
-    except KeyboardInterrupt:
-        print(interrupted, file=sys.stderr)
-        return 130
 
 
 def main(argv: Sequence[str] | None = None) -> int:

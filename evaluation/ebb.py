@@ -527,7 +527,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     build.add_argument("--limit", type=int, default=0, help="only the first N pairs (0 = all)")
     build.add_argument("--rows-per-shard", type=int, default=250, help="rows per parquet file (default 250)")
     args = parser.parse_args(argv)
-    from bokeh_model.cli import run_reporting_errors
+    from bokeh_model.errors import run_reporting_errors
 
     def build() -> int:
         source, record = fetch_source(args.source)

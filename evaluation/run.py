@@ -63,9 +63,6 @@ from evaluation.metrics import (
 from evaluation.runtime import environment_info, hardware_label, timed_call
 
 __all__ = [
-    "EXIT_BAD_INPUT",
-    "EXIT_FAILURE",
-    "EXIT_MISSING",
     "PSNR_CAP_DB",
     "build_parser",
     "evaluate_predictions",
@@ -73,9 +70,6 @@ __all__ = [
     "run_evaluation",
 ]
 
-EXIT_FAILURE = 1  # the same codes as bokeh_model.cli
-EXIT_BAD_INPUT = 2
-EXIT_MISSING = 3
 DERIVED_FILES = ("table.md", "table.csv", "leaderboard.json", "report.html", "run.json", "per_image.csv")
 PREDICTION_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".npy")
 FOCUS_PARAMS = ("focus_disparity", "focus")
@@ -965,7 +959,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    from bokeh_model.cli import run_reporting_errors
+    from bokeh_model.errors import run_reporting_errors
 
     def evaluate() -> int:
         run_evaluation(args, argv)

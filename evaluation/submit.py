@@ -27,7 +27,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bokeh_model.cli import EXIT_BAD_INPUT, run_reporting_errors
+from bokeh_model.errors import EXIT_BAD_INPUT, run_reporting_errors
 
 __all__ = ["build_parser", "main", "portal_from_args"]
 

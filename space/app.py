@@ -53,7 +53,7 @@ def _initial_tab(request: gr.Request) -> gr.Tabs:
 def _warm_up_renderers() -> None:
     # The lens renderer's CPU kernels are compiled by Numba on first use (10-30 s, then cached on disk):
     # do it in the background at start-up rather than in the first visitor's request.
-    from bokeh_model.methods._lens_fast import warm_up
+    from bokeh_model.methods.lens import warm_up
 
     warm_up()
     # PyNET's fastest CPU backend may need a one-off ONNX export (tens of seconds, then cached on disk): build it

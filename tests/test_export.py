@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from bokeh_model.cli import EXIT_BAD_INPUT, EXIT_MISSING_MODEL, main
-from bokeh_model.errors import InputError, ModelUnavailableError
+from bokeh_model.cli import main
+from bokeh_model.errors import EXIT_BAD_INPUT, EXIT_MISSING, InputError, ModelUnavailableError
 from bokeh_model.export import (
     MIN_SIDE,
     ONNX_OPSET,
@@ -141,7 +141,7 @@ def test_cache_key_follows_weights_and_graph_rules(model: PyNET, tmp_path: Path,
 
 
 def test_cli_export_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["export", str(tmp_path / "missing"), str(tmp_path / "out.onnx")]) == EXIT_MISSING_MODEL
+    assert main(["export", str(tmp_path / "missing"), str(tmp_path / "out.onnx")]) == EXIT_MISSING
     assert "neither an existing folder nor a hub id" in capsys.readouterr().err
     assert main(["export", str(tmp_path), str(tmp_path / "out.bin")]) == EXIT_BAD_INPUT
     assert "--format" in capsys.readouterr().err

@@ -12,7 +12,8 @@ import torch
 from PIL import Image
 
 from bokeh_model import ModelUnavailableError, PyNET, create_method, load_pynet, predict, to_pynet_depth
-from bokeh_model.cli import EXIT_BAD_INPUT, EXIT_MISSING_MODEL, main
+from bokeh_model.cli import main
+from bokeh_model.errors import EXIT_BAD_INPUT, EXIT_MISSING
 from bokeh_model.pynet import weights_status
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,7 +89,7 @@ def test_cli_missing_weights_exits_3(tmp_path: Path, capsys: pytest.CaptureFixtu
     photo = tmp_path / "photo.png"
     Image.new("RGB", (32, 32), (120, 60, 30)).save(photo)
     code = main(["render", str(photo), str(tmp_path / "out.png"), "--method", "pynet"])
-    assert code == EXIT_MISSING_MODEL
+    assert code == EXIT_MISSING
     assert "PyNET weights are not installed" in capsys.readouterr().err
     assert not (tmp_path / "out.png").exists()
 
@@ -137,5 +138,5 @@ def test_cli_subprocess_help_and_exit_code(tmp_path: Path) -> None:
         text=True,
         env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
     )
-    assert result.returncode in (EXIT_BAD_INPUT, EXIT_MISSING_MODEL)
+    assert result.returncode in (EXIT_BAD_INPUT, EXIT_MISSING)
     assert result.stderr.startswith("error: ")

@@ -14,7 +14,7 @@ import numpy as np
 from ..errors import InputError
 from ..registry import Method, register_method
 from ._optics import signed_radius
-from .lens import _common_params, render_on, resolve_focus
+from .lens import depth_blur_params, render_on, resolve_focus
 
 __all__ = ["DiskMethod"]
 
@@ -26,7 +26,7 @@ class DiskMethod(Method):
     name = "disk"
     description = "Naive disc blur from depth without occlusion handling (as the paper attributes to the Pixel)."
     needs_depth = True
-    params = _common_params(24.0)
+    params = depth_blur_params(24.0)
 
     def __init__(self, device: str = "auto") -> None:
         self.device = device

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..registry import Method, ParamSpec, register_method
-from .lens import _common_params, resolve_focus
+from .lens import depth_blur_params, resolve_focus
 
 __all__ = ["GaussianMethod", "gaussian_blur", "render_gaussian"]
 
@@ -64,7 +64,7 @@ class GaussianMethod(Method):
     description = "Baseline: soft in-focus mask from depth over a Gaussian-blurred background."
     needs_depth = True
     params = (
-        *_common_params(24.0),
+        *depth_blur_params(24.0),
         ParamSpec(
             "focus_range",
             "float",

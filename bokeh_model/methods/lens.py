@@ -43,9 +43,11 @@ __all__ = [
     "APERTURE_BLADES",
     "REFERENCE_MAX_PIXELS",
     "LensMethod",
+    "depth_blur_params",
     "render_on",
     "render_lens_reference",
     "resolve_focus",
+    "warm_up",
 ]
 
 REFERENCE_MAX_PIXELS = 256 * 256
@@ -134,7 +136,8 @@ def render_lens_reference(
     return linear_to_srgb(out) if linear_light else np.clip(out, 0.0, 1.0)
 
 
-def _common_params(default_strength: float) -> tuple[ParamSpec, ...]:
+def depth_blur_params(default_strength: float) -> tuple[ParamSpec, ...]:
+    """The ``strength`` and ``focus_disparity`` parameters every depth-driven blur shares (lens, gaussian, disk)."""
     return (
         ParamSpec(
             "strength",
@@ -186,6 +189,13 @@ def render_on(device: str, image: np.ndarray, radius: np.ndarray, **kwargs: Any)
     return render_image(image, radius, **kwargs)
 
 
+def warm_up() -> None:
+    """Compile (or load from Numba's on-disk cache) the CPU kernels of the lens renderer; call once at app start."""
+    from ._lens_fast import warm_up as warm_up_kernels
+
+    warm_up_kernels()
+
+
 @register_method("lens")
 class LensMethod(Method):
     """Thin-lens bokeh: occlusion-aware layered scatter in linear light with a disc or polygon aperture."""
@@ -197,7 +207,7 @@ class LensMethod(Method):
     )
     needs_depth = True
     params = (
-        *_common_params(24.0),
+        *depth_blur_params(24.0),
         ParamSpec(
             "blades",
             "choice",

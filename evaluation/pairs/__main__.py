@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     build.add_argument("--rows-per-shard", type=int, default=100, help="rows per parquet file (100)")
     build.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    from bokeh_model.cli import run_reporting_errors
+    from bokeh_model.errors import run_reporting_errors
 
     def run() -> int:
         from ..ebb import push_to_hub

@@ -1,0 +1,69 @@
+"""The one definition of an evaluation run folder's layout (``python evaluation/run.py --out RUN``).
+
+Everything that writes or reads a run folder (the evaluation runner, the user study's item builder, test helpers)
+builds its paths here, so the layout can change in one place::
+
+    RUN/run.json                       the run record (methods, data, settings, environment)
+    RUN/per_image.csv                  one row per (method, id) with every metric
+    RUN/table.md|table.csv|leaderboard.json|report.html
+    RUN/predictions/<method>/<id>.png  each method's saved output (+ <id>.json sidecar: settings, runtime)
+    RUN/targets/<id>.<ext>             the DSLR targets, original bytes
+    RUN/inputs/<id>.<ext>              the input photos, original bytes
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = [
+    "DERIVED_FILES",
+    "INPUTS",
+    "PER_IMAGE",
+    "PREDICTIONS",
+    "RUN_RECORD",
+    "TARGETS",
+    "inputs_dir",
+    "is_run_folder",
+    "method_dir",
+    "prediction_path",
+    "predictions_dir",
+    "targets_dir",
+]
+
+PREDICTIONS = "predictions"
+TARGETS = "targets"
+INPUTS = "inputs"
+RUN_RECORD = "run.json"
+PER_IMAGE = "per_image.csv"
+# Files rebuilt from per_image.csv and run.json at the end of every run (a merge rewrites them all).
+DERIVED_FILES = ("table.md", "table.csv", "leaderboard.json", "report.html", RUN_RECORD, PER_IMAGE)
+
+
+def predictions_dir(run: str | Path) -> Path:
+    """``RUN/predictions``: one sub-folder per method."""
+    return Path(run) / PREDICTIONS
+
+
+def method_dir(run: str | Path, method: str) -> Path:
+    """``RUN/predictions/<method>``."""
+    return predictions_dir(run) / method
+
+
+def prediction_path(run: str | Path, method: str, sample_id: str, suffix: str = ".png") -> Path:
+    """``RUN/predictions/<method>/<id>.png``: where a method's output for one sample is saved."""
+    return method_dir(run, method) / f"{sample_id}{suffix}"
+
+
+def targets_dir(run: str | Path) -> Path:
+    """``RUN/targets``: the targets' original bytes, named ``<id>.<ext>``."""
+    return Path(run) / TARGETS
+
+
+def inputs_dir(run: str | Path) -> Path:
+    """``RUN/inputs``: the input photos' original bytes, named ``<id>.<ext>``."""
+    return Path(run) / INPUTS
+
+
+def is_run_folder(run: str | Path) -> bool:
+    """True when ``run`` holds predictions and targets (what a user study needs of it)."""
+    return predictions_dir(run).is_dir() and targets_dir(run).is_dir()
