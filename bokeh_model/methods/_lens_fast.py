@@ -21,6 +21,9 @@ cheap case, per-pixel noise as depth the worst (every layer everywhere).
 
 With ``additive=True`` the layers are summed instead of composited: the naive "disk blur without
 occlusion" of the ``disk`` method.
+
+Why one file: one renderer's compiled kernels and the driver that schedules them share private data layouts
+(layer indices, tile masks, run-length kernels); Numba's on-disk cache and ``inline`` work within a module.
 """
 
 from __future__ import annotations
