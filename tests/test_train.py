@@ -433,7 +433,7 @@ def test_open_table_reads_the_layouts_the_builders_write(dataset_dir: Path, tmp_
     for where, split in ((dataset_dir, "nope"), (hub, "nope"), (carded, "val294")):
         with pytest.raises(InputError, match="split"):
             open_table(str(where), split)
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="neither an existing path nor a Hugging Face Hub id"):
         open_table(str(tmp_path / "missing" / "x.txt"), "train")
 
 

@@ -12,6 +12,7 @@ a random 90-degree rotation and vertical flip are applied to both. Memory is bou
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..errors import InputError
+from ..errors import InputError, ModelUnavailableError
 from ..modeling_pynet import LEVEL_SCALES
 
 __all__ = ["COLUMN_ALIASES", "DrawSampler", "PairCrops", "crop_pair", "open_table", "resolve_columns"]
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def _decode(cell: Any, where: str) -> Image.Image:
@@ -226,6 +229,7 @@ def open_table(source: str, split: str) -> Any:
 
     Raises:
         InputError: the source or the split does not exist, or the dataset cannot be read as a table.
+        ModelUnavailableError: a hub id that cannot be reached (offline, private, misspelt).
     """
     import datasets
 
@@ -243,11 +247,13 @@ def open_table(source: str, split: str) -> Any:
             table = datasets.load_dataset("parquet", data_files={split: [str(path)]}, split=split)
         elif path.is_dir():
             table = datasets.load_dataset(str(path), split=split)
+        elif _HUB_ID.match(source):
+            table = _load_hub(source, split)
         else:
-            table = datasets.load_dataset(source, split=split)
-    except InputError:
+            raise InputError(f"dataset {source!r} is neither an existing path nor a Hugging Face Hub id (owner/name)")
+    except (InputError, ModelUnavailableError):
         raise
-    except (ValueError, KeyError, FileNotFoundError) as exc:  # unknown split, no data files, no such hub id
+    except (ValueError, KeyError, FileNotFoundError) as exc:  # unknown split, no data files
         raise InputError(f"dataset {source!r} split {split!r} cannot be read: {exc}") from None
     if not hasattr(table, "__len__") or not hasattr(table, "__getitem__"):
         raise InputError(f"dataset {source!r} split {split!r} must be map-style (not streaming) for training")
@@ -255,3 +261,20 @@ def open_table(source: str, split: str) -> Any:
         if isinstance(feature, datasets.Image):
             table = table.cast_column(name, datasets.Image(decode=False))
     return table
+
+
+def _load_hub(source: str, split: str) -> Any:
+    import datasets
+
+    try:
+        return datasets.load_dataset(source, split=split)
+    except ValueError as exc:
+        if "split" in str(exc).lower():
+            raise InputError(f"dataset {source!r} has no split {split!r}: {exc}") from None
+        raise InputError(f"dataset {source!r} could not be read: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - network, auth, offline mode: all reported the same way
+        raise ModelUnavailableError(
+            f"dataset {source!r} (split {split!r}) cannot be loaded here: {type(exc).__name__}: {exc}. "
+            "Build a local copy (e.g. `python -m evaluation.ebb build --source Training.zip --out DIR`) and pass "
+            "--dataset DIR, or download the hub dataset on a machine with internet and retry."
+        ) from None
