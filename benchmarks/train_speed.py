@@ -1,4 +1,4 @@
-"""PyNET training throughput (images/s) per level, as ``bokeh_model.train`` runs a step.
+"""PyNET training throughput (images/s) per level, as ``bokeh_model.training`` runs a step.
 
 One step = forward at the level, the authors' loss (level 1: L1 + VGG-19 relu5_4 + SSIM), backward and Adam
 over the parameters that reach that level's output. Inputs are random tensors already on the device (the
@@ -28,15 +28,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bokeh_model.modeling_pynet import LEVEL_SCALES, PyNET  # noqa: E402
-from bokeh_model.train import (  # noqa: E402
+from bokeh_model.training import (  # noqa: E402
     DEFAULT_BATCH_SIZES,
     VGGPerceptual,
-    _trainable_for_level,
     crop_pair,
     level_loss,
     load_vgg19_relu5_4,
     vgg19_weights_path,
 )
+from bokeh_model.training import trainable_for_level as _trainable_for_level  # noqa: E402
 
 __all__ = ["main"]
 

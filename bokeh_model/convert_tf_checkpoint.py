@@ -2,8 +2,8 @@
 
 The authors' ``model.py`` builds every weight as an unnamed ``tf.Variable`` under the ``generator``
 scope, so the checkpoint's keys are ``generator/Variable``, ``generator/Variable_1``, ... numbered in
-creation order (see ``shared/docs/pynet.md`` §8). :class:`~bokeh_model.modeling_pynet.PyNET` registers
-its modules in that same order, so the mapping is positional:
+creation order (https://github.com/aiff22/PyNET-Bokeh, ``model.py``). :class:`~bokeh_model.modeling_pynet.PyNET`
+registers its modules in that same order, so the mapping is positional:
 
 * a conv layer creates kernel ``[kh, kw, in, out]``, bias ``[out]`` and, with instance norm, shift
   (beta, PyTorch ``norm.bias``) then scale (gamma, ``norm.weight``); PyTorch's parameter order is

@@ -17,7 +17,7 @@ checkpoint maps one-to-one by creation order (see ``convert_tf_checkpoint.py``).
 
 from __future__ import annotations
 
-import threading
+import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -39,7 +39,21 @@ __all__ = [
 # Resolution of each level's output relative to the network input (the half-resolution photo).
 LEVEL_SCALES: dict[int, float] = {7: 1 / 32, 6: 1 / 16, 5: 1 / 8, 4: 1 / 4, 3: 1 / 2, 2: 1.0, 1: 2.0}
 _DISABLEABLE_LEVELS = (4, 5, 6, 7)
-_LOADING = threading.local()  # set while from_pretrained builds a model whose weights it will overwrite
+# Keyword arguments huggingface_hub passes to ``_from_pretrained`` besides the model's own (``config.json``).
+_HUB_LOAD_ARGS = frozenset(
+    {
+        "model_id",
+        "revision",
+        "cache_dir",
+        "force_download",
+        "proxies",
+        "resume_download",
+        "local_files_only",
+        "token",
+        "map_location",
+        "strict",
+    }
+)
 
 
 def space_to_depth_tf(x: torch.Tensor, block: int = 2) -> torch.Tensor:
@@ -240,18 +254,31 @@ class PyNET(
         self.l1_up = PyNETTransposedConv(3, 3)
         self.l1_head = _head(3)
 
-        if not getattr(_LOADING, "strict", False):
-            self._init_like_tf()
+        self._init_like_tf()
 
     @classmethod
     def _from_pretrained(cls, **kwargs: Any) -> PyNET:
-        # A strict load overwrites every tensor, so the truncated-normal init of 47.5M weights (seconds on a
-        # CPU) would be wasted; a non-strict load keeps it for the tensors the checkpoint lacks.
-        _LOADING.strict = bool(kwargs.get("strict", False))
-        try:
+        """``from_pretrained``'s loader; a strict load builds the model on the ``meta`` device.
+
+        A strict load overwrites every tensor, so the truncated-normal initialisation of 47.5M weights (seconds
+        on a CPU) would be wasted: the model is built without storage and the safetensors file is assigned
+        (``load_state_dict(strict=True, assign=True)``). A non-strict load keeps the default path, so tensors
+        the checkpoint lacks keep their initial values.
+        """
+        if not kwargs.get("strict"):
             return super()._from_pretrained(**kwargs)
-        finally:
-            _LOADING.strict = False
+        model_file = _safetensors_file(kwargs)
+        if model_file is None:  # a hub repository with pytorch_model.bin only
+            return super()._from_pretrained(**kwargs)
+        from safetensors.torch import load_file
+
+        model_kwargs = {key: value for key, value in kwargs.items() if key not in _HUB_LOAD_ARGS}
+        with torch.device("meta"):
+            model = cls(**model_kwargs)
+        map_location = kwargs.get("map_location") or "cpu"
+        state = load_file(model_file, device=str(map_location))
+        model.load_state_dict(state, strict=True, assign=True)
+        return model.eval()
 
     def _init_like_tf(self) -> None:
         # The authors: truncated normal (std 0.01) kernels, biases 0.01. Only matters for training from scratch.
@@ -261,25 +288,32 @@ class PyNET(
                 nn.init.constant_(module.bias, 0.01)
 
     # ------------------------------------------------------------------------------------------------
-    def forward(
-        self,
-        x: torch.Tensor,
-        level: int = 1,
-        disabled_levels: Iterable[int] = (),
-        return_all: bool = False,
-    ) -> Any:
-        """Run the pyramid up to ``level`` (1 = full resolution).
+    def forward(self, x: torch.Tensor, level: int = 1, disabled_levels: Iterable[int] = ()) -> torch.Tensor:
+        """Run the pyramid up to ``level`` (1 = full resolution) and return that level's output.
 
         Args:
             x: (N, in_channels, H, W) in [0, 1].
             level: the output level to return, 1..7.
             disabled_levels: levels among 7..4 whose activations passed upwards are set to zero
                 (the paper's Fig. 8 ablation).
-            return_all: return ``{level: output}`` for every computed level (``level`` and below... up to 7).
 
         Returns:
-            (N, 3, H * s, W * s) for s = ``LEVEL_SCALES[level]``, or a dict of such tensors.
+            (N, 3, H * s, W * s) for s = ``LEVEL_SCALES[level]``.
         """
+        outputs, height, width = self._padded_pyramid(x, level, disabled_levels)
+        return _crop(outputs[level], height, width, level)
+
+    def forward_pyramid(
+        self, x: torch.Tensor, level: int = 1, disabled_levels: Iterable[int] = ()
+    ) -> dict[int, torch.Tensor]:
+        """Like :meth:`forward`, but return ``{level: output}`` for every level computed on the way to ``level``
+        (``level`` itself and the coarser ones up to 7, except disabled levels), each cropped like ``forward``'s."""
+        outputs, height, width = self._padded_pyramid(x, level, disabled_levels)
+        return {lvl: _crop(out, height, width, lvl) for lvl, out in outputs.items()}
+
+    def _padded_pyramid(
+        self, x: torch.Tensor, level: int, disabled_levels: Iterable[int]
+    ) -> tuple[dict[int, torch.Tensor], int, int]:
         if level not in LEVEL_SCALES:
             raise ValueError(f"level must be one of 1..7, got {level}")
         disabled = {int(v) for v in disabled_levels}
@@ -289,12 +323,7 @@ class PyNET(
             raise ValueError(f"expected input of shape (N, {self.in_channels}, H, W), got {tuple(x.shape)}")
         height, width = x.shape[-2:]
         x = _pad_to_multiple(x, 32, minimum=64)
-        outputs = self._pyramid(x, level, disabled)
-        cropped = {
-            lvl: out[..., : _scaled(height, LEVEL_SCALES[lvl]), : _scaled(width, LEVEL_SCALES[lvl])]
-            for lvl, out in outputs.items()
-        }
-        return cropped if return_all else cropped[level]
+        return self._pyramid(x, level, disabled), height, width
 
     def _pyramid(self, x: torch.Tensor, level: int, disabled: set[int]) -> dict[int, torch.Tensor]:
         outputs: dict[int, torch.Tensor] = {}
@@ -396,6 +425,34 @@ class PyNET(
 
 def _scaled(size: int, scale: float) -> int:
     return max(1, int(-(-size * scale // 1)))  # ceil
+
+
+def _crop(output: torch.Tensor, height: int, width: int, level: int) -> torch.Tensor:
+    """A level's output on the padded input cropped to the unpadded input's extent at that level's scale."""
+    scale = LEVEL_SCALES[level]
+    return output[..., : _scaled(height, scale), : _scaled(width, scale)]
+
+
+def _safetensors_file(hub_kwargs: dict[str, Any]) -> str | None:
+    """The ``model.safetensors`` that ``from_pretrained`` would read (downloaded or from the cache), or ``None``."""
+    model_id = str(hub_kwargs["model_id"])
+    if os.path.isdir(model_id):
+        return os.path.join(model_id, "model.safetensors")
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    try:
+        return hf_hub_download(
+            repo_id=model_id,
+            filename="model.safetensors",
+            revision=hub_kwargs.get("revision"),
+            cache_dir=hub_kwargs.get("cache_dir"),
+            force_download=bool(hub_kwargs.get("force_download", False)),
+            token=hub_kwargs.get("token"),
+            local_files_only=bool(hub_kwargs.get("local_files_only", False)),
+        )
+    except EntryNotFoundError:
+        return None
 
 
 def _pad_to_multiple(x: torch.Tensor, multiple: int, minimum: int = 0) -> torch.Tensor:

@@ -15,7 +15,11 @@ TensorFlow reads what this writer writes, and that this reader reads what Tensor
 
 Only numeric dtypes are supported; string tensors and partitioned (sliced) variables raise
 :class:`TFCheckpointError` when read. The module deliberately imports neither torch nor the rest of
-the package, so the fixture script can load it by path inside a TensorFlow-only environment.
+the package, so the fixture script can load it by path inside a TensorFlow-only environment (which is
+also why it keeps its own small streamed temp-file-and-rename writer instead of ``bokeh_model.files``).
+
+Why one file: it is one story, the tensor-bundle format read and written symmetrically (CRC32C, varint
+protobuf fields, SSTable blocks); the fixture script loads this single file by path, without the package.
 """
 
 from __future__ import annotations

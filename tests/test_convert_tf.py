@@ -306,7 +306,7 @@ def test_full_model_parity_with_tensorflow(tmp_path: Path) -> None:
     model = PyNET.from_pretrained(str(out), strict=True).eval()
     with np.load(tmp_path / "tf" / "outputs.npz") as data:
         with torch.no_grad():
-            outputs = model(nhwc(data["input"]), level=1, return_all=True)
+            outputs = model.forward_pyramid(nhwc(data["input"]), level=1)
         for level in range(1, 8):
             expected = data[f"level{level}"]
             np.testing.assert_allclose(to_nhwc(outputs[level]), expected, atol=2e-4, err_msg=f"level {level}")

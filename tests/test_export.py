@@ -83,7 +83,7 @@ def test_export_module_equals_forward_for_any_size(model: PyNET) -> None:
     for height, width in ((33, 47), (65, 127)):
         x = torch.rand(1, 4, height, width)
         with torch.inference_mode():
-            everything = model(x, return_all=True)
+            everything = model.forward_pyramid(x)
             for level in LEVEL_SCALES:
                 assert torch.equal(PyNETExportModule(model, level)(x), everything[level]), (level, height, width)
 

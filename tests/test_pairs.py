@@ -452,11 +452,11 @@ def test_evaluation_run_reads_the_built_dataset(built, tmp_path, capsys):
 
 
 def test_training_reads_the_built_dataset(built):
-    from bokeh_model.train import PairCrops, _open_table, _resolve_columns
+    from bokeh_model.training import PairCrops, open_table, resolve_columns
 
     out, _, _ = built
-    table = _open_table(str(out), "train")
-    columns = _resolve_columns(table, use_depth=True)
+    table = open_table(str(out), "train")
+    columns = resolve_columns(table, use_depth=True)
     item = PairCrops(table, level=3, crop_size=64, random=True, columns=columns)[0]
     assert tuple(item["input"].shape) == (4, 64, 64)  # RGB + depth at half resolution
     assert item["target"].shape[0] == 3

@@ -14,7 +14,7 @@ from PIL import Image
 from bokeh_model import ModelUnavailableError, PyNET, create_method, load_pynet, predict, to_pynet_depth
 from bokeh_model.cli import main
 from bokeh_model.errors import EXIT_BAD_INPUT, EXIT_MISSING
-from bokeh_model.pynet import weights_status
+from bokeh_model.pynet import run_pynet, weights_status
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,6 +71,24 @@ def test_predict_returns_the_photo_size(weights_dir: Path) -> None:
     assert out.size == photo.size and out.mode == "RGB"
     preview = predict(model, photo, depth, max_side=48)
     assert preview.size == photo.size
+
+
+def test_channels_last_backend_leaves_the_cached_model_as_loaded(weights_dir: Path) -> None:
+    """The channels_last backend runs a converted copy: the model load_pynet shares keeps its memory format."""
+    model = load_pynet(weights_dir, device="cpu")
+    before = {name: (p.data_ptr(), p.stride()) for name, p in model.named_parameters()}
+    rng = np.random.default_rng(3)
+    image, depth = rng.random((70, 90, 3), dtype=np.float32), rng.random((35, 45), dtype=np.float32)
+    info: dict = {}
+    fast = run_pynet(model, image, depth, level=3, backend="channels_last", info=info)
+    assert info["backend"] == "channels_last"
+    assert load_pynet(weights_dir, device="cpu") is model
+    assert {name: (p.data_ptr(), p.stride()) for name, p in model.named_parameters()} == before
+    kernels = [p for p in model.parameters() if p.ndim == 4]
+    assert kernels and all(p.is_contiguous() for p in kernels)
+    assert not all(p.is_contiguous(memory_format=torch.channels_last) for p in kernels)
+    eager = run_pynet(model, image, depth, level=3, backend="eager")
+    assert np.abs(fast - eager).max() <= 1e-4
 
 
 def test_registered_method_runs_with_weights(weights_dir: Path) -> None:

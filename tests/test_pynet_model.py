@@ -47,7 +47,7 @@ def test_variants_differ_by_exactly_their_layers() -> None:
 def test_output_shape_at_every_level(model: PyNET, size: tuple[int, int]) -> None:
     height, width = size
     with torch.inference_mode():
-        outputs = model(torch.rand(1, 4, height, width), return_all=True)
+        outputs = model.forward_pyramid(torch.rand(1, 4, height, width))
     assert sorted(outputs) == [1, 2, 3, 4, 5, 6, 7]
     for level, out in outputs.items():
         scale = LEVEL_SCALES[level]
@@ -61,7 +61,7 @@ def test_output_shape_at_every_level(model: PyNET, size: tuple[int, int]) -> Non
 def test_single_level_request_matches_full_pyramid(model: PyNET) -> None:
     x = torch.rand(2, 4, 64, 64)
     with torch.inference_mode():
-        everything = model(x, return_all=True)
+        everything = model.forward_pyramid(x)
         for level in (1, 3, 5, 7):
             assert torch.equal(model(x, level=level), everything[level])
 
@@ -168,10 +168,14 @@ def test_disabling_levels_changes_the_output_and_stays_finite(model: PyNET) -> N
 def test_hub_mixin_round_trip_is_exact(model: PyNET, tmp_path) -> None:
     model.save_pretrained(tmp_path)
     assert (tmp_path / "model.safetensors").is_file() and (tmp_path / "config.json").is_file()
-    reloaded = PyNET.from_pretrained(str(tmp_path), strict=True)
+    reloaded = PyNET.from_pretrained(str(tmp_path), strict=True)  # built on the meta device, weights assigned
+    assert not reloaded.training
+    assert all(t.device.type == "cpu" for t in [*reloaded.parameters(), *reloaded.buffers()])
+    loose = PyNET.from_pretrained(str(tmp_path))  # non-strict: huggingface_hub's own loader
     x = torch.rand(1, 4, 64, 64)
     with torch.inference_mode():
         torch.testing.assert_close(reloaded(x), model(x), rtol=0, atol=0)
+        torch.testing.assert_close(loose(x), model(x), rtol=0, atol=0)
 
     rgb_only = PyNET(in_channels=3, instance_norm=False)
     rgb_only.save_pretrained(tmp_path / "rgb")

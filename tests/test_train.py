@@ -15,18 +15,17 @@ from PIL import Image, ImageFilter
 from bokeh_model.cli import main as cli_main
 from bokeh_model.errors import InputError, ModelUnavailableError
 from bokeh_model.modeling_pynet import PyNET
-from bokeh_model.train import (
+from bokeh_model.training import (
     DEFAULT_BATCH_SIZES,
     DEFAULT_ITERATIONS,
     PairCrops,
     TrainConfig,
     VGGPerceptual,
-    _open_table,
     crop_pair,
     level_loss,
     level_sequence,
-    load_pretrained_fast,
     load_vgg19_relu5_4,
+    open_table,
     parse_per_level,
     ssim_tf,
     train,
@@ -103,7 +102,7 @@ def tiny_config(dataset_dir: Path, out: Path, **overrides) -> TrainConfig:
 
 
 def fixed_batch_loss(model: PyNET, dataset_dir: Path, level: int) -> float:
-    crops = PairCrops(_open_table(str(dataset_dir), "train"), level, 64, random=False)
+    crops = PairCrops(open_table(str(dataset_dir), "train"), level, 64, random=False)
     items = [crops[i] for i in range(len(crops))]
     x = torch.stack([item["input"] for item in items]).float() / 255
     y = torch.stack([item["target"] for item in items]).float() / 255
@@ -165,8 +164,8 @@ def test_two_levels_reduce_the_loss(two_runs: dict) -> None:
         val = {(int(r["level"]), int(r["step"])): float(r["l1"]) for r in csv.DictReader(handle) if r["split"] == "val"}
     assert val[(7, 4)] < 0.9 * val[(7, 0)], val
     assert val[(6, 4)] < 0.9 * val[(6, 0)], val
-    level7 = load_pretrained_fast(out / "level_7" / "model")
-    level6 = load_pretrained_fast(out / "level_6" / "model")
+    level7 = PyNET.from_pretrained(str(out / "level_7" / "model"), strict=True)
+    level6 = PyNET.from_pretrained(str(out / "level_6" / "model"), strict=True)
     # Level 6 started from level 7's weights and fine-tuned the shared part ...
     assert not torch.equal(level6.enc1.branches[0][0].conv.weight, level7.enc1.branches[0][0].conv.weight)
     # ... while parameters that never reach level 6's output (level 7's head, levels 5..1) kept their values.
@@ -282,7 +281,7 @@ def test_crops_align_input_and_target() -> None:
 
 
 def test_draws_are_deterministic(dataset_dir: Path) -> None:
-    crops = PairCrops(_open_table(str(dataset_dir), "train"), 7, 64, random=True, seed=3)
+    crops = PairCrops(open_table(str(dataset_dir), "train"), 7, 64, random=True, seed=3)
     a, b = crops[10], crops[10]
     assert torch.equal(a["input"], b["input"]) and torch.equal(a["target"], b["target"])
     assert a["input"].shape == (4, 64, 64) and a["target"].shape == (3, 2, 2)
@@ -306,7 +305,7 @@ def test_config_parsing_and_validation(dataset_dir: Path, tmp_path: Path) -> Non
     with pytest.raises(InputError, match="--init-weights"):
         train(tiny_config(dataset_dir, tmp_path / "o", levels=(6,)))
     with pytest.raises(InputError, match="no 'depth' column"):
-        PairCrops(_open_table(str(dataset_dir), "train").remove_columns("depth"), 7, 64, random=False)
+        PairCrops(open_table(str(dataset_dir), "train").remove_columns("depth"), 7, 64, random=False)
 
 
 @pytest.mark.slow
@@ -325,12 +324,12 @@ def test_bf16_run_from_init_weights(two_runs: dict, dataset_dir: Path, tmp_path:
     (result,) = train(config)
     assert (result["level"], result["status"], result["step"]) == (7, "done", 1)
     assert np.isfinite(result["losses"]).all()
-    model = load_pretrained_fast(tmp_path / "bf16" / "level_7" / "model")
+    model = PyNET.from_pretrained(str(tmp_path / "bf16" / "level_7" / "model"), strict=True)
     assert all(p.dtype == torch.float32 for p in model.parameters())  # weights stay fp32 under autocast
 
 
 def test_cli_builds_the_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import bokeh_model.train as train_module
+    import bokeh_model.training as train_module
 
     seen = {}
 
@@ -372,3 +371,90 @@ def test_cli_builds_the_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     assert config.val_split is None and config.use_depth is False and config.loss_weights.vgg == 0.5
     assert config.mixed_precision == "bf16" and config.stop_after == 9
     assert cli_main(["train", "--dataset", "d", "--out", str(tmp_path), "--iterations", "7:5"]) == 2
+
+
+def test_training_imports_nothing_from_evaluation() -> None:
+    """bokeh_model is the lowest package: training receives its validation metrics, it does not import them."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, bokeh_model.training, bokeh_model.commands.train; "
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('evaluation', 'user_study', 'space')); "
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1], timeout=300)
+
+
+def test_default_validation_metrics_match_the_evaluation_metrics() -> None:
+    from bokeh_model.training import DEFAULT_METRICS, validation_psnr, validation_ssim
+    from evaluation.metrics import psnr, ssim
+
+    assert dict(DEFAULT_METRICS) == {"psnr": validation_psnr, "ssim": validation_ssim}
+    rng = np.random.default_rng(4)
+    target = rng.random((24, 30, 3))
+    output = np.clip(target + rng.normal(0, 0.05, target.shape), 0, 1)
+    assert validation_psnr(output, target) == pytest.approx(psnr(output, target), abs=1e-9)
+    assert validation_ssim(output, target) == pytest.approx(ssim(output, target), abs=1e-5)
+    assert validation_psnr(target, target) == float("inf")
+    with pytest.raises(ValueError):
+        validation_ssim(target[:8, :8], target[:8, :8])  # under 11x11: left out of the mean
+
+
+def test_open_table_reads_the_layouts_the_builders_write(dataset_dir: Path, tmp_path: Path) -> None:
+    """save_to_disk, the hub layout of `evaluation.ebb build` / `evaluation.pairs build` (data/{split}-*.parquet,
+    with or without a card naming the splits) and a single parquet file; a missing split is an InputError."""
+    import datasets
+
+    source = datasets.load_from_disk(str(dataset_dir))
+    hub = tmp_path / "hub"
+    (hub / "data").mkdir(parents=True)
+    for split in ("train", "val294"):
+        source[split].to_parquet(str(hub / "data" / f"{split}-00000-of-00001.parquet"))
+    carded = tmp_path / "pairs"
+    (carded / "data").mkdir(parents=True)
+    source["train"].to_parquet(str(carded / "data" / "val-00000-of-00001.parquet"))
+    (carded / "README.md").write_text(
+        "---\nconfigs:\n- config_name: default\n  data_files:\n  - split: val\n    path: data/val-*\n---\n# pairs\n"
+    )
+    single = hub / "data" / "val294-00000-of-00001.parquet"
+    for where, split, rows in (
+        (dataset_dir, "train", 3),
+        (hub, "train", 3),
+        (hub, "val294", 2),
+        (carded, "val", 3),
+        (single, "anything", 2),
+    ):
+        table = open_table(str(where), split)
+        assert len(table) == rows, (where, split)
+        assert table.features["original"].decode is False  # bytes, decoded per item
+        item = PairCrops(table, 7, 64, random=False)[0]
+        assert item["input"].shape == (4, 64, 64)
+    for where, split in ((dataset_dir, "nope"), (hub, "nope"), (carded, "val294")):
+        with pytest.raises(InputError, match="split"):
+            open_table(str(where), split)
+    with pytest.raises(InputError, match="neither an existing path nor a Hugging Face Hub id"):
+        open_table(str(tmp_path / "missing" / "x.txt"), "train")
+
+
+@pytest.mark.slow
+def test_train_uses_the_metrics_and_opener_it_is_given(dataset_dir: Path, tmp_path: Path) -> None:
+    opened: list[tuple[str, str]] = []
+
+    def opener(source: str, split: str):
+        opened.append((source, split))
+        return open_table(source, split)
+
+    def mean_abs(output: np.ndarray, target: np.ndarray) -> float:
+        return float(np.abs(output - target).mean())
+
+    config = tiny_config(dataset_dir, tmp_path, levels=(7,), iterations={7: 1}, batch_sizes={7: 1})
+    (result,) = train(config, metrics={"mae": mean_abs}, open_table=opener)
+    assert result["status"] == "done"
+    assert opened == [(str(dataset_dir), "train"), (str(dataset_dir), "train")]  # the train split, then val_split
+    with open(tmp_path / "metrics.csv") as handle:
+        reader = csv.DictReader(handle)
+        rows = list(reader)
+    assert "mae" in reader.fieldnames and "psnr" not in reader.fieldnames
+    val = [r for r in rows if r["split"] == "val"]
+    assert [int(r["step"]) for r in val] == [0, 1] and all(0 < float(r["mae"]) < 1 for r in val)

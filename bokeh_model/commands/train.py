@@ -16,7 +16,7 @@ HELP = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..train import DEFAULT_BATCH_SIZES, DEFAULT_ITERATIONS
+    from ..training import DEFAULT_BATCH_SIZES, DEFAULT_ITERATIONS
 
     def per_level(table: dict[int, int]) -> str:
         return ",".join(f"{k}={v}" for k, v in table.items())
@@ -56,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train import (
+    from ..training import (
         DEFAULT_BATCH_SIZES,
         DEFAULT_ITERATIONS,
         LossWeights,
