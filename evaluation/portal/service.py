@@ -25,6 +25,7 @@ from typing import Any
 import pandas as pd
 
 from bokeh_model.errors import BokehError, InputError
+from evaluation.run_layout import INPUTS, PREDICTIONS, TARGETS, targets_dir
 
 from .checks import CheckLimits, check_submission
 from .queue import JobQueue, QueueRefused
@@ -409,10 +410,10 @@ class Portal:
     def _keep_targets(self, out: Path, split: str) -> None:
         """Keep one copy of the split's targets (for the study bridge) and drop the run's bulky copies."""
         keep = self.root / "targets" / split
-        if not keep.is_dir() and (out / "targets").is_dir():
+        if not keep.is_dir() and targets_dir(out).is_dir():
             keep.parent.mkdir(parents=True, exist_ok=True)
-            (out / "targets").rename(keep)
-        for bulky in ("targets", "inputs", "predictions"):
+            targets_dir(out).rename(keep)
+        for bulky in (TARGETS, INPUTS, PREDICTIONS):
             shutil.rmtree(out / bulky, ignore_errors=True)
 
     def start_worker(self, poll_s: float = 2.0) -> threading.Thread:
