@@ -195,7 +195,7 @@ def leaderboard_frames(
     include_measured: bool = True,
 ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """See :meth:`Portal.leaderboard`."""
-    from .service import PROFILES, PortalError
+    from .models import PROFILES, PortalError
 
     if profile not in PROFILES:
         raise PortalError(f"profile {profile!r} is unknown; use one of {list(PROFILES)}")

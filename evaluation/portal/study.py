@@ -46,7 +46,7 @@ def build_study_run(
         PortalError: unknown or unscored submission, submissions of different splits, no kept targets,
             a measured method without predictions for the split's ids.
     """
-    from .service import PortalError
+    from .models import PortalError
 
     if not sub_ids:
         raise PortalError("choose at least one submission")
