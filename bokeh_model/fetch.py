@@ -3,15 +3,14 @@
 ``python -m bokeh_model fetch {pynet,depth,lpips,all}`` (and the Space's background fetch) call this module.
 Nothing here runs implicitly in the middle of a render or a test; every download is asked for.
 
-* :func:`download` is the one HTTP downloader: a progress bar, resumable with HTTP ``Range``, written to
-  ``NAME.part`` and renamed to ``NAME`` only when complete and verified, so a cut transfer is never taken
-  for a finished file. Its SHA-256 is computed while it arrives.
+* :func:`~bokeh_model.download.download` (:mod:`bokeh_model.download`, re-exported here) is the one HTTP
+  downloader: a progress bar, resumable with HTTP ``Range``, verified, renamed into place only when complete.
 * :func:`fetch_pynet`: the authors' ``PyNET_Bokeh_pretrained.zip`` -> its TF checkpoint (found by its
   ``.index`` file anywhere in the zip) -> the strict converter -> a ``save_pretrained`` folder in
   :func:`~bokeh_model.pynet.default_pynet_dir`, with ``source.json`` (URL, size, SHA-256, conversion).
 * :func:`fetch_depth`: a ``huggingface_hub`` snapshot of the depth model into the Hugging Face cache.
 * :func:`fetch_lpips`: torchvision's AlexNet trunk into ``$TORCH_HOME/hub/checkpoints/``, checked against the
-  SHA-256 prefix in its file name.
+  SHA-256 prefix in its file name (the file is described in :mod:`bokeh_model.lpips_trunk`).
 
 Offline (``HF_HUB_OFFLINE=1``, ``BOKEH_OFFLINE=1``, ``offline=True`` or no network) each function raises
 :class:`FetchError` (a :class:`ModelUnavailableError`: exit code 3) with one readable line.
@@ -20,10 +19,8 @@ Offline (``HF_HUB_OFFLINE=1``, ``BOKEH_OFFLINE=1``, ``offline=True`` or no netwo
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -35,7 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError, ModelUnavailableError
+from .download import OFFLINE_ENV, DownloadResult, FetchError, ProgressCallback, download, is_offline, sha256_file
+from .errors import InputError
+from .lpips_trunk import ALEXNET_URL, alexnet_trunk_path, official_sha256_prefix
 from .pynet import bokeh_cache_dir, default_pynet_dir, weights_status
 
 __all__ = [
@@ -61,8 +60,7 @@ __all__ = [
 # From the authors' README (aiff22/PyNET-Bokeh, "Pre-trained model").
 DEFAULT_PYNET_URL = "https://data.vision.ee.ethz.ch/ihnatova/public/ebb/PyNET_Bokeh_pretrained.zip"
 PYNET_URL_ENV = "BOKEH_PYNET_URL"
-OFFLINE_ENV = "BOKEH_OFFLINE"
-ALEXNET_URL = "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"
+_CHUNK = 1 << 20
 PYNET_LICENSE = (
     "The PyNET-Bokeh weights are by Andrey Ignatov, Jagruti Patel and Radu Timofte (ETH Zurich) and are licensed "
     "CC BY-NC-SA 4.0: academic, non-commercial use only, with attribution, share-alike "
@@ -74,252 +72,12 @@ PYNET_ATTRIBUTION = (
     "https://github.com/aiff22/PyNET-Bokeh"
 )
 
-ProgressCallback = Callable[[str, int, int | None], None]
-"""``callback(label, bytes_done, bytes_total_or_None)``, called as data arrives (the Space's Status tab)."""
-
-_CHUNK = 1 << 20
-_TRUE = {"1", "true", "yes", "on"}
-
-
-class FetchError(ModelUnavailableError):
-    """A model or file could not be fetched (offline, server error, corrupt or unexpected content)."""
-
-
-def is_offline(offline: bool | None = None) -> bool:
-    """``offline`` if given, else whether ``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``, which huggingface_hub
-    also honours) or ``BOKEH_OFFLINE`` is set to a true value."""
-    if offline is not None:
-        return bool(offline)
-    names = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", OFFLINE_ENV)
-    return any(os.environ.get(name, "").strip().lower() in _TRUE for name in names)
-
 
 def _offline_line(what: str, where: Path | str) -> str:
     return (
         f"{what}: not installed ({where}) and this machine is offline (HF_HUB_OFFLINE / BOKEH_OFFLINE / --offline); "
         "run the same command on a machine with internet, or copy the files there"
     )
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """SHA-256 (hex) of a file, read in 4 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-# --------------------------------------------------------------------------------------------- download
-
-
-@dataclass
-class DownloadResult:
-    """A completed, verified download."""
-
-    path: Path
-    url: str
-    bytes: int
-    sha256: str
-    resumed_from: int = 0  # bytes already on disk from an earlier, interrupted transfer
-    seconds: float = 0.0
-
-
-def _progress_bar(label: str, total: int | None, initial: int, enabled: bool) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(
-        total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024, desc=label, disable=not enabled
-    )
-
-
-def _content_range(value: str | None) -> tuple[int, int | None] | None:
-    """``bytes START-END/TOTAL`` -> ``(START, TOTAL)`` (``TOTAL`` ``None`` when ``*``)."""
-    match = re.match(r"bytes (\d+)-\d+/(\d+|\*)", value or "")
-    if not match:
-        return None
-    return int(match.group(1)), None if match.group(2) == "*" else int(match.group(2))
-
-
-def _hash_existing(path: Path) -> tuple[Any, int]:
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest, size
-
-
-def _open(url: str, start: int, timeout: float) -> Any:
-    headers = {"User-Agent": "bokeh-model-fetch/1", "Accept-Encoding": "identity"}
-    if start:
-        headers["Range"] = f"bytes={start}-"
-    return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)  # noqa: S310
-
-
-def _unreachable(url: str, exc: BaseException) -> FetchError:
-    reason = getattr(exc, "reason", exc)
-    return FetchError(f"cannot reach {url} ({reason}); check the network or the URL, then run the same command again")
-
-
-def download(
-    url: str,
-    dest: str | os.PathLike,
-    *,
-    sha256: str | None = None,
-    sha256_prefix: str | None = None,
-    label: str | None = None,
-    progress: bool = True,
-    callback: ProgressCallback | None = None,
-    retries: int = 3,
-    timeout: float = 60.0,
-) -> DownloadResult:
-    """Download ``url`` to ``dest``: resumable, verified, atomic.
-
-    Data goes to ``dest + ".part"``; a later call (or one of the ``retries`` within this call) continues it with
-    an HTTP ``Range`` request. Only a transfer that reached the announced size and passed the checks is renamed
-    to ``dest`` (mode 0644). A checksum mismatch deletes the partial file (it would never become right).
-
-    Args:
-        url: ``http(s)://`` or ``file://`` URL.
-        dest: final path; parent folders are created.
-        sha256: expected SHA-256 (hex); ``sha256_prefix``: expected first hex digits (torch hub file names).
-        label: progress bar text (default: the file name).
-        progress: show a tqdm bar on stderr.
-        callback: ``callback(label, done, total)`` as bytes arrive.
-        retries: how many times a cut transfer is resumed within this call.
-        timeout: seconds without data before giving up on a connection.
-
-    Raises:
-        FetchError: unreachable host, HTTP error, cut transfer (the ``.part`` file is kept for resuming) or
-            checksum mismatch.
-    """
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with _exclusive(dest.with_name(dest.name + ".lock"), url):
-        return _download_locked(url, dest, sha256, sha256_prefix, label, progress, callback, retries, timeout)
-
-
-@contextlib.contextmanager
-def _exclusive(lock_path: Path, url: str) -> Iterator[None]:
-    """One download per destination at a time (two processes appending to one .part would corrupt it)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: no advisory locks, accept the (rare) race
-        yield
-        return
-    with open(lock_path, "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise FetchError(
-                f"{url}: another process is downloading it right now ({lock_path}); try again later"
-            ) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-            lock_path.unlink(missing_ok=True)
-
-
-def _download_locked(
-    url: str,
-    dest: Path,
-    sha256: str | None,
-    sha256_prefix: str | None,
-    label: str | None,
-    progress: bool,
-    callback: ProgressCallback | None,
-    retries: int,
-    timeout: float,
-) -> DownloadResult:
-    part = dest.with_name(dest.name + ".part")
-    label = label or dest.name
-    started = time.perf_counter()
-    # A partial file is only continued from the URL it came from (another URL could be another file).
-    origin = part.with_name(part.name + ".url")
-    if part.exists() and (not origin.is_file() or origin.read_text().strip() != url):
-        part.unlink()
-    resumed_from = part.stat().st_size if part.exists() else 0
-    attempt = 0
-    while True:
-        digest, done = _hash_existing(part) if part.exists() else (hashlib.sha256(), 0)
-        try:
-            response = _open(url, done, timeout)
-        except urllib.error.HTTPError as exc:
-            if exc.code == 416 and done:  # our partial file is already complete (or longer than the file)
-                total = (_content_range(exc.headers.get("Content-Range")) or (0, None))[1]
-                if total == done:
-                    break
-                part.unlink(missing_ok=True)  # inconsistent with the server: start over
-                resumed_from = 0
-                attempt += 1
-                if attempt > retries:
-                    raise FetchError(f"{url}: the server refused to resume the download (HTTP 416)") from None
-                continue
-            raise FetchError(f"{url}: HTTP {exc.code} {exc.reason}") from None
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            raise _unreachable(url, exc) from None
-        with response:
-            status = getattr(response, "status", 200)
-            length = response.headers.get("Content-Length")
-            if done and status == 206:
-                crange = _content_range(response.headers.get("Content-Range"))
-                if crange is None or crange[0] != done:
-                    raise FetchError(f"{url}: the server resumed at the wrong offset ({crange}); delete {part}")
-                total = crange[1]
-                mode = "ab"
-            else:
-                if done:  # the server ignored Range: start again from zero
-                    digest, done, resumed_from = hashlib.sha256(), 0, 0
-                total = int(length) if length is not None and length.isdigit() else None
-                mode = "wb"
-            origin.write_text(url + "\n")
-            bar = _progress_bar(label, total, done, progress)
-            cut: BaseException | None = None
-            try:
-                with open(part, mode) as handle:
-                    while True:
-                        try:
-                            chunk = response.read(_CHUNK)
-                        except (OSError, ValueError) as exc:  # IncompleteRead, reset, timeout
-                            cut = exc
-                            break
-                        if not chunk:
-                            break
-                        handle.write(chunk)
-                        digest.update(chunk)
-                        done += len(chunk)
-                        bar.update(len(chunk))
-                        if callback is not None:
-                            callback(label, done, total)
-            finally:
-                bar.close()
-        if (total is not None and done < total) or cut is not None:
-            attempt += 1
-            if attempt > retries:
-                raise FetchError(
-                    f"{url}: transfer cut at {done:,} of {total if total is not None else '?'} bytes "
-                    f"({cut or 'connection closed'}); {part} is kept, run the same command again to resume"
-                )
-            continue
-        if total is not None and done > total:
-            part.unlink(missing_ok=True)
-            raise FetchError(f"{url}: received {done:,} bytes, more than the announced {total:,}; deleted")
-        break
-    digest_hex = digest.hexdigest()
-    size = part.stat().st_size
-    expected = (sha256 or "").lower()
-    if (expected and digest_hex != expected) or (sha256_prefix and not digest_hex.startswith(sha256_prefix.lower())):
-        part.unlink(missing_ok=True)
-        origin.unlink(missing_ok=True)
-        want = expected or f"{sha256_prefix}..."
-        raise FetchError(f"{url}: SHA-256 {digest_hex} does not match the expected {want}; the download was deleted")
-    os.chmod(part, 0o644)
-    os.replace(part, dest)
-    origin.unlink(missing_ok=True)
-    return DownloadResult(dest, url, size, digest_hex, resumed_from, time.perf_counter() - started)
 
 
 # ------------------------------------------------------------------------------------------------ PyNET
@@ -601,10 +359,8 @@ def fetch_lpips(
 
     An existing file is verified (its SHA-256 must start with the 8 hex digits in the official file name).
     """
-    from evaluation.metrics import ALEXNET_FILE, alexnet_trunk_path, official_sha256_prefix
-
     path = alexnet_trunk_path()
-    prefix = official_sha256_prefix(ALEXNET_FILE)
+    prefix = official_sha256_prefix()
     if path.is_file():
         digest = sha256_file(path)
         if digest.startswith(prefix):

@@ -19,21 +19,19 @@ the input or twice the size of a half-resolution input. Pairs that fail are left
 
 The public archives have no depth maps, and the renderers need them: ``--depth-model`` estimates them once,
 in batches (``--depth-batch``) with a progress bar, so every later evaluation reads the stored ``depth``
-column. Maps are kept in ``OUT/.depth-cache/`` until the build succeeds; an interrupted build resumes there.
+column. Maps are kept in ``OUT/.depth-cache/`` until the build succeeds; an interrupted build resumes there
+(:mod:`evaluation.ebb_depth`). The parquet shards are written and uploaded by :mod:`evaluation.hub_dataset`.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import json
-import math
 import os
 import re
 import shutil
 import sys
-import tempfile
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -42,9 +40,12 @@ from typing import Any
 
 from PIL import Image
 
-from bokeh_model.errors import BokehError, InputError, ModelUnavailableError
+from bokeh_model.errors import InputError, ModelUnavailableError
+from evaluation.ebb_depth import DEPTH_CACHE, estimate_depth
+from evaluation.hub_dataset import push_to_hub, write_hub_splits
 
 __all__ = [
+    "DEPTH_CACHE",
     "VAL294_IDS",
     "EbbPair",
     "assign_split",
@@ -208,120 +209,6 @@ PyNET-Bokeh code and models are CC BY-NC-SA 4.0.
 """
 
 
-DEPTH_CACHE = ".depth-cache"
-
-
-def _depth_model_key(depth_model: str) -> str:
-    """Short key of a depth model for the resumable depth cache: its name, and its config when it is a folder."""
-    digest = hashlib.sha256(str(depth_model).encode())
-    folder = Path(depth_model).expanduser()
-    if folder.is_dir():
-        digest.update(str(folder.resolve()).encode())
-        for name in ("config.json", "preprocessor_config.json"):
-            if (folder / name).is_file():
-                digest.update((folder / name).read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def _estimate_depth(
-    reader: _Source,
-    pairs: Sequence[EbbPair],
-    depth_model: str,
-    device: str,
-    cache: Path,
-    batch_size: int,
-    log: Callable[[str], None],
-) -> dict[tuple[str, int], Path]:
-    """Depth maps (16-bit PNG, near = bright) for ``pairs``, estimated in batches into ``cache``.
-
-    Each map is stored as soon as its batch is done, named by the input's SHA-256, so an interrupted build
-    resumes where it stopped and a changed input photo is estimated again.
-
-    Raises:
-        ModelUnavailableError: the depth model cannot be loaded.
-    """
-    import numpy as np
-    from tqdm.auto import tqdm
-
-    from bokeh_model.depth import get_depth_estimator
-    from bokeh_model.files import atomic_write
-    from bokeh_model.images import load_image
-
-    folder = cache / _depth_model_key(depth_model)
-    paths: dict[tuple[str, int], Path] = {}
-    todo: list[tuple[EbbPair, bytes, Path]] = []
-    for pair in pairs:
-        original = reader.read(pair.original or "")
-        path = folder / f"{pair.part}-{pair.id}-{hashlib.sha256(original).hexdigest()[:16]}.png"
-        paths[(pair.part, pair.id)] = path
-        if not path.is_file():
-            todo.append((pair, original, path))
-    if not todo:
-        if pairs:
-            log(f"depth: all {len(pairs)} maps reused from {folder}")
-        return paths
-    estimator = get_depth_estimator(depth_model, device)
-    ok, reason = estimator.availability()
-    if not ok:
-        raise ModelUnavailableError(reason)
-    estimate_batch = getattr(estimator, "estimate_batch", None)
-    done = len(pairs) - len(todo)
-    if done:
-        log(f"depth: resuming, {done} of {len(pairs)} maps already in {folder}")
-    with tqdm(total=len(pairs), initial=done, desc="estimating depth", unit="img") as progress:
-        for start in range(0, len(todo), batch_size):
-            chunk = todo[start : start + batch_size]
-            images = [load_image(original) for _, original, _ in chunk]
-            maps = estimate_batch(images) if estimate_batch else [estimator.estimate(image) for image in images]
-            for (_, _, path), disparity in zip(chunk, maps, strict=True):
-                buffer = io.BytesIO()
-                Image.fromarray(np.round(np.clip(disparity, 0, 1) * 65535.0).astype(np.uint16)).save(buffer, "PNG")
-                atomic_write(path, buffer.getvalue())
-            progress.update(len(chunk))
-    return paths
-
-
-def write_hub_splits(
-    rows: dict[str, list[dict[str, Any]]],
-    features: Any,
-    out: str | os.PathLike,
-    *,
-    rows_per_shard: int = 250,
-    prepare_row: Callable[[Any], dict[str, Any]] | None = None,
-) -> Path:
-    """Write ``rows`` per split as ``out/data/{split}-NNNNN-of-NNNNN.parquet`` (the Hub layout); returns ``out``.
-
-    The new ``data/`` folder is written aside and swapped in at the end, so an interrupted build leaves the
-    previous one intact. ``prepare_row`` (e.g. reading image bytes from files) runs one shard at a time, so
-    only ``rows_per_shard`` rows of images are in memory at once.
-    """
-    import datasets
-    from tqdm.auto import tqdm
-
-    target = Path(out)
-    target.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".data-", dir=target))
-    try:
-        total = sum(math.ceil(len(items) / rows_per_shard) for items in rows.values())
-        with tqdm(total=total, desc="writing parquet", unit="shard") as progress:
-            for split, items in rows.items():
-                count = math.ceil(len(items) / rows_per_shard)
-                for index in range(count):
-                    chunk = items[index * rows_per_shard : (index + 1) * rows_per_shard]
-                    if prepare_row is not None:
-                        chunk = [prepare_row(r) for r in chunk]
-                    columns = {name: [r[name] for r in chunk] for name in features}
-                    datasets.Dataset.from_dict(columns, features=features).to_parquet(
-                        str(staging / f"{split}-{index:05d}-of-{count:05d}.parquet")
-                    )
-                    progress.update(1)
-        shutil.rmtree(target / "data", ignore_errors=True)
-        os.replace(staging, target / "data")
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
-
-
 def build_dataset(
     source: str | os.PathLike,
     out: str | os.PathLike,
@@ -400,7 +287,7 @@ def build_dataset(
     estimated: dict[tuple[str, int], Path] = {}
     if depth_model:
         without = [p for items in kept.values() for p in items if not p.depth]
-        estimated = _estimate_depth(reader, without, depth_model, device, target / DEPTH_CACHE, depth_batch, log)
+        estimated = estimate_depth(reader.read, without, depth_model, device, target / DEPTH_CACHE, depth_batch, log)
     has_depth = any(p.depth or (p.part, p.id) in estimated for items in kept.values() for p in items)
     features = datasets.Features(
         {
@@ -460,7 +347,7 @@ def fetch_source(source: str, *, progress: bool = True) -> tuple[Path, dict[str,
         ModelUnavailableError: the URL cannot be fetched (offline, unreachable, cut off: run again to resume).
         InputError: a local path that does not exist.
     """
-    from bokeh_model.fetch import download, is_offline, sha256_file
+    from bokeh_model.download import download, is_offline, sha256_file
     from bokeh_model.pynet import bokeh_cache_dir
 
     if re.match(r"^(https?|file)://", source):
@@ -476,28 +363,6 @@ def fetch_source(source: str, *, progress: bool = True) -> tuple[Path, dict[str,
     if path.is_file():
         record.update(bytes=path.stat().st_size, sha256=sha256_file(path))
     return path, record
-
-
-def push_to_hub(folder: str | os.PathLike, repo_id: str, *, private: bool = False, api: Any = None) -> str:
-    """Upload a built folder to a Hub dataset repo (needs internet and a token); returns the repo URL.
-
-    ``api`` is an ``HfApi``-like object (default ``HfApi()``); tests pass a stand-in.
-    """
-    if api is None:
-        from huggingface_hub import HfApi
-
-        api = HfApi()
-    try:
-        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-        api.upload_folder(
-            folder_path=str(folder), repo_id=repo_id, repo_type="dataset", ignore_patterns=[".*", "**/.*"]
-        )
-    except Exception as exc:  # noqa: BLE001 - network and auth errors are reported alike
-        raise BokehError(
-            f"pushing {folder} to the Hub dataset {repo_id!r} failed: {type(exc).__name__}: {exc}. "
-            "This needs internet access and a write token (`huggingface-cli login`)."
-        ) from None
-    return f"https://huggingface.co/datasets/{repo_id}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

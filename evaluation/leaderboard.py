@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from bokeh_model.files import atomic_write
+from evaluation.run_layout import LEADERBOARD, PER_IMAGE, REPORT, RUN_RECORD, TABLE_CSV, TABLE_MD
 
 from .report import distribution_figure, method_colors, mos_figure, runtime_quality_figure, write_report
 
@@ -46,7 +47,8 @@ MOS_COLUMNS = ["method", "mos", "ci_low", "ci_high", "rank", "sig_rank", "n_rati
 
 # Table 1 of Ignatov, Patel, Timofte, "Rendering Natural Camera Bokeh Effect with Deep Learning" (CVPRW 2020),
 # on the 200-image EBB! test subset (its targets are not public). "normalized_runtime_s" is the paper's
-# runtime normalised by the ai-benchmark.com GPU index. Copied from the paper's text in shared/paper/.
+# runtime normalised by the ai-benchmark.com GPU index. Copied from the paper (Ignatov, Patel, Timofte, CVPRW 2020,
+# Table 1; https://arxiv.org/abs/2006.05698).
 PAPER_ROWS: list[dict[str, Any]] = [
     {
         "method": "PyNET",
@@ -120,7 +122,7 @@ _SUBSCRIPTS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
 
 
 def _read_run(out_dir: Path) -> dict[str, Any]:
-    path = out_dir / "run.json"
+    path = out_dir / RUN_RECORD
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist; run `python evaluation/run.py --out {out_dir}` first")
     run = json.loads(path.read_text(encoding="utf-8"))
@@ -377,7 +379,7 @@ def leaderboard_figures(out_dir: str | os.PathLike) -> list[Any]:
     timed = [r for r in measured if r["runtime_s"] is not None and r["psnr"] is not None]
     if timed:
         figures.append(runtime_quality_figure(pd.DataFrame(timed), colors=colors))
-    per_image_path = folder / "per_image.csv"
+    per_image_path = folder / PER_IMAGE
     if per_image_path.is_file():
         per_image = pd.read_csv(per_image_path, dtype={"id": str, "method": str})
         metrics = [m for m in ("psnr", "ssim", "lpips") if m in per_image]
@@ -410,8 +412,8 @@ def rebuild_tables(out_dir: str | os.PathLike) -> None:
     mos = read_mos(folder)
     rows = leaderboard_rows(run, mos)
     lpips_available = bool(run.get("lpips", {}).get("available"))
-    atomic_write(folder / "table.csv", _csv_frame(rows).to_csv(index=False))
-    atomic_write(folder / "table.md", render_markdown(run, rows))
+    atomic_write(folder / TABLE_CSV, _csv_frame(rows).to_csv(index=False))
+    atomic_write(folder / TABLE_MD, render_markdown(run, rows))
     board = {
         "columns": TABLE_COLUMNS,
         "directions": {
@@ -437,14 +439,14 @@ def rebuild_tables(out_dir: str | os.PathLike) -> None:
         "skipped_methods": run.get("skipped_methods") or [],
         "notes": _notes(run),
     }
-    atomic_write(folder / "leaderboard.json", json.dumps(board, indent=2, ensure_ascii=False))
+    atomic_write(folder / LEADERBOARD, json.dumps(board, indent=2, ensure_ascii=False))
     title = "Bokeh evaluation: " + (
         "synthetic sample, not EBB!"
         if board["synthetic"]
         else f"{run['dataset'].get('name')} / {run['dataset'].get('split')}"
     )
     write_report(
-        folder / "report.html",
+        folder / REPORT,
         leaderboard_figures(folder),
         title=f"{title} (profile {run.get('profile')})",
         banners=board["banners"],
@@ -467,8 +469,8 @@ def load_leaderboard(out_dir: str | os.PathLike | None) -> pd.DataFrame:
     if out_dir is None:
         return _table_frame(leaderboard_rows({}), lpips_available=False)
     folder = Path(out_dir)
-    board_path = folder / "leaderboard.json"
-    inputs = [p for p in (folder / "run.json", folder / "mos.csv") if p.is_file()]
+    board_path = folder / LEADERBOARD
+    inputs = [p for p in (folder / RUN_RECORD, folder / "mos.csv") if p.is_file()]
     if board_path.is_file() and all(board_path.stat().st_mtime >= p.stat().st_mtime for p in inputs):
         board = json.loads(board_path.read_text(encoding="utf-8"))
         return pd.DataFrame(board["table"], columns=board.get("columns", TABLE_COLUMNS))

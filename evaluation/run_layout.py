@@ -9,6 +9,8 @@ builds its paths here, so the layout can change in one place::
     RUN/predictions/<method>/<id>.png  each method's saved output (+ <id>.json sidecar: settings, runtime)
     RUN/targets/<id>.<ext>             the DSLR targets, original bytes
     RUN/inputs/<id>.<ext>              the input photos, original bytes
+    RUN/depth/<id>.png                 depth maps estimated with --depth-model (+ <id>.json: input and model)
+    RUN/.shards/rank-RRR-of-WWW.json   each process's scores until rank 0 merges them (then removed)
 """
 
 from __future__ import annotations
@@ -16,17 +18,26 @@ from __future__ import annotations
 from pathlib import Path
 
 __all__ = [
+    "DEPTH",
     "DERIVED_FILES",
     "INPUTS",
+    "LEADERBOARD",
     "PER_IMAGE",
     "PREDICTIONS",
+    "REPORT",
     "RUN_RECORD",
+    "SHARDS",
+    "TABLE_CSV",
+    "TABLE_MD",
     "TARGETS",
+    "depth_dir",
     "inputs_dir",
     "is_run_folder",
     "method_dir",
     "prediction_path",
     "predictions_dir",
+    "shard_path",
+    "shards_dir",
     "targets_dir",
 ]
 
@@ -35,8 +46,14 @@ TARGETS = "targets"
 INPUTS = "inputs"
 RUN_RECORD = "run.json"
 PER_IMAGE = "per_image.csv"
+DEPTH = "depth"
+SHARDS = ".shards"
+TABLE_MD = "table.md"
+TABLE_CSV = "table.csv"
+LEADERBOARD = "leaderboard.json"
+REPORT = "report.html"
 # Files rebuilt from per_image.csv and run.json at the end of every run (a merge rewrites them all).
-DERIVED_FILES = ("table.md", "table.csv", "leaderboard.json", "report.html", RUN_RECORD, PER_IMAGE)
+DERIVED_FILES = (TABLE_MD, TABLE_CSV, LEADERBOARD, REPORT, RUN_RECORD, PER_IMAGE)
 
 
 def predictions_dir(run: str | Path) -> Path:
@@ -62,6 +79,21 @@ def targets_dir(run: str | Path) -> Path:
 def inputs_dir(run: str | Path) -> Path:
     """``RUN/inputs``: the input photos' original bytes, named ``<id>.<ext>``."""
     return Path(run) / INPUTS
+
+
+def depth_dir(run: str | Path) -> Path:
+    """``RUN/depth``: depth maps estimated during the run, reused for the same input bytes and depth model."""
+    return Path(run) / DEPTH
+
+
+def shards_dir(run: str | Path) -> Path:
+    """``RUN/.shards``: the processes' partial results of a run in progress."""
+    return Path(run) / SHARDS
+
+
+def shard_path(run: str | Path, rank: int, world: int) -> Path:
+    """``RUN/.shards/rank-RRR-of-WWW.json``: the scores of process ``rank`` of ``world``."""
+    return shards_dir(run) / f"rank-{rank:03d}-of-{world:03d}.json"
 
 
 def is_run_folder(run: str | Path) -> bool:

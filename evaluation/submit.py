@@ -9,7 +9,7 @@ Examples::
     python -m evaluation.submit leaderboard --profile dmshn --sort ssim
     python -m evaluation.submit withdraw ID --user alice
     python -m evaluation.submit hide ID --reason "predictions copied from another entry"
-    python -m evaluation.submit study ID1 ID2 --out runs/portal-study --study-id portal-mos -- --items-per-session 20
+    python -m evaluation.submit study ID1 ID2 --out runs/portal-mos   # then the printed `python -m user_study create`
 
 The portal folder, dataset, results repo and organizer token come from the options or from the environment
 (``BOKEH_PORTAL_DIR``, ``BOKEH_PORTAL_DATASET``, ``BOKEH_PORTAL_HUB_REPO`` + ``HF_TOKEN``,
@@ -22,6 +22,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
+import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -29,7 +31,7 @@ from pathlib import Path
 
 from bokeh_model.errors import EXIT_BAD_INPUT, run_reporting_errors
 
-__all__ = ["build_parser", "main", "portal_from_args"]
+__all__ = ["build_parser", "main", "portal_from_args", "study_command"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,16 +92,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "study",
-        help="turn scored submissions into a MOS study (python -m user_study create)",
-        description="Writes a run folder of the submissions' predictions and targets and runs "
-        "`python -m user_study create` on it. Options after `--` go to user_study create.",
+        help="write scored submissions as a run folder for a MOS study (then: python -m user_study create)",
+        description="Writes a run folder of the submissions' predictions and targets and prints the "
+        "`python -m user_study create` command that makes the study from it.",
     )
     p.add_argument("ids", nargs="+", help="submission ids")
     p.add_argument("--out", required=True, help="run folder to write (must not exist or be empty)")
-    p.add_argument("--study-id", required=True)
     p.add_argument("--measured", nargs="*", default=[], help="measured methods to rate too, e.g. lens pynet")
-    p.add_argument("--db", help="study database URL (default: BOKEH_STUDY_DB)")
     return parser
+
+
+def study_command(folder: str | os.PathLike) -> str:
+    """The command that creates a user study from a study run folder; its id is the folder's name."""
+    study_id = re.sub(r"[^A-Za-z0-9_-]+", "-", Path(folder).name).strip("-") or "portal-mos"
+    return f"python -m user_study create {shlex.quote(os.fspath(folder))} --study-id {study_id}"
 
 
 def portal_from_args(args: argparse.Namespace, *, hf_api: object = None):
@@ -228,24 +234,16 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None = None, *, hf_api: 
     if command == "study":
         _organizer(portal, args)
         folder = portal.study_run_folder(args.ids, args.out, with_measured=args.measured)
-        print(f"wrote the study run folder {folder}")
-        from user_study.__main__ import main as study_main
-
-        extra = list(getattr(args, "study_args", []) or [])
-        db = ["--db", args.db] if args.db else []
-        return int(study_main([*db, "create", str(folder), "--study-id", args.study_id, *extra]) or 0)
+        print(f"wrote the study run folder {folder}; create the study with (options: python -m user_study create -h):")
+        print(study_command(folder))
+        return 0
     raise AssertionError(command)
 
 
 def main(argv: Sequence[str] | None = None, *, hf_api: object = None) -> int:
     """Command-line entry point; returns the exit code (``hf_api``: a stand-in Hub client for tests)."""
     words = list(sys.argv[1:] if argv is None else argv)
-    study_args: list[str] = []
-    if "--" in words:  # everything after -- goes to `python -m user_study create`
-        cut = words.index("--")
-        words, study_args = words[:cut], words[cut + 1 :]
     args = build_parser().parse_args(words)
-    args.study_args = study_args
     return run_reporting_errors(lambda: run(args, words, hf_api=hf_api))
 
 

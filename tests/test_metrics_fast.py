@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from evaluation.metrics import _STRIP_ROWS, psnr, ssim
+from evaluation.psnr_ssim import _STRIP_ROWS, psnr, ssim
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -4,6 +4,7 @@ the leaderboard, withdraw/hide with an audit log, the CLI and the bridge to the 
 from __future__ import annotations
 
 import json
+import shlex
 import stat
 import struct
 import zipfile
@@ -544,21 +545,25 @@ def test_study_bridge_creates_a_mos_study_from_submissions(tmp_path, dataset, ar
     portal.process_next()
     db = f"sqlite:///{tmp_path / 'study.db'}"
     base = ["--portal-dir", str(portal.root), "--dataset", str(dataset)]
-    args = [*base, "study", one, two, "--out", str(tmp_path / "study-run"), "--study-id", "portal-mos", "--db", db]
-    assert submit_main([*args, "--", "--items-per-session", "4"]) == 0, capsys.readouterr().err
+    run = tmp_path / "portal-mos"
+    assert submit_main([*base, "study", one, two, "--out", str(run)]) == 0, capsys.readouterr().err
     out = capsys.readouterr().out
-    assert "created study portal-mos" in out
-    run = tmp_path / "study-run"
     assert sorted(p.name for p in (run / "predictions").iterdir()) == ["Other_Net", "TestNet"]
     mapping = json.loads((run / "methods.json").read_text())["methods"]
     assert mapping["TestNet"]["submission"] == one
+    # the printed follow-up command, run as printed (plus options of user_study create), makes the study
+    follow_up = [line for line in out.splitlines() if line.startswith("python -m user_study create ")]
+    assert len(follow_up) == 1 and shlex.split(follow_up[0])[4:] == [str(run), "--study-id", "portal-mos"]
     from user_study.__main__ import main as study_main
 
+    words = shlex.split(follow_up[0])[3:]  # create DIR --study-id ID
+    assert study_main(["--db", db, *words, "--items-per-session", "4"]) == 0, capsys.readouterr().err
+    assert "created study portal-mos" in capsys.readouterr().out
     assert study_main(["--db", db, "status", "portal-mos"]) == 0  # the study CLI knows the study and its methods
     status = capsys.readouterr().out
     assert "TestNet" in status and "Other_Net" in status
     # an unscored or unknown submission is refused before anything is written
-    assert submit_main([*base, "study", "nope", "--out", str(tmp_path / "x"), "--study-id", "x", "--db", db]) == 2
+    assert submit_main([*base, "study", "nope", "--out", str(tmp_path / "x")]) == 2
     assert not (tmp_path / "x").exists()
 
 

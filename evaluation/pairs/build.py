@@ -261,7 +261,7 @@ def build_pairs_dataset(
     """
     from tqdm.auto import tqdm
 
-    from ..ebb import write_hub_splits
+    from ..hub_dataset import write_hub_splits
 
     settings = settings or AlignSettings()
     if image_format not in ("png", "jpeg"):

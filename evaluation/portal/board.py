@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from evaluation.run_layout import RUN_RECORD
+
 if TYPE_CHECKING:
     from .service import Portal
 
@@ -96,9 +98,9 @@ def _needs_depth(name: str) -> bool:
 
 
 def _measured_rows(folder: Path | None, profile: str, fingerprints: set[str]) -> tuple[list[dict[str, Any]], str]:
-    if folder is None or not (Path(folder) / "run.json").is_file():
+    if folder is None or not (Path(folder) / RUN_RECORD).is_file():
         return [], ""
-    run = json.loads((Path(folder) / "run.json").read_text(encoding="utf-8"))
+    run = json.loads((Path(folder) / RUN_RECORD).read_text(encoding="utf-8"))
     if run.get("status") != "complete":
         return [], ""
     dataset = run.get("dataset", {})
@@ -193,7 +195,7 @@ def leaderboard_frames(
     include_measured: bool = True,
 ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """See :meth:`Portal.leaderboard`."""
-    from .service import PROFILES, PortalError
+    from .models import PROFILES, PortalError
 
     if profile not in PROFILES:
         raise PortalError(f"profile {profile!r} is unknown; use one of {list(PROFILES)}")

@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from evaluation.run_layout import PER_IMAGE, method_dir
+
 __all__ = ["SUBMISSION_LABEL", "count_scored", "dataset_targets", "score_with_evaluation"]
 
 SUBMISSION_LABEL = "submission"
@@ -41,7 +43,7 @@ def _score_with_evaluation(
         InputError, ModelUnavailableError: as ``evaluation/run.py`` raises them (missing ids, wrong sizes,
         an unreachable dataset ...).
     """
-    from evaluation.run import evaluate_predictions
+    from evaluation.runner import evaluate_predictions
 
     run = evaluate_predictions(
         str(dataset),
@@ -57,7 +59,7 @@ def _score_with_evaluation(
     out = Path(out_dir)
     return {
         "run": run,
-        "per_image_csv": (out / "per_image.csv").read_text(encoding="utf-8"),
+        "per_image_csv": (out / PER_IMAGE).read_text(encoding="utf-8"),
         "out_dir": str(out),
     }
 
@@ -68,7 +70,7 @@ score_with_evaluation = _score_with_evaluation
 def count_scored(out_dir: str | os.PathLike, label: str = SUBMISSION_LABEL) -> int:
     """Images of a running evaluation done so far: ``evaluation/run.py`` saves ``predictions/<label>/<id>.png``
     as it scores each image (a documented output), so counting them gives progress without hooking into it."""
-    folder = Path(out_dir) / "predictions" / label
+    folder = method_dir(out_dir, label)
     try:
         return sum(1 for p in folder.iterdir() if p.suffix == ".png")
     except OSError:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bokeh_model.files import atomic_write
+from evaluation.run_layout import method_dir, targets_dir
 
 if TYPE_CHECKING:
     from .service import Portal
@@ -45,7 +46,7 @@ def build_study_run(
         PortalError: unknown or unscored submission, submissions of different splits, no kept targets,
             a measured method without predictions for the split's ids.
     """
-    from .service import PortalError
+    from .models import PortalError
 
     if not sub_ids:
         raise PortalError("choose at least one submission")
@@ -70,10 +71,10 @@ def build_study_run(
     taken: set[str] = set()
     mapping = {}
     try:
-        shutil.copytree(targets, folder / "targets")
+        shutil.copytree(targets, targets_dir(folder))
         for record in records:
             label = _label(record["meta"]["method"], taken)
-            shutil.copytree(portal.root / "predictions" / record["id"], folder / "predictions" / label)
+            shutil.copytree(portal.root / "predictions" / record["id"], method_dir(folder, label))
             mapping[label] = {
                 "submission": record["id"],
                 "sha256": record["sha256"],
@@ -81,13 +82,13 @@ def build_study_run(
             }
         measured = portal.settings.measured_dir
         for name in with_measured:
-            source = Path(measured or "") / "predictions" / name
+            source = method_dir(measured or "", name)
             if not source.is_dir():
                 raise PortalError(f"measured method {name!r} has no predictions in {source}")
             label = _label(name, taken)
-            (folder / "predictions" / label).mkdir(parents=True)
+            method_dir(folder, label).mkdir(parents=True)
             for path in source.glob("*.png"):
-                shutil.copyfile(path, folder / "predictions" / label / path.name)
+                shutil.copyfile(path, method_dir(folder, label) / path.name)
             mapping[label] = {"measured_run": str(measured), "method": name}
         atomic_write(folder / "methods.json", json.dumps({"split": split, "methods": mapping}, indent=2))
     except BaseException:
