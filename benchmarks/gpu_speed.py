@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"pynet {precision} {variant}: FAILED {type(exc).__name__}: {exc}")
 
     if not args.skip_lens:
-        from render_speed import make_scene  # the synthetic RGB-D scene of the CPU renderer benchmark
+        from benchmarks.render_speed import make_scene  # the synthetic RGB-D scene of the CPU renderer benchmark
 
         lens_h, lens_w = args.lens_size
         image, depth, focus = make_scene(lens_h, lens_w)
