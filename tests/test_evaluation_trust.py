@@ -25,6 +25,7 @@ from evaluation.run import PSNR_CAP_DB, evaluate_predictions, main
 
 ROOT = Path(__file__).resolve().parents[1]
 
+
 class _Dim(Method):
     """Test-only method without depth: the input, 10% darker."""
 

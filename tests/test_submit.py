@@ -51,6 +51,7 @@ META = SubmissionMeta(
 )
 ALICE = Submitter("alice", "Alice", via="oauth")
 
+
 class _Shift(Method):
     """Test-only method without depth: the photo brightened a little."""
 
