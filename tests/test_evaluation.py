@@ -415,8 +415,9 @@ def test_accelerate_two_processes_give_the_same_table(tmp_path):
         "    code = main(sys.argv[1:])\n"
         "sys.exit(code)\n"
     )
-    # The package comes from the installed (editable) checkout; PYTHONPATH names only this folder of test modules.
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parent)}
+    # The workers import this checkout's code (as the other subprocess tests do) and the test modules beside this one.
+    here = Path(__file__).resolve().parent
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(here.parent), str(here)])}
     args = [*SYNTH, "--synthetic-scenes", "3", "--methods", "eval_test_blur", "--device", "cpu"]
     assert main([*args, "--out", str(tmp_path / "one")]) == 0  # one process, in this interpreter
     accelerate = Path(sys.executable).with_name("accelerate")
