@@ -67,10 +67,10 @@ def _is_private(name: str) -> bool:
     return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
 
 
-def _imports(path: Path) -> list[Import]:
+def _imports(path: Path, source: str | None = None) -> list[Import]:
     """Every import in the file, at any depth (function-level and ``try`` imports included), made absolute;
     ``importlib.import_module("literal")`` counts as an import too."""
-    source = path.read_text(encoding="utf-8")
+    source = path.read_text(encoding="utf-8") if source is None else source
     lines = source.splitlines()
     module = _module_name(path)
     package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
@@ -96,39 +96,80 @@ def _imports(path: Path) -> list[Import]:
             and not node.args[0].value.startswith(".")
         ):
             found.append(Import(node.lineno, node.args[0].value, (), text))
-    return found
+    return sorted(found, key=lambda imp: imp.line)
 
 
 def _import_problems() -> list[str]:
+    return [problem for path in _product_files() for problem in _file_problems(path)]
+
+
+def _file_problems(path: Path, source: str | None = None) -> list[str]:
+    """``file:line: arrow A -> B points up: <the import>`` and private-name uses of one product file."""
     problems = []
-    for path in _product_files():
-        room = _room(path)
-        where = path.relative_to(ROOT)
-        for imp in _imports(path):
-            target = imp.module.split(".")[0]
-            if target not in RANK or target == room:
-                continue
-            if RANK[target] > RANK[room]:
-                problems.append(f"{where}:{imp.line}: arrow {room} -> {target} points up: {imp.text}")
-            private = [part for part in imp.module.split(".")[1:] if _is_private(part)]
-            private += [name for name in imp.names if _is_private(name)]
-            if private:
-                problems.append(f"{where}:{imp.line}: {room} uses private {target} names {private}: {imp.text}")
+    room = _room(path)
+    where = path.relative_to(ROOT)
+    for imp in _imports(path, source):
+        target = imp.module.split(".")[0]
+        if target not in RANK or target == room:
+            continue
+        if RANK[target] > RANK[room]:
+            problems.append(f"{where}:{imp.line}: arrow {room} -> {target} points up: {imp.text}")
+        private = [part for part in imp.module.split(".")[1:] if _is_private(part)]
+        private += [name for name in imp.names if _is_private(name)]
+        if private:
+            problems.append(f"{where}:{imp.line}: {room} uses private {target} names {private}: {imp.text}")
     return problems
 
 
+SAMPLE = """
+import numpy as np
+from . import align
+from .. import metrics
+from ..run_layout import prediction_path
+
+
+def late():
+    try:
+        from user_study.service import StudyService
+    except ImportError:
+        pass
+    import importlib
+
+    return importlib.import_module("space.app"), StudyService
+
+
+from bokeh_model.methods._lens_fast import render_image
+from bokeh_model.methods import _optics, lens
+"""
+
+
 def test_the_import_walk_sees_what_it_must() -> None:
-    """The checker itself: relative, function-level and dynamic imports are found and made absolute."""
-    found = {imp.module for imp in _imports(ROOT / "bokeh_model" / "methods" / "gaussian.py")}
-    assert {"bokeh_model.registry", "bokeh_model.methods.lens", "numpy"} <= found
-    lens = {(imp.module, imp.names) for imp in _imports(ROOT / "bokeh_model" / "methods" / "lens.py")}
-    assert ("bokeh_model.methods._lens_fast", ("render_image",)) in lens  # inside a function
-    dynamic = {imp.module for imp in _imports(ROOT / "bokeh_model" / "methods" / "__init__.py")}
-    assert "importlib" in dynamic
+    """The checker itself: relative, function-level, ``try`` and dynamic imports are found and made absolute."""
+    path = ROOT / "evaluation" / "pairs" / "build.py"
+    found = {(imp.module, imp.names) for imp in _imports(path, SAMPLE)}
+    assert found == {
+        ("numpy", ()),
+        ("evaluation.pairs", ("align",)),
+        ("evaluation", ("metrics",)),
+        ("evaluation.run_layout", ("prediction_path",)),
+        ("user_study.service", ("StudyService",)),
+        ("importlib", ()),
+        ("space.app", ()),
+        ("bokeh_model.methods._lens_fast", ("render_image",)),
+        ("bokeh_model.methods", ("_optics", "lens")),
+    }
+    package = {imp.module for imp in _imports(ROOT / "evaluation" / "pairs" / "__init__.py", "from . import build")}
+    assert package == {"evaluation.pairs"}
     assert _is_private("_lens_fast") and not _is_private("__main__") and not _is_private("lens")
-    assert _room(ROOT / "app.py") == "app" and _module_name(ROOT / "evaluation" / "pairs" / "__init__.py") == (
-        "evaluation.pairs"
-    )
+    assert _room(ROOT / "app.py") == "app" and _room(path) == "evaluation"
+    problems = _file_problems(path, SAMPLE)
+    assert [problem.split(": ", 2)[1] for problem in problems] == [
+        "arrow evaluation -> user_study points up",
+        "arrow evaluation -> space points up",
+        "evaluation uses private bokeh_model names ['_lens_fast']",
+        "evaluation uses private bokeh_model names ['_optics']",
+    ]
+    assert problems[0].startswith("evaluation/pairs/build.py:10: ") and "from user_study.service" in problems[0]
 
 
 def test_imports_point_one_way_and_skip_private_names() -> None:
