@@ -16,9 +16,12 @@ LITERT_STAMP := $(LITERT_VENV)/.installed
 
 .PHONY: setup tf-env litert-env demo models test lint format bench system-deps clean
 
-$(STAMP): requirements.txt requirements-dev.txt
+# The checkout itself is installed in editable mode (pyproject.toml): `import bokeh_model` and the console scripts
+# (bokeh-model, bokeh-eval, ...) use this folder's code, wherever they are started from.
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
 setup: $(STAMP)
@@ -65,9 +68,10 @@ format: setup
 	$(PY) -m ruff check --fix .
 
 bench: setup
-	@# exit code 3 = skipped for a missing device (gpu_speed.py without CUDA)
-	@for script in benchmarks/*.py; do echo "== $$script"; $(PY) $$script; rc=$$?; \
-		test $$rc -eq 0 -o $$rc -eq 3 || exit 1; done
+	@# each benchmark runs as a module (python -m benchmarks.NAME); exit code 3 = skipped for a missing device
+	@# (gpu_speed without CUDA)
+	@for script in benchmarks/[a-z]*.py; do name=$$(basename $$script .py); echo "== python -m benchmarks.$$name"; \
+		$(PY) -m benchmarks.$$name; rc=$$?; test $$rc -eq 0 -o $$rc -eq 3 || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(TF_VENV) $(LITERT_VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(TF_VENV) $(LITERT_VENV) .pytest_cache .ruff_cache build *.egg-info

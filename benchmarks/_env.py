@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import platform
-import sys
 from pathlib import Path
 
+# The checkout: the benchmarks read its example photos and start its app.py (the packages themselves are imported
+# from the installed package, `make setup`).
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 __all__ = ["ROOT", "environment_lines"]
 

@@ -1,7 +1,7 @@
 """App latency: cold start of ``python app.py`` to the first HTTP 200, then the ``/render`` API for a 1024-px
 photo with ``lens`` on the CPU (target <= 1.5 s), compared in the same run with calling the library directly.
 
-    python benchmarks/app_latency.py [--repeats 5] [--depth-source approximate]
+    python -m benchmarks.app_latency [--repeats 5] [--depth-source approximate]
 
 Loopback only: the app is started on 127.0.0.1 on a free port and stopped at the end.
 """
@@ -19,8 +19,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-from _env import ROOT, environment_lines
 from PIL import Image
+
+from benchmarks._env import ROOT, environment_lines
 
 
 def _free_port() -> int:
@@ -95,7 +96,6 @@ def main() -> None:
         process.wait(timeout=30)
 
     # Reference in the same run: the same work through the library, without HTTP, encoding or the queue.
-    sys.path.insert(0, str(ROOT))
     from bokeh_model import create_method, load_image
     from bokeh_model.depth import approximate_depth, focus_disparity_at
 

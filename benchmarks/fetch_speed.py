@@ -5,20 +5,16 @@ parameters, plus a few Adam slots), built by the test helper; the server is the 
 reference in the same run is reading the same zip bytes over the same loopback connection (download only), so the
 ratio says what conversion and verification add. Prints versions and the device.
 
-    python benchmarks/fetch_speed.py
+    python -m benchmarks.fetch_speed
 """
 
 from __future__ import annotations
 
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 
 def _folder_bytes(folder: Path) -> int:
@@ -28,8 +24,9 @@ def _folder_bytes(folder: Path) -> int:
 def main() -> int:
     import numpy as np
     import torch
-    from _local_server import LocalServer
-    from _pynet_archive import build_pynet_zip
+
+    from tests._local_server import LocalServer
+    from tests._pynet_archive import build_pynet_zip
 
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["BOKEH_CACHE"] = str(Path(tmp) / "cache")

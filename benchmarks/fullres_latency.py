@@ -1,6 +1,6 @@
 """Full-resolution render in the app: a 12 MP photo with ``lens``, end to end, with the share of each stage.
 
-    python benchmarks/fullres_latency.py [--repeats 3] [--megapixels 12] [--depth-source approximate] [--http]
+    python -m benchmarks.fullres_latency [--repeats 3] [--megapixels 12] [--depth-source approximate] [--http]
 
 What is timed is the app's own render path (``space.render_tab.render_outputs``: decode, downscale to the
 processing resolution, depth, lens, guided full-resolution finish, encoding of the download and the previews),
@@ -20,16 +20,14 @@ from __future__ import annotations
 import argparse
 import socket
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from _env import ROOT, environment_lines
 from PIL import Image
 
-sys.path.insert(0, str(ROOT))
+from benchmarks._env import ROOT, environment_lines
 
 STAGES = ("decode", "downscale", "depth", "render", "finish", "encode")
 TARGET_S = 3.0

@@ -6,7 +6,7 @@ torch.compile(channels_last); then the `lens` renderer on CUDA at 1024x1536 with
 Every figure: warm-up runs first, then CUDA-synchronised wall times, median of --repeats. The paper's reference is
 0.14 s per image on an Nvidia Tesla V100 (Table 1); the table gives the ratio to it.
 
-    python benchmarks/gpu_speed.py [--repeats 20] [--warmup 5] [--no-compile] [--precisions fp32,bf16,fp16]
+    python -m benchmarks.gpu_speed [--repeats 20] [--warmup 5] [--no-compile] [--precisions fp32,bf16,fp16]
 
 Without a CUDA GPU it prints why and exits with code 3. `--device cpu` runs the same code on the CPU (meant for a
 quick check of the script with a small --size, not for figures).
@@ -21,8 +21,8 @@ import time
 from collections.abc import Callable
 
 import torch
-from _env import environment_lines
 
+from benchmarks._env import environment_lines
 from bokeh_model import create_method
 from bokeh_model.device import PRECISIONS, autocast, synchronize
 from bokeh_model.modeling_pynet import PyNET
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"pynet {precision} {variant}: FAILED {type(exc).__name__}: {exc}")
 
     if not args.skip_lens:
-        from render_speed import make_scene  # the synthetic RGB-D scene of the CPU renderer benchmark
+        from benchmarks.render_speed import make_scene  # the synthetic RGB-D scene of the CPU renderer benchmark
 
         lens_h, lens_w = args.lens_size
         image, depth, focus = make_scene(lens_h, lens_w)

@@ -4,7 +4,7 @@ Prints per-pair times of both implementations (best of a few repeats, same proce
 ratio and the largest absolute difference of the two values, plus versions and the CPU.
 Target: ours at least 5x faster with |difference| <= 1e-6.
 
-    python benchmarks/metrics_speed.py [--repeats 3] [--height 1024 --width 1536]
+    python -m benchmarks.metrics_speed [--repeats 3] [--height 1024 --width 1536]
 """
 
 from __future__ import annotations
@@ -14,9 +14,6 @@ import os
 import platform
 import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402

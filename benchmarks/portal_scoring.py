@@ -11,7 +11,7 @@ Per-image cost is the slope between N1 and N2 (so start-up costs do not inflate 
 ``fixed + 294 * slope``. The ratio portal/reference shows what the portal adds. LPIPS is included only when the
 AlexNet trunk is in the torch hub cache (say so with the printed line).
 
-    python benchmarks/portal_scoring.py [--counts 4 10] [--width 1536 --height 1024]
+    python -m benchmarks.portal_scoring [--counts 4 10] [--width 1536 --height 1024]
 """
 
 from __future__ import annotations
@@ -24,8 +24,6 @@ import time
 import uuid
 import zipfile
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402

@@ -7,9 +7,9 @@ output against PyTorch fp32 eager (a backend counts as exact enough for `backend
 The model is the full-size network with He-scaled random weights (the authors' init makes an untrained output
 nearly constant, which would make the PSNR column meaningless); pass --weights for a trained one. Speed does not
 depend on the weight values. The paper reports 0.14 s on an Nvidia Tesla V100 (Table 1); for GPUs see
-benchmarks/gpu_speed.py.
+``python -m benchmarks.gpu_speed``.
 
-    python benchmarks/pynet_speed.py [--threads 2] [--repeats 3] [--size 512 768] [--backends eager,onnxruntime]
+    python -m benchmarks.pynet_speed [--threads 2] [--repeats 3] [--size 512 768] [--backends eager,onnxruntime]
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _env import environment_lines
 
+from benchmarks._env import environment_lines
 from bokeh_model.backends import BACKENDS, MIN_PSNR_VS_FP32, backend_status, get_runner
 from bokeh_model.modeling_pynet import PyNET
 

@@ -1,6 +1,6 @@
 """Speed of the classical bokeh renderers at 1024x1536, K = 32: every method on the CPU (and CUDA if present).
 
-Usage: ``python benchmarks/render_speed.py [--threads 2] [--repeats 3] [--size 1024x1536] [--strength 32]``
+Usage: ``python -m benchmarks.render_speed [--threads 2] [--repeats 3] [--size 1024x1536] [--strength 32]``
 
 The scene is synthetic (textured far wall, receding ground plane, an in-focus subject, a blurred foreground
 object, bright points for bokeh balls), so the numbers are reproducible anywhere. In the same run the
@@ -16,14 +16,10 @@ import json
 import os
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import torch  # noqa: E402
 
 from bokeh_model import create_method  # noqa: E402

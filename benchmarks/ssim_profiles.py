@@ -8,7 +8,7 @@ covariance (scikit-image defaults, DMSHN's ``eval.py``) vs 11x11 Gaussian, sigma
 (TensorFlow, the authors' code). Prints every pair, the range of the difference per prediction, versions
 and the CPU.
 
-    python benchmarks/ssim_profiles.py [--long-side 768]
+    python -m benchmarks.ssim_profiles [--long-side 768]
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ import io
 import platform
 import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 import skimage  # noqa: E402

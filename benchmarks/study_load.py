@@ -22,9 +22,9 @@ which is also what the multi-process measurement uses. Reference in the same run
 ``StudyService`` directly (no HTTP, one thread). CPU time of the app process(es) per request is printed as
 well: unlike latencies it hardly depends on what else runs on the machine.
 
-    python benchmarks/study_load.py                       # crowd + capacity, SQLite, the Space app
-    python benchmarks/study_load.py --postgres            # + PostgreSQL with 1 and 2 uvicorn workers
-    python benchmarks/study_load.py --quick               # a short smoke run (CI)
+    python -m benchmarks.study_load                       # crowd + capacity, SQLite, the Space app
+    python -m benchmarks.study_load --postgres            # + PostgreSQL with 1 and 2 uvicorn workers
+    python -m benchmarks.study_load --quick               # a short smoke run (CI)
 """
 
 from __future__ import annotations
@@ -47,9 +47,6 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from user_study.config import StudyConfig  # noqa: E402
 from user_study.service import StudyService  # noqa: E402
@@ -92,7 +89,6 @@ class App:
             "BOKEH_DATA_DIR": str(data_dir),
             "BOKEH_RATER_SECRET": SECRET,
             "BOKEH_STUDY_DB": db_url,
-            "PYTHONPATH": str(ROOT),
             "GRADIO_ANALYTICS_ENABLED": "False",
             # every simulated rater comes from 127.0.0.1: lift the per-client abuse limits for the benchmark
             "BOKEH_STUDY_BEGIN_PER_MIN": "1000000",
@@ -440,8 +436,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # ---------------------------------------------------------------- PostgreSQL, 1 vs 2 processes
     if args.postgres:
-        sys.path.insert(0, str(ROOT / "tests"))
-        from _postgres import PostgresServer
+        from tests._postgres import PostgresServer
 
         pg = PostgresServer()
         try:

@@ -9,8 +9,8 @@ with random weights (same cost).
 Reference in the same run: on CUDA, bf16 autocast vs fp32 (ratio = bf16 / fp32); on the CPU, the training
 step vs a forward pass without gradients (ratio = train / inference).
 
-    .venv/bin/python benchmarks/train_speed.py                  # CPU: crop 64, batch 2, levels 7..1
-    .venv/bin/python benchmarks/train_speed.py --device cuda    # crop 512, the authors' batch sizes
+    .venv/bin/python -m benchmarks.train_speed                  # CPU: crop 64, batch 2, levels 7..1
+    .venv/bin/python -m benchmarks.train_speed --device cuda    # crop 512, the authors' batch sizes
 """
 
 from __future__ import annotations
@@ -20,12 +20,9 @@ import io
 import platform
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bokeh_model.modeling_pynet import LEVEL_SCALES, PyNET  # noqa: E402
 from bokeh_model.training import (  # noqa: E402

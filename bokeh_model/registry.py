@@ -12,9 +12,10 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import fnmatch
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -30,6 +31,8 @@ __all__ = [
     "is_method",
     "list_methods",
     "register_method",
+    "registered_methods",
+    "unregister_method",
 ]
 
 ParamKind = Literal["float", "int", "bool", "choice", "str"]
@@ -206,6 +209,45 @@ def register_method(
         return factory
 
     return decorator
+
+
+def unregister_method(name: str) -> None:
+    """Remove a registered method (by its name or an alias) together with all its aliases.
+
+    For plugins and tests that register a method for a while; see :func:`registered_methods`.
+
+    Raises:
+        KeyError: unknown name, with close matches.
+    """
+    key = _resolve(name)
+    del _REGISTRY[key]
+    for alias in [alias for alias, target in _ALIASES.items() if target == key]:
+        del _ALIASES[alias]
+
+
+@contextlib.contextmanager
+def registered_methods(*factories: Callable[..., Method]) -> Iterator[None]:
+    """Register method classes (under their ``name`` attribute) for the duration of a ``with`` block.
+
+    >>> class Dim(Method):
+    ...     name, needs_depth = "doc_dim", False
+    ...     def render(self, image, depth):
+    ...         return image * 0.5
+    >>> with registered_methods(Dim):
+    ...     is_method("doc_dim")
+    True
+    >>> is_method("doc_dim")
+    False
+    """
+    names: list[str] = []
+    try:
+        for factory in factories:
+            register_method()(factory)
+            names.append(getattr(factory, "name", "") or factory.__name__)
+        yield
+    finally:
+        for name in reversed(names):
+            unregister_method(name)
 
 
 def _resolve(name: str) -> str:

@@ -13,50 +13,54 @@ import pytest
 from _tiny_models import save_tiny_dpt
 from PIL import Image
 
-from bokeh_model.registry import Method, ParamSpec, is_method, register_method
+from bokeh_model.registry import Method, ParamSpec, registered_methods
 from evaluation import leaderboard
 from evaluation.run import main
 
 SYNTH = ["--synthetic-scenes", "2", "--synthetic-size", "128x96", "--warmup", "1"]
 
 
-if not is_method("eval_test_blur"):
+class _TestBlur(Method):
+    """Deterministic numpy depth-of-field stand-in: box blur mixed in by distance from the focus."""
 
-    @register_method("eval_test_blur")
-    class _TestBlur(Method):
-        """Deterministic numpy depth-of-field stand-in: box blur mixed in by distance from the focus."""
+    name = "eval_test_blur"
+    description = "test-only box blur"
+    needs_depth = True
+    params = (
+        ParamSpec("radius", "int", 2, min=0, max=10),
+        ParamSpec("focus_disparity", "float", 0.5, min=0.0, max=1.0),
+    )
 
-        name = "eval_test_blur"
-        description = "test-only box blur"
-        needs_depth = True
-        params = (
-            ParamSpec("radius", "int", 2, min=0, max=10),
-            ParamSpec("focus_disparity", "float", 0.5, min=0.0, max=1.0),
+    def render(self, image, depth, *, radius, focus_disparity):
+        padded = np.pad(image, ((radius, radius), (radius, radius), (0, 0)), mode="edge")
+        size = 2 * radius + 1
+        blurred = (
+            sum(padded[y : y + image.shape[0], x : x + image.shape[1]] for y in range(size) for x in range(size))
+            / size**2
         )
-
-        def render(self, image, depth, *, radius, focus_disparity):
-            padded = np.pad(image, ((radius, radius), (radius, radius), (0, 0)), mode="edge")
-            size = 2 * radius + 1
-            blurred = (
-                sum(padded[y : y + image.shape[0], x : x + image.shape[1]] for y in range(size) for x in range(size))
-                / size**2
-            )
-            weight = np.clip(4 * np.abs(depth - focus_disparity), 0, 1)[..., None]
-            return image * (1 - weight) + blurred * weight
+        weight = np.clip(4 * np.abs(depth - focus_disparity), 0, 1)[..., None]
+        return image * (1 - weight) + blurred * weight
 
 
-if not is_method("eval_test_nan"):
+class _TestNaN(Method):
+    name = "eval_test_nan"
+    description = "test-only method returning NaN"
+    needs_depth = False
 
-    @register_method("eval_test_nan")
-    class _TestNaN(Method):
-        name = "eval_test_nan"
-        description = "test-only method returning NaN"
-        needs_depth = False
+    def render(self, image, depth):
+        out = image.copy()
+        out[0, 0, 0] = np.nan
+        return out
 
-        def render(self, image, depth):
-            out = image.copy()
-            out[0, 0, 0] = np.nan
-            return out
+
+TEST_METHODS = (_TestBlur, _TestNaN)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _test_methods():
+    """eval_test_blur and eval_test_nan are registered only while this module's tests run."""
+    with registered_methods(*TEST_METHODS):
+        yield
 
 
 @pytest.fixture(autouse=True)
@@ -401,16 +405,19 @@ def test_accelerate_two_processes_give_the_same_table(tmp_path):
     import subprocess
     import sys
 
-    repo = Path(__file__).resolve().parent.parent
     script = tmp_path / "launch.py"
     script.write_text(
         "import sys\n"
-        f"sys.path[:0] = [{str(repo)!r}, {str(Path(__file__).parent)!r}]\n"
-        "import test_evaluation  # registers eval_test_blur\n"
+        "from bokeh_model.registry import registered_methods\n"
         "from evaluation.run import main\n"
-        "sys.exit(main(sys.argv[1:]))\n"
+        "from test_evaluation import TEST_METHODS\n"
+        "with registered_methods(*TEST_METHODS):  # eval_test_blur\n"
+        "    code = main(sys.argv[1:])\n"
+        "sys.exit(code)\n"
     )
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo)}
+    # The workers import this checkout's code (as the other subprocess tests do) and the test modules beside this one.
+    here = Path(__file__).resolve().parent
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(here.parent), str(here)])}
     args = [*SYNTH, "--synthetic-scenes", "3", "--methods", "eval_test_blur", "--device", "cpu"]
     assert main([*args, "--out", str(tmp_path / "one")]) == 0  # one process, in this interpreter
     accelerate = Path(sys.executable).with_name("accelerate")

@@ -19,24 +19,29 @@ import pytest
 from _tiny_models import save_tiny_dpt
 from PIL import Image
 
-from bokeh_model.registry import Method, is_method, register_method
+from bokeh_model.registry import Method, registered_methods
 from evaluation import ebb, leaderboard
 from evaluation.run import PSNR_CAP_DB, evaluate_predictions, main
 
 ROOT = Path(__file__).resolve().parents[1]
 
-if not is_method("eval_trust_dim"):
 
-    @register_method("eval_trust_dim")
-    class _Dim(Method):
-        """Test-only method without depth: the input, 10% darker."""
+class _Dim(Method):
+    """Test-only method without depth: the input, 10% darker."""
 
-        name = "eval_trust_dim"
-        description = "test-only: input x 0.9"
-        needs_depth = False
+    name = "eval_trust_dim"
+    description = "test-only: input x 0.9"
+    needs_depth = False
 
-        def render(self, image, depth):
-            return image * 0.9
+    def render(self, image, depth):
+        return image * 0.9
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _test_methods():
+    """eval_trust_dim is registered only while this module's tests run."""
+    with registered_methods(_Dim):
+        yield
 
 
 @pytest.fixture(autouse=True)

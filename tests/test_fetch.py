@@ -312,15 +312,16 @@ def test_fixed_range_depth_is_fed_unchanged() -> None:
 
 
 def test_evaluation_fetches_the_lpips_trunk_on_first_use_unless_offline(
-    caches: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    caches: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, temporary_methods
 ) -> None:
     """Online, the run downloads the trunk itself (here a stand-in that fails the official hash check, so LPIPS is
     n/a with that reason); with --offline it does not even ask."""
-    from test_evaluation import SYNTH
+    from test_evaluation import SYNTH, TEST_METHODS
 
     import bokeh_model.fetch as fetch_module
     from evaluation.run import main as run_main
 
+    temporary_methods(*TEST_METHODS)  # eval_test_blur
     monkeypatch.setattr(torch.hub, "_hub_dir", str(Path(caches["TORCH_HOME"]) / "hub"))
     with LocalServer() as server:
         monkeypatch.setattr(fetch_module, "ALEXNET_URL", server.add("/alexnet-owt-7be5be79.pth", b"not alexnet"))

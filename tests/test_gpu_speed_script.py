@@ -1,4 +1,5 @@
-"""benchmarks/gpu_speed.py: argument checks, a clear exit without CUDA, and its code path on the CPU at a tiny size."""
+"""``python -m benchmarks.gpu_speed``: argument checks, a clear exit without CUDA, and its code path on the CPU at a
+tiny size."""
 
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ from pathlib import Path
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_speed.py"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=600)
+    """``python -m benchmarks.gpu_speed ...`` from the repository root, as the README runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "benchmarks.gpu_speed", *args], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
 
 
 def test_help_and_bad_arguments() -> None:

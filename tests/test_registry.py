@@ -6,7 +6,22 @@ import numpy as np
 import pytest
 
 from bokeh_model import InputError, Method, ParamSpec, create_method, is_method, list_methods, register_method
-from bokeh_model.registry import check_depth_array, check_image_array
+from bokeh_model.registry import check_depth_array, check_image_array, registered_methods, unregister_method
+
+
+class _Half(Method):
+    """Test-only: the photo at half brightness."""
+
+    name = "registry_test_half"
+    description = "test-only"
+    needs_depth = False
+
+    def render(self, image, depth):
+        return image * 0.5
+
+
+class _Dup(_Half):
+    name = "pynet"
 
 
 def test_pynet_is_registered_and_listed() -> None:
@@ -80,3 +95,35 @@ def test_array_checks() -> None:
         check_depth_array(np.array([[0.0, np.inf]]))
     resized = check_depth_array(np.linspace(0, 1, 12, dtype=np.float32).reshape(3, 4), (6, 8))
     assert resized.shape == (6, 8) and 0.0 <= resized.min() <= resized.max() <= 1.0
+
+
+def test_registered_methods_exist_only_inside_the_block() -> None:
+    with registered_methods(_Half):
+        assert "registry_test_half" in list_methods()
+        out = create_method("registry_test_half")(np.ones((2, 3, 3), np.float32))
+        assert out.shape == (2, 3, 3) and float(out.max()) == 0.5
+    assert not is_method("registry_test_half")
+    with pytest.raises(RuntimeError, match="boom"), registered_methods(_Half):
+        raise RuntimeError("boom")
+    assert not is_method("registry_test_half")  # removed on an error too
+
+
+def test_a_failed_registration_leaves_nothing_behind() -> None:
+    before = list_methods()
+    with pytest.raises(ValueError, match="already has an entry named 'pynet'"), registered_methods(_Half, _Dup):
+        pass  # pragma: no cover - never reached
+    assert list_methods() == before and is_method("pynet")
+
+
+def test_unregister_removes_aliases_and_refuses_unknown_names() -> None:
+    register_method(aliases=("registry_test_alias",))(_Half)
+    assert is_method("registry_test_alias")
+    unregister_method("registry_test_alias")  # by alias: the method and all its aliases go
+    assert not is_method("registry_test_half") and not is_method("registry_test_alias")
+    with pytest.raises(KeyError, match="unknown method"):
+        unregister_method("registry_test_half")
+
+
+def test_temporary_methods_fixture(temporary_methods) -> None:
+    temporary_methods(_Half)
+    assert is_method("registry_test_half")  # removed after this test by the fixture

@@ -25,7 +25,7 @@ from _portal_testing import (
     write_zip,
 )
 
-from bokeh_model.registry import Method, is_method, register_method
+from bokeh_model.registry import Method, registered_methods
 from evaluation.portal import (
     CheckLimits,
     DuplicateSubmission,
@@ -52,18 +52,23 @@ META = SubmissionMeta(
 )
 ALICE = Submitter("alice", "Alice", via="oauth")
 
-if not is_method("portal_test_shift"):
 
-    @register_method("portal_test_shift")
-    class _Shift(Method):
-        """Test-only method without depth: the photo brightened a little."""
+class _Shift(Method):
+    """Test-only method without depth: the photo brightened a little."""
 
-        name = "portal_test_shift"
-        description = "test-only brightening"
-        needs_depth = False
+    name = "portal_test_shift"
+    description = "test-only brightening"
+    needs_depth = False
 
-        def render(self, image, depth):
-            return np.clip(image + 0.02, 0, 1)
+    def render(self, image, depth):
+        return np.clip(image + 0.02, 0, 1)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _test_methods():
+    """portal_test_shift is registered only while this module's tests run."""
+    with registered_methods(_Shift):
+        yield
 
 
 @pytest.fixture(autouse=True)

@@ -19,15 +19,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from _postgres import PostgresServer, find_pg_bin
 from sqlalchemy import func, select, text
 
 from user_study.config import StudyConfig
 from user_study.service import StudyError, StudyService, SubmitRejected
 from user_study.storage import Assignment, Event, Rating, Slot, hash_rater, utcnow
 from user_study.testing import make_fake_run
-
-sys.path.insert(0, str(Path(__file__).parent))
-from _postgres import PostgresServer, find_pg_bin  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
