@@ -22,14 +22,9 @@ From Python, :func:`evaluate_predictions` scores a folder of predictions and ret
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-if __package__ in (None, ""):  # run as a script: make the repository root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 import argparse
 import shlex
+import sys
 from collections.abc import Sequence
 
 from bokeh_model.errors import run_reporting_errors

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import inspect
 import io
 import json
 import os
@@ -181,16 +180,9 @@ class SyntheticSource(EvalSource):
         self._rows: list[dict[str, Any]] | None = None
 
     def _key(self) -> str:
-        renderer = reference_renderer()
-        module = inspect.getmodule(renderer)
-        source = inspect.getsource(module) if module else ""
-        try:
-            from bokeh_model.methods import _optics
+        from bokeh_model.methods.lens import reference_fingerprint
 
-            source += inspect.getsource(_optics)
-        except (ImportError, OSError):
-            pass
-        payload = json.dumps(self.options, sort_keys=True) + hashlib.sha256(source.encode()).hexdigest()
+        payload = json.dumps(self.options, sort_keys=True) + reference_fingerprint()
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     def _build(self) -> list[dict[str, Any]]:

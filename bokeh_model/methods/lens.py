@@ -46,6 +46,7 @@ __all__ = [
     "depth_blur_params",
     "render_on",
     "render_lens_reference",
+    "reference_fingerprint",
     "resolve_focus",
     "warm_up",
 ]
@@ -187,6 +188,21 @@ def render_on(device: str, image: np.ndarray, radius: np.ndarray, **kwargs: Any)
     from ._lens_fast import render_image
 
     return render_image(image, radius, **kwargs)
+
+
+def reference_fingerprint() -> str:
+    """SHA-256 of the source of the exact lens model (this module and its optics), for caches of its renders.
+
+    The synthetic benchmark keys its rendered targets on it, so a change to the model invalidates them.
+    """
+    import hashlib
+    import inspect
+    import sys
+
+    from . import _optics
+
+    source = inspect.getsource(sys.modules[__name__])
+    return hashlib.sha256((source + inspect.getsource(_optics)).encode()).hexdigest()
 
 
 def warm_up() -> None:
