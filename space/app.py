@@ -9,14 +9,13 @@ import warnings
 
 import gradio as gr
 
-from user_study.ui import build_study_ui, tune_queue
-
 from .compare_tab import build_compare_tab
 from .config import SpaceSettings
 from .fetching import start_background_fetch
 from .leaderboard_tab import build_leaderboard_tab
 from .render_tab import build_render_tab
 from .status_tab import build_status_tab, follow_model_changes, status_banner
+from .study_tab import build_study_ui, tune_queue
 from .submit_tab import build_portal_board, build_portal_tab, get_portal
 
 __all__ = ["build_app", "launch"]

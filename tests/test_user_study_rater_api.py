@@ -15,7 +15,8 @@ from fastapi.testclient import TestClient
 from starlette.middleware import Middleware
 
 from user_study.config import StudyConfig
-from user_study.rater_api import ApiLimits, RateLimiter, build_rater_router, client_key, legacy_link_middleware
+from user_study.rater_api import build_rater_router, legacy_link_middleware
+from user_study.rater_limits import ApiLimits, RateLimiter, client_key
 from user_study.report import safe_cell
 from user_study.service import StudyError, StudyService
 from user_study.testing import make_fake_run
