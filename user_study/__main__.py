@@ -394,8 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
         "the organizer export when BOKEH_ORGANIZER_TOKEN is set) with uvicorn. There is no organizer view here: "
         "use the Space's Study tab (python app.py) or the other commands of this CLI.",
     )
-    sv.add_argument("--host", default="127.0.0.1")
-    sv.add_argument("--port", type=int, default=7861)
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    sv.add_argument("--port", type=int, default=7861, help="port (default: 7861)")
     sv.set_defaults(func=cmd_serve)
     return p
 
