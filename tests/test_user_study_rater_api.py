@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -313,3 +315,16 @@ def test_limits_from_the_environment(monkeypatch):
     monkeypatch.setenv("BOKEH_STUDY_MAX_BODY", "lots")
     with pytest.raises(ValueError, match="BOKEH_STUDY_MAX_BODY='lots' is not a number"):
         ApiLimits.from_env()
+
+
+def test_the_study_package_does_not_import_the_app():
+    # space imports user_study, never the reverse: the rater API and the CLI run without Gradio
+    code = (
+        "import importlib, pkgutil, sys, user_study\n"
+        "for m in pkgutil.iter_modules(user_study.__path__):\n"
+        "    importlib.import_module('user_study.' + m.name)\n"
+        "print(sorted({k.split('.')[0] for k in sys.modules} & {'gradio', 'space'}))\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
