@@ -98,7 +98,7 @@ class App:
         env.pop("BOKEH_STUDY_HUB_REPO", None)
         if kind == "space":
             code = (
-                "from user_study.ui import build_demo; "
+                "from space.study_tab import build_demo; "
                 f"build_demo({db_url!r}).launch(server_name='127.0.0.1', server_port={self.port}, quiet=True)"
             )
             cmd = [sys.executable, "-c", code]

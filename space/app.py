@@ -9,14 +9,13 @@ import warnings
 
 import gradio as gr
 
-from user_study.ui import build_study_ui, tune_queue
-
 from .compare_tab import build_compare_tab
 from .config import SpaceSettings
 from .fetching import start_background_fetch
 from .leaderboard_tab import build_leaderboard_tab
 from .render_tab import build_render_tab
 from .status_tab import build_status_tab, follow_model_changes, status_banner
+from .study_tab import build_study_ui, tune_queue
 from .submit_tab import build_portal_board, build_portal_tab, get_portal
 
 __all__ = ["build_app", "launch"]
@@ -109,7 +108,7 @@ def build_app(settings: SpaceSettings | None = None) -> gr.Blocks:
     # Renders share `concurrency` slots; the study's own handlers have no limit (they are cheap and many raters
     # may submit at once), and the queue is long enough for a crowd of raters.
     demo.queue(default_concurrency_limit=settings.concurrency, max_size=512)
-    tune_queue(demo)  # queue() replaced the queue that build_study_ui tuned
+    tune_queue(demo)  # queue() builds a new queue object
     # read by launch(); Gradio has one upload limit for every component, so it must admit a portal submission
     # (a val294 zip of PNGs is a few hundred MB) when the portal is configured. Photos are checked on arrival.
     portal_mb = int(os.environ.get("BOKEH_PORTAL_MAX_MB", "1536")) if os.environ.get("BOKEH_PORTAL_DATASET") else 0

@@ -40,8 +40,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     from space.app import build_app
     from space.config import EXAMPLES_DIR, SpaceSettings
     from user_study.config import StudyConfig
+    from user_study.service import get_service
     from user_study.testing import make_fake_run
-    from user_study.ui import get_service
 
     db_url = f"sqlite:///{data / 'study.db'}"
     service = get_service(db_url)

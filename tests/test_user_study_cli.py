@@ -69,7 +69,9 @@ def test_cli_end_to_end(env, tmp_path, monkeypatch, capsys):
         )
         == 0
     )
-    assert "created study cli" in capsys.readouterr().out
+    created = capsys.readouterr().out
+    assert "created study cli" in created
+    assert "<space url>/rate?study=cli&rater=<id>" in created and "/?study=" not in created  # the rater page
     # bad input -> exit code 2, with a message naming the problem
     assert main(["--db", url, "create", str(tmp_path / "missing")]) == 2
     assert main(["--db", url, "create", str(run), "--label", "0=nope"]) == 2

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -15,7 +17,8 @@ from fastapi.testclient import TestClient
 from starlette.middleware import Middleware
 
 from user_study.config import StudyConfig
-from user_study.rater_api import ApiLimits, RateLimiter, build_rater_router, client_key, legacy_link_middleware
+from user_study.rater_api import build_rater_router, legacy_link_middleware
+from user_study.rater_limits import ApiLimits, RateLimiter, client_key
 from user_study.report import safe_cell
 from user_study.service import StudyError, StudyService
 from user_study.testing import make_fake_run
@@ -312,3 +315,16 @@ def test_limits_from_the_environment(monkeypatch):
     monkeypatch.setenv("BOKEH_STUDY_MAX_BODY", "lots")
     with pytest.raises(ValueError, match="BOKEH_STUDY_MAX_BODY='lots' is not a number"):
         ApiLimits.from_env()
+
+
+def test_the_study_package_does_not_import_the_app():
+    # space imports user_study, never the reverse: the rater API and the CLI run without Gradio
+    code = (
+        "import importlib, pkgutil, sys, user_study\n"
+        "for m in pkgutil.iter_modules(user_study.__path__):\n"
+        "    importlib.import_module('user_study.' + m.name)\n"
+        "print(sorted({k.split('.')[0] for k in sys.modules} & {'gradio', 'space'}))\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

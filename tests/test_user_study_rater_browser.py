@@ -40,9 +40,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     mp.setenv("BOKEH_DATA_DIR", str(data / "data"))
     mp.setenv("BOKEH_RATER_SECRET", "browser-secret")
     mp.delenv("BOKEH_STUDY_HUB_REPO", raising=False)
+    from space.study_tab import build_demo
     from user_study.config import StudyConfig
+    from user_study.service import get_service
     from user_study.testing import make_fake_run
-    from user_study.ui import build_demo, get_service
 
     db_url = f"sqlite:///{data / 'study.db'}"
     service = get_service(db_url)

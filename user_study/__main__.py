@@ -1,6 +1,7 @@
 """Organizer CLI: ``python -m user_study {create,import,status,aggregate,export,exclude,block,list,serve}``.
 
-Exit codes: 0 ok, 1 failure, 2 bad input (unknown study, bad file or option), 3 missing data.
+Exit codes (:mod:`bokeh_model.errors`): 0 ok, 1 failure, 2 bad input (unknown study, bad file or option),
+3 missing data (database, run folder or file not found), 130 interrupted.
 The database comes from ``--db`` or ``BOKEH_STUDY_DB`` (default ``<BOKEH_DATA_DIR>/study.db``).
 """
 
@@ -78,7 +79,9 @@ def cmd_create(args: argparse.Namespace) -> int:
     )
     items = svc.items_frame(sid)
     print(f"created study {sid}: {items['kind'].value_counts().to_dict()} items, config sha256 {cfg.sha256()[:12]}")
-    print(f"rater link: <space url>/?study={sid}&rater=<id>   (Prolific: &PROLIFIC_PID={{{{%PROLIFIC_PID%}}}})")
+    from user_study.rater_api import rater_link
+
+    print(f"rater link: <space url>{rater_link(sid)}&rater=<id>   (Prolific: &PROLIFIC_PID={{{{%PROLIFIC_PID%}}}})")
     return 0
 
 
@@ -279,9 +282,13 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from user_study.ui import build_demo
+    import uvicorn
 
-    build_demo(args.db).launch(server_name=args.host, server_port=args.port)
+    from user_study.rater_api import PAGE_PATH, create_rater_app
+
+    app = create_rater_app(args.db)
+    print(f"rater page: http://{args.host}:{args.port}{PAGE_PATH}?study=<id>&rater=<id>", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port)
     return 0
 
 
@@ -379,29 +386,44 @@ def build_parser() -> argparse.ArgumentParser:
     li = sub.add_parser("list", help="list studies")
     li.set_defaults(func=cmd_list)
 
-    sv = sub.add_parser("serve", help="run the standalone study app")
-    sv.add_argument("--host", default="127.0.0.1")
-    sv.add_argument("--port", type=int, default=7861)
+    sv = sub.add_parser(
+        "serve",
+        help="serve the rater page (/rate) and its JSON API for raters; organizers use the Space's Study tab or "
+        "this CLI",
+        description="Serve the rater page /rate?study=<id>&rater=<id> and its JSON API (/study-api/v1, including "
+        "the organizer export when BOKEH_ORGANIZER_TOKEN is set) with uvicorn. There is no organizer view here: "
+        "use the Space's Study tab (python app.py) or the other commands of this CLI.",
+    )
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    sv.add_argument("--port", type=int, default=7861, help="port (default: 7861)")
     sv.set_defaults(func=cmd_serve)
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code."""
-    from user_study.service import StudyError
+def _run_command(args: argparse.Namespace) -> int:
+    """Run the chosen command; errors not raised as :class:`~bokeh_model.errors.BokehError` get their exit code."""
+    from bokeh_model.errors import EXIT_FAILURE, EXIT_MISSING, BokehError, InputError
 
-    args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except FileNotFoundError as exc:
+    except BokehError:  # StudyError is an InputError: exit 2
+        raise
+    except FileNotFoundError as exc:  # a missing database, run folder or input file: missing data
         print(f"error: {exc}", file=sys.stderr)
-        return 3
-    except (StudyError, ValueError, KeyError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # noqa: BLE001 - the CLI reports every failure as one line
+        return EXIT_MISSING
+    except (ValueError, KeyError) as exc:  # a bad option or file content
+        raise InputError(str(exc)) from exc
+    except Exception as exc:  # noqa: BLE001 - the organizer CLI reports every failure as one line
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILURE
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (see :mod:`bokeh_model.errors`)."""
+    from bokeh_model.errors import run_reporting_errors
+
+    args = build_parser().parse_args(argv)
+    return run_reporting_errors(lambda: _run_command(args))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from evaluation.run_layout import is_run_folder, method_dir, predictions_dir, targets_dir
 from user_study.config import StudyConfig
 from user_study.storage import (
     Event,
@@ -45,7 +46,8 @@ def discover_run(
 ) -> tuple[dict[str, dict[str, Path]], dict[str, Path]]:
     """Find rendered images and targets in an evaluation run folder.
 
-    Layout: ``RUN_DIR/predictions/<method>/<id>.<ext>`` and ``RUN_DIR/targets/<id>.<ext>``.
+    Layout (:mod:`evaluation.run_layout`): ``RUN_DIR/predictions/<method>/<id>.<ext>`` and
+    ``RUN_DIR/targets/<id>.<ext>``.
 
     Args:
         run_dir: The evaluation run folder.
@@ -59,8 +61,8 @@ def discover_run(
         StudyError: When folders, methods or scenes are missing.
     """
     run = Path(run_dir)
-    pred_root, tgt_root = run / "predictions", run / "targets"
-    if not pred_root.is_dir() or not tgt_root.is_dir():
+    pred_root, tgt_root = predictions_dir(run), targets_dir(run)
+    if not is_run_folder(run):
         raise StudyError(f"{run} is not an evaluation run folder: it needs predictions/<method>/ and targets/")
     available = sorted(p.name for p in pred_root.iterdir() if p.is_dir())
     chosen = list(methods) if methods else available
@@ -72,7 +74,7 @@ def discover_run(
     targets = {p.stem: p for p in sorted(tgt_root.iterdir()) if p.suffix.lower() in IMAGE_EXTS}
     preds: dict[str, dict[str, Path]] = {}
     for m in chosen:
-        preds[m] = {p.stem: p for p in sorted((pred_root / m).iterdir()) if p.suffix.lower() in IMAGE_EXTS}
+        preds[m] = {p.stem: p for p in sorted(method_dir(run, m).iterdir()) if p.suffix.lower() in IMAGE_EXTS}
     common = set(targets)
     for m in chosen:
         common &= set(preds[m])

@@ -18,24 +18,22 @@ submit is checked by :class:`~user_study.service.StudyService` (slot, order, min
 Abuse limits per client (the peer address, or the ``X-Forwarded-For`` hop set by a trusted proxy): ``begin``
 calls and wrong organizer tokens are rate-limited (HTTP 429 with ``Retry-After``), new sessions per client
 are capped, and request bodies above a few kilobytes get HTTP 413. The limits are kept per process.
+
+This module holds the routes; :mod:`user_study.rater_http` the JSON answers, request bodies, session tokens and
+served images they share; :mod:`user_study.rater_limits` the abuse limits. The routes are served by
+:func:`create_rater_app` (``python -m user_study serve``, ``uvicorn --factory``) or, beside a Gradio app, through
+:func:`mount_rater_routes` (the Space's Study tab).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import functools
 import hmac
-import io
 import json
-import math
-import os
 import tempfile
-import threading
-import time
-from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -45,17 +43,37 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 
 from user_study.config import Settings
-from user_study.service import RaterView, SessionCapReached, StudyError, StudyService, SubmitRejected
+from user_study.rater_http import (
+    IMAGE_HEADERS,
+    JSON_HEADERS,
+    ApiError,
+    error_response,
+    json_response,
+    read_body,
+    read_json,
+    retry_after,
+    served_png,
+    session_id,
+    session_token,
+)
+from user_study.rater_limits import ApiLimits, RateLimiter, WindowCounter, client_key
+from user_study.service import (
+    RaterView,
+    SessionCapReached,
+    StudyError,
+    StudyService,
+    SubmitRejected,
+    get_service,
+)
 
 __all__ = [
     "API_PREFIX",
     "PAGE_PATH",
-    "ApiLimits",
-    "RateLimiter",
     "build_rater_router",
     "create_rater_app",
     "legacy_link_middleware",
-    "session_token",
+    "mount_rater_routes",
+    "rater_link",
 ]
 
 API_PREFIX = "/study-api/v1"
@@ -75,217 +93,6 @@ _PAGE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-cache",
 }
-_JSON_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
-_IMAGE_HEADERS = {"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"}
-
-
-@dataclass
-class ApiLimits:
-    """Abuse limits of the rater API (environment variables in brackets).
-
-    Attributes:
-        max_body_bytes: Largest accepted request body (``BOKEH_STUDY_MAX_BODY``).
-        begin_per_min / begin_burst: ``begin`` calls per client and minute, and the burst allowed
-            (``BOKEH_STUDY_BEGIN_PER_MIN``, ``BOKEH_STUDY_BEGIN_BURST``).
-        token_tries_per_min / token_burst: Wrong organizer tokens per client and minute, and the burst.
-        max_new_sessions: New sessions one client may start within ``new_session_window_s``
-            (``BOKEH_STUDY_MAX_NEW_SESSIONS``); resuming is never limited by it.
-        new_session_window_s: The window of that cap (default: 5 min, the default lease of an unrated session).
-        trusted_proxy_hops: Proxies in front of the app that append to ``X-Forwarded-For`` (``0``: use the
-            peer address; default ``1`` on a Hugging Face Space) (``BOKEH_TRUSTED_PROXY_HOPS``).
-    """
-
-    max_body_bytes: int = 8 * 1024
-    begin_per_min: float = 20.0
-    begin_burst: int = 20
-    token_tries_per_min: float = 5.0
-    token_burst: int = 5
-    max_new_sessions: int = 20
-    new_session_window_s: float = 300.0
-    trusted_proxy_hops: int = 0
-
-    @classmethod
-    def from_env(cls) -> ApiLimits:
-        """Defaults overridden by the environment variables named in the class docstring."""
-
-        def num(name: str, default: float) -> float:
-            raw = os.environ.get(name)
-            if not raw:
-                return default
-            try:
-                value = float(raw)
-            except ValueError:
-                raise ValueError(f"{name}={raw!r} is not a number") from None
-            if value < 0:
-                raise ValueError(f"{name}={raw!r} must be >= 0")
-            return value
-
-        return cls(
-            max_body_bytes=int(num("BOKEH_STUDY_MAX_BODY", cls.max_body_bytes)),
-            begin_per_min=num("BOKEH_STUDY_BEGIN_PER_MIN", cls.begin_per_min),
-            begin_burst=int(num("BOKEH_STUDY_BEGIN_BURST", cls.begin_burst)),
-            max_new_sessions=int(num("BOKEH_STUDY_MAX_NEW_SESSIONS", cls.max_new_sessions)),
-            # on a Hugging Face Space (SYSTEM=spaces) every request comes through the Space's proxy: without
-            # this, all raters would share one client address and one budget
-            trusted_proxy_hops=int(num("BOKEH_TRUSTED_PROXY_HOPS", 1 if os.environ.get("SYSTEM") == "spaces" else 0)),
-        )
-
-
-class RateLimiter:
-    """Token buckets per key (``rate`` tokens per second, up to ``burst``); thread-safe, bounded in size.
-
-    Args:
-        rate: Tokens added per second.
-        burst: Bucket size (calls allowed at once).
-        max_keys: Buckets kept; the least recently used are dropped beyond it (a full bucket is the default).
-    """
-
-    def __init__(self, rate: float, burst: int, max_keys: int = 100_000) -> None:
-        self.rate, self.burst, self.max_keys = rate, max(1, burst), max_keys
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def take(self, key: str, now: float | None = None) -> float:
-        """Take one token; returns 0.0 when allowed, else the seconds until a token is available."""
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            tokens, last = self._buckets.pop(key, (float(self.burst), now))
-            tokens = min(float(self.burst), tokens + (now - last) * self.rate)
-            wait = 0.0
-            if tokens >= 1.0:
-                tokens -= 1.0
-            else:
-                wait = (1.0 - tokens) / self.rate if self.rate > 0 else 3600.0
-            self._buckets[key] = (tokens, now)
-            while len(self._buckets) > self.max_keys:
-                self._buckets.popitem(last=False)
-            return wait
-
-
-class _WindowCounter:
-    """Events per key within a sliding window (new sessions per client)."""
-
-    def __init__(self, window_s: float, max_keys: int = 100_000) -> None:
-        self.window_s, self.max_keys = window_s, max_keys
-        self._events: OrderedDict[str, deque[float]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def count(self, key: str, now: float | None = None) -> int:
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            q = self._events.get(key)
-            if not q:
-                return 0
-            while q and q[0] <= now - self.window_s:
-                q.popleft()
-            return len(q)
-
-    def add(self, key: str, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            q = self._events.pop(key, None) or deque()
-            q.append(now)
-            self._events[key] = q
-            while len(self._events) > self.max_keys:
-                self._events.popitem(last=False)
-
-
-def session_token(secret: str, assignment_id: str) -> str:
-    """``<session id>.<keyed hash>``: proves the caller got the session from ``begin``."""
-    mac = hmac.new(secret.encode(), f"session:{assignment_id}".encode(), hashlib.sha256).hexdigest()[:24]
-    return f"{assignment_id}.{mac}"
-
-
-def _session_id(secret: str, token: str) -> str | None:
-    aid, _, _mac = token.partition(".")
-    if not aid or not hmac.compare_digest(session_token(secret, aid).encode(), token.encode()):
-        return None
-    return aid
-
-
-class _ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
-
-
-def _json(data: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    body = json.dumps(data, separators=(",", ":"), default=str)
-    return Response(
-        body, status_code=status, media_type="application/json", headers={**_JSON_HEADERS, **(headers or {})}
-    )
-
-
-def _error(exc: _ApiError) -> Response:
-    return _json({"error": exc.code, "message": exc.message}, exc.status, exc.headers)
-
-
-def _retry_after(seconds: float) -> dict[str, str]:
-    return {"Retry-After": str(max(1, math.ceil(seconds)))}
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 beyond ``limit`` bytes (checked before and while reading)."""
-    # the rest of the body is never read: close the connection so it cannot be taken for the next request
-    too_large = _ApiError(413, "too_large", f"request body over {limit} bytes", {"Connection": "close"})
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise too_large
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-async def _read_json(request: Request, limit: int) -> dict[str, Any]:
-    body = await _read_body(request, limit)
-    try:
-        data = json.loads(body or b"{}")
-    except (ValueError, UnicodeDecodeError):
-        raise _ApiError(400, "bad_json", "the request body is not JSON") from None
-    if not isinstance(data, dict):
-        raise _ApiError(400, "bad_json", "the request body must be a JSON object")
-    return data
-
-
-def client_key(request: Request, trusted_proxy_hops: int = 0) -> str:
-    """Who is calling, for the abuse limits: the peer address, or the address a trusted proxy recorded.
-
-    With ``n`` trusted proxies each appending the address it saw to ``X-Forwarded-For``, the client is the
-    ``n``-th entry from the right; entries further left can be forged by the client and are ignored.
-    """
-    peer = request.client.host if request.client else "unknown"
-    if trusted_proxy_hops > 0:
-        hops = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",") if h.strip()]
-        if len(hops) >= trusted_proxy_hops:
-            return hops[-trusted_proxy_hops]
-    return peer
-
-
-def _served_png(cache_dir: Path, path: str) -> bytes:
-    """The image as PNG without metadata, cached on disk: every slot image gets the same type and headers,
-    whatever the source format (targets are JPEG, renderings PNG)."""
-    src = Path(path)
-    st = src.stat()
-    key = hashlib.sha256(f"{src.absolute()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:40]
-    out = cache_dir / f"{key}.png"
-    if out.is_file():
-        return out.read_bytes()
-    from PIL import Image
-
-    with Image.open(src) as im:
-        rgb = im.convert("RGB")
-    buf = io.BytesIO()
-    rgb.save(buf, format="PNG", compress_level=3)
-    data = buf.getvalue()
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f"{out.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(out)
-    return data
 
 
 def _platform_url(url: str) -> str:
@@ -312,7 +119,7 @@ def build_rater_router(
     secret = service.secret
     begin_limiter = RateLimiter(limits.begin_per_min / 60.0, limits.begin_burst)
     token_limiter = RateLimiter(limits.token_tries_per_min / 60.0, limits.token_burst)
-    new_sessions = _WindowCounter(limits.new_session_window_s)
+    new_sessions = WindowCounter(limits.new_session_window_s)
     page = (WEB_DIR / "rater.html").read_bytes()
     static = {name: (WEB_DIR / name).read_bytes() for name in _STATIC}
     router = APIRouter()
@@ -348,7 +155,9 @@ def build_rater_router(
     # SQLite takes one writer at a time: with one database thread, requests queue in order instead of
     # dozens of pool threads contending for the write lock and the GIL (which cost more CPU per submit
     # the more raters were waiting). PostgreSQL serves requests in parallel from the default thread pool.
-    db_thread = ThreadPoolExecutor(1, thread_name_prefix="study-db") if service._dialect == "sqlite" else None
+    db_thread = (
+        ThreadPoolExecutor(1, thread_name_prefix="study-db") if service.engine.dialect.name == "sqlite" else None
+    )
 
     def run(fn: Callable[[], Any]) -> Any:
         if db_thread is None:
@@ -359,9 +168,9 @@ def build_rater_router(
         return to_thread.run_sync(fn)
 
     def session_of(token: str) -> str:
-        aid = _session_id(secret, token)
+        aid = session_id(secret, token)
         if aid is None:
-            raise _ApiError(404, "unknown_session", "unknown session; open your study link again")
+            raise ApiError(404, "unknown_session", "unknown session; open your study link again")
         return aid
 
     @router.get(PAGE_PATH, include_in_schema=False)
@@ -371,7 +180,7 @@ def build_rater_router(
     @router.get(PAGE_PATH + "/static/{name}", include_in_schema=False)
     async def rater_static(name: str) -> Response:
         if name not in static:
-            return _error(_ApiError(404, "not_found", "no such file"))
+            return error_response(ApiError(404, "not_found", "no such file"))
         return Response(static[name], media_type=_STATIC[name], headers={"Cache-Control": "no-cache"})
 
     @router.get(API_PREFIX + "/studies/{study_id}")
@@ -380,8 +189,8 @@ def build_rater_router(
             cfg = await run(lambda: service.study_config(study_id))
         except StudyError:
             # no list of known studies here (the service's message has one): this route is public
-            return _error(_ApiError(404, "unknown_study", f"unknown study {study_id!r}; check your link"))
-        return _json(
+            return error_response(ApiError(404, "unknown_study", f"unknown study {study_id!r}; check your link"))
+        return json_response(
             {
                 "study": study_id,
                 "title": cfg.title,
@@ -396,74 +205,74 @@ def build_rater_router(
     @router.post(API_PREFIX + "/begin")
     async def begin(request: Request) -> Response:
         try:
-            data = await _read_json(request, limits.max_body_bytes)
+            data = await read_json(request, limits.max_body_bytes)
             client = client_key(request, limits.trusted_proxy_hops)
             wait = begin_limiter.take(client)
             if wait > 0:
-                raise _ApiError(
-                    429, "rate_limited", "too many starts from your network; wait a moment", _retry_after(wait)
+                raise ApiError(
+                    429, "rate_limited", "too many starts from your network; wait a moment", retry_after(wait)
                 )
             study, rater = str(data.get("study") or "").strip(), str(data.get("rater") or "")
             source = str(data.get("source") or "link")
             if source not in SOURCES:
-                raise _ApiError(422, "bad_source", f"source {source!r} is not one of {list(SOURCES)}")
+                raise ApiError(422, "bad_source", f"source {source!r} is not one of {list(SOURCES)}")
             if not study:
-                raise _ApiError(422, "no_study", "the link has no study id (?study=...)")
+                raise ApiError(422, "no_study", "the link has no study id (?study=...)")
             allow_new = new_sessions.count(client) < limits.max_new_sessions
             try:
                 view = await run(lambda: service.begin(study, rater, source, allow_new=allow_new))
             except SessionCapReached as exc:
-                raise _ApiError(
-                    429, "too_many_sessions", str(exc), _retry_after(limits.new_session_window_s / 4)
+                raise ApiError(
+                    429, "too_many_sessions", str(exc), retry_after(limits.new_session_window_s / 4)
                 ) from None
             except StudyError as exc:
                 msg = str(exc)
                 if msg.startswith("unknown study"):
                     msg = f"unknown study {study!r}; check your link"
-                raise _ApiError(404 if "unknown study" in msg else 422, "refused", msg) from None
+                raise ApiError(404 if "unknown study" in msg else 422, "refused", msg) from None
             if view.started:
                 new_sessions.add(client)
-            return _json(await run(lambda: view_json(view)))
-        except _ApiError as exc:
-            return _error(exc)
+            return json_response(await run(lambda: view_json(view)))
+        except ApiError as exc:
+            return error_response(exc)
 
     @router.get(API_PREFIX + "/sessions/{token}")
     async def current(token: str) -> Response:
         try:
             aid = session_of(token)
             view = await run(lambda: service.session_view(aid))
-            return _json(await run(lambda: view_json(view)))
-        except _ApiError as exc:
-            return _error(exc)
+            return json_response(await run(lambda: view_json(view)))
+        except ApiError as exc:
+            return error_response(exc)
         except StudyError as exc:
-            return _error(_ApiError(404, "unknown_session", str(exc)))
+            return error_response(ApiError(404, "unknown_session", str(exc)))
 
     @router.post(API_PREFIX + "/sessions/{token}/submit")
     async def submit(token: str, request: Request) -> Response:
         try:
             aid = session_of(token)
-            data = await _read_json(request, limits.max_body_bytes)
+            data = await read_json(request, limits.max_body_bytes)
             position = data.get("position")
             if not isinstance(position, int) or isinstance(position, bool):
-                raise _ApiError(422, "bad_slot", "position must be an integer")
+                raise ApiError(422, "bad_slot", "position must be an integer")
             score = data.get("score")
             if score is None or score == "":
-                raise _ApiError(422, "no_score", "choose a score first")
+                raise ApiError(422, "no_score", "choose a score first")
 
             def work() -> dict[str, Any]:
                 result = service.submit(None, f"{aid}:{position}", score)
                 return view_json(result.view, result.status)
 
-            return _json(await run(work))
-        except _ApiError as exc:
-            return _error(exc)
+            return json_response(await run(work))
+        except ApiError as exc:
+            return error_response(exc)
         except SubmitRejected as exc:
             body: dict[str, Any] = {"error": exc.code, "message": str(exc)}
             headers = {}
             if exc.retry_after_s is not None:
                 body["retry_after_ms"] = int(exc.retry_after_s * 1000)
-                headers = _retry_after(exc.retry_after_s)
-            return _json(
+                headers = retry_after(exc.retry_after_s)
+            return json_response(
                 body, 409 if exc.code in ("too_fast", "out_of_order", "expired", "not_shown") else 422, headers
             )
 
@@ -471,38 +280,38 @@ def build_rater_router(
     async def finish(token: str, request: Request) -> Response:
         try:
             aid = session_of(token)
-            await _read_body(request, limits.max_body_bytes)
+            await read_body(request, limits.max_body_bytes)
             view = await run(lambda: service.session_view(aid))
             if not view.done:
                 left = max(0, view.n_slots - view.position)
-                raise _ApiError(409, "not_done", f"the session is not complete: {left} item(s) left")
-            return _json(await run(lambda: view_json(view)))
-        except _ApiError as exc:
-            return _error(exc)
+                raise ApiError(409, "not_done", f"the session is not complete: {left} item(s) left")
+            return json_response(await run(lambda: view_json(view)))
+        except ApiError as exc:
+            return error_response(exc)
         except StudyError as exc:
-            return _error(_ApiError(404, "unknown_session", str(exc)))
+            return error_response(ApiError(404, "unknown_session", str(exc)))
 
     @router.get(API_PREFIX + "/images/{token}")
     async def image(token: str) -> Response:
         if len(token) != 32 or not all(c in "0123456789abcdef" for c in token):
-            return _error(_ApiError(404, "not_found", "no such image"))
+            return error_response(ApiError(404, "not_found", "no such image"))
         path = await run(lambda: service.image_path(token))
         if path is None:
-            return _error(_ApiError(404, "not_found", "no such image"))
-        data = await run_io(lambda: _served_png(cache, path))
-        return Response(data, media_type="image/png", headers=_IMAGE_HEADERS)
+            return error_response(ApiError(404, "not_found", "no such image"))
+        data = await run_io(lambda: served_png(cache, path))
+        return Response(data, media_type="image/png", headers=IMAGE_HEADERS)
 
     @router.post(API_PREFIX + "/organizer/export")
     async def organizer_export(request: Request) -> Response:
         try:
             if not organizer_token:
-                raise _ApiError(403, "disabled", "the organizer view is disabled: set BOKEH_ORGANIZER_TOKEN")
-            body = await _read_body(request, limits.max_body_bytes)
+                raise ApiError(403, "disabled", "the organizer view is disabled: set BOKEH_ORGANIZER_TOKEN")
+            body = await read_body(request, limits.max_body_bytes)
             if request.headers.get("content-type", "").startswith("application/json"):
                 try:
                     data = json.loads(body or b"{}")
                 except ValueError:
-                    raise _ApiError(400, "bad_json", "the request body is not JSON") from None
+                    raise ApiError(400, "bad_json", "the request body is not JSON") from None
             else:
                 from urllib.parse import parse_qsl
 
@@ -512,12 +321,12 @@ def build_rater_router(
             if not hmac.compare_digest(given.encode(), organizer_token.encode()):
                 wait = token_limiter.take(client)
                 if wait > 0:
-                    raise _ApiError(429, "rate_limited", "too many wrong tokens; wait", _retry_after(wait))
-                raise _ApiError(401, "wrong_token", "wrong organizer token")
+                    raise ApiError(429, "rate_limited", "too many wrong tokens; wait", retry_after(wait))
+                raise ApiError(401, "wrong_token", "wrong organizer token")
             study = str(data.get("study") or "").strip()
             fmt = str(data.get("format") or "csv")
             if fmt not in ("csv", "jsonl"):
-                raise _ApiError(422, "bad_format", f"format {fmt!r} is not csv or jsonl")
+                raise ApiError(422, "bad_format", f"format {fmt!r} is not csv or jsonl")
 
             def work() -> bytes:
                 from user_study.report import export_ratings
@@ -532,16 +341,16 @@ def build_rater_router(
             try:
                 data_out = await run(work)
             except StudyError as exc:
-                raise _ApiError(404, "unknown_study", str(exc)) from None
+                raise ApiError(404, "unknown_study", str(exc)) from None
             safe = "".join(c for c in study if c.isalnum() or c in "-_") or "study"
             media = "text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson"
             return Response(
                 data_out,
                 media_type=media,
-                headers={**_JSON_HEADERS, "Content-Disposition": f'attachment; filename="ratings_{safe}.{fmt}"'},
+                headers={**JSON_HEADERS, "Content-Disposition": f'attachment; filename="ratings_{safe}.{fmt}"'},
             )
-        except _ApiError as exc:
-            return _error(exc)
+        except ApiError as exc:
+            return error_response(exc)
 
     return router
 
@@ -564,14 +373,18 @@ def legacy_link_middleware(app: Any) -> Callable:
     return middleware
 
 
+def rater_link(study_id: str, **params: str) -> str:
+    """Relative URL of the rater page for a study (extra query parameters, e.g. ``rater=...``, appended)."""
+    return f"{PAGE_PATH}?{urlencode({'study': study_id, **params})}"
+
+
 def create_rater_app(db_url: str | None = None, organizer_token: str | None = None) -> FastAPI:
-    """A FastAPI app with only the rater page and API (for ``uvicorn --factory`` with several workers).
+    """A FastAPI app with only the rater page and API (``python -m user_study serve``; ``uvicorn --factory``
+    with several workers).
 
     Settings come from the environment as for the Space (``BOKEH_STUDY_DB``, ``BOKEH_DATA_DIR``, ...).
     """
     from starlette.middleware import Middleware
-
-    from user_study.ui import get_service
 
     settings = Settings.from_env(db_url, organizer_token)
     svc = get_service(settings.db_url)
@@ -586,3 +399,34 @@ def create_rater_app(db_url: str | None = None, organizer_token: str | None = No
         build_rater_router(svc, organizer_token=settings.organizer_token, cache_dir=settings.data_dir / "served")
     )
     return app
+
+
+def mount_rater_routes(app: Any, db_url: str | None = None, organizer_token: str | None = None) -> None:
+    """Serve the rater page and API from the web app that ``app.launch()`` builds (a Gradio ``Blocks``).
+
+    Gradio builds its FastAPI app inside ``launch``; the routes and the legacy-link redirect are handed to it
+    through ``launch(app_kwargs=...)`` (FastAPI's ``routes`` and ``middleware`` arguments), so they are in
+    place before the server accepts its first request. Calling it again on the same app does nothing. When
+    mounting Blocks on your own FastAPI app instead (``gr.mount_gradio_app``), include
+    :func:`build_rater_router` in that app yourself. Nothing here imports Gradio: ``app`` only needs a
+    ``launch`` method that accepts ``app_kwargs``.
+    """
+    if getattr(app, "_rater_routes_mounted", False):
+        return
+    from starlette.middleware import Middleware
+
+    settings = Settings.from_env(db_url, organizer_token)
+    router = build_rater_router(
+        get_service(settings.db_url), organizer_token=settings.organizer_token, cache_dir=settings.data_dir / "served"
+    )
+    original = app.launch
+
+    @functools.wraps(original)
+    def launch(*args: Any, **kwargs: Any) -> Any:
+        app_kwargs = dict(kwargs.pop("app_kwargs", None) or {})
+        app_kwargs["routes"] = [*router.routes, *(app_kwargs.get("routes") or [])]
+        app_kwargs["middleware"] = [Middleware(legacy_link_middleware), *(app_kwargs.get("middleware") or [])]
+        return original(*args, app_kwargs=app_kwargs, **kwargs)
+
+    app.launch = launch
+    app._rater_routes_mounted = True

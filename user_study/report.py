@@ -24,6 +24,7 @@ from typing import Any
 import pandas as pd
 
 from bokeh_model.files import atomic_write
+from evaluation.run_layout import PER_IMAGE, RUN_RECORD
 from user_study.aggregate import (
     item_mos,
     method_mos,
@@ -116,7 +117,7 @@ def mos_figure(table: pd.DataFrame, mode: str = "mos") -> Any:
 
 
 def _find_per_image(out_dir: Path, source_run: str) -> Path | None:
-    for cand in (out_dir / "per_image.csv", Path(source_run) / "per_image.csv" if source_run else None):
+    for cand in (out_dir / PER_IMAGE, Path(source_run) / PER_IMAGE if source_run else None):
         if cand is not None and cand.is_file():
             return cand
     return None
@@ -218,8 +219,8 @@ def write_aggregate(
         except ImportError as exc:
             res["rebuild"] = f"evaluation.leaderboard.rebuild_tables not importable ({exc})"
         else:
-            if not (out / "run.json").is_file():
-                res["rebuild"] = f"skipped: {out} has no run.json (not an evaluation run folder)"
+            if not (out / RUN_RECORD).is_file():
+                res["rebuild"] = f"skipped: {out} has no {RUN_RECORD} (not an evaluation run folder)"
             else:
                 try:
                     rebuild_tables(out)

@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from bokeh_model.errors import InputError
 from user_study.config import Settings, StudyConfig
 from user_study.storage import (
     Rater,
@@ -44,8 +45,11 @@ _HOT_TTL_S = 30.0
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
 
 
-class StudyError(ValueError):
-    """A request the study cannot serve (unknown study, blocked rater, bad input); the message says why."""
+class StudyError(InputError):
+    """A request the study cannot serve (unknown study, blocked rater, bad input); the message says why.
+
+    An :class:`~bokeh_model.errors.InputError` (hence a ``ValueError``): command lines exit 2 on it.
+    """
 
 
 class SubmitRejected(StudyError):

@@ -15,6 +15,8 @@ import numpy as np
 from PIL import Image
 from sqlalchemy import select
 
+from evaluation.run_layout import PER_IMAGE, RUN_RECORD, method_dir, prediction_path, targets_dir
+
 __all__ = ["make_fake_run", "simulated_score"]
 
 
@@ -27,6 +29,8 @@ def make_fake_run(
     seed: int = 0,
 ) -> Path:
     """Write ``predictions/<method>/<id>.png``, ``targets/<id>.jpg``, ``run.json`` and ``per_image.csv``.
+
+    The paths come from :mod:`evaluation.run_layout`, the one definition of a run folder.
 
     Method ``k`` deviates from the target by noise of strength ``k``; ``per_image.csv`` holds the real PSNR of
     each synthetic image plus made-up-free placeholders (``ssim`` and ``lpips`` are simple functions of the
@@ -44,18 +48,18 @@ def make_fake_run(
     """
     rng = np.random.default_rng(seed)
     run = Path(run_dir)
-    (run / "targets").mkdir(parents=True, exist_ok=True)
+    targets_dir(run).mkdir(parents=True, exist_ok=True)
     w, h = size
     rows = []
     for si, scene in enumerate(scenes):
         yy, xx = np.mgrid[0:h, 0:w]
         base = np.stack([xx / w, yy / h, np.full_like(xx, (si % 5) / 5.0, dtype=float)], axis=-1)
-        Image.fromarray((base * 255).astype(np.uint8)).save(run / "targets" / f"{scene}.jpg", quality=95)
+        Image.fromarray((base * 255).astype(np.uint8)).save(targets_dir(run) / f"{scene}.jpg", quality=95)
         for mi, m in enumerate(methods):
             noise = rng.normal(0, 0.05 * (mi + 1), base.shape)
             img = np.clip(base + noise, 0, 1)
-            (run / "predictions" / m).mkdir(parents=True, exist_ok=True)
-            Image.fromarray((img * 255).astype(np.uint8)).save(run / "predictions" / m / f"{scene}.png")
+            method_dir(run, m).mkdir(parents=True, exist_ok=True)
+            Image.fromarray((img * 255).astype(np.uint8)).save(prediction_path(run, m, scene))
             mse = float(np.mean((img - base) ** 2))
             psnr = 10 * np.log10(1.0 / max(mse, 1e-10))
             rows.append(
@@ -67,11 +71,11 @@ def make_fake_run(
                     "lpips": round(2 * mse**0.5, 4),
                 }
             )
-    with open(run / "per_image.csv", "w", newline="") as fh:
+    with open(run / PER_IMAGE, "w", newline="") as fh:
         wr = csv.DictWriter(fh, fieldnames=["method", "id", "psnr", "ssim", "lpips"])
         wr.writeheader()
         wr.writerows(rows)
-    (run / "run.json").write_text(json.dumps({"methods": list(methods), "synthetic": True}))
+    (run / RUN_RECORD).write_text(json.dumps({"methods": list(methods), "synthetic": True}))
     return run
 
 

@@ -1,4 +1,4 @@
-"""The Study tab of the Gradio app: rater links, organizer handlers and the mounting of the rater page."""
+"""The Study tab of the Gradio app (space/study_tab.py): rater links, organizer handlers, the mounted rater page."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ import gradio as gr
 import httpx
 import pytest
 
+from space.study_tab import _check_token, build_demo, build_study_ui
 from user_study.config import StudyConfig
+from user_study.rater_api import rater_link
+from user_study.service import get_service
 from user_study.testing import make_fake_run
-from user_study.ui import _check_token, build_demo, build_study_ui, get_service, rater_link
 
 pytestmark = pytest.mark.slow
 

@@ -1,95 +1,38 @@
-"""The Study tab of the Space (organizer views and rater links) and the mounting of the rater page.
+"""Study tab: rater links and the organizer view (status, QC, results, export) of the user study.
 
 Raters do not use Gradio: they get the dedicated page ``/rate?study=<id>&rater=<id>`` and its JSON API
-(:mod:`user_study.rater_api`), served by the same server. :func:`build_study_ui` adds those routes to the
-app the surrounding ``gr.Blocks`` launches (old rater links ``/?study=...`` are redirected to the page):
+(:mod:`user_study.rater_api`), served by the same server. :func:`build_study_ui` adds those routes to the app
+the surrounding ``gr.Blocks`` launches (:func:`user_study.rater_api.mount_rater_routes`; old rater links
+``/?study=...`` are redirected to the page):
 
     with gr.Blocks() as demo:
         with gr.Tab("Study"):
             build_study_ui()
     demo.launch()
 
-The tab itself holds a link builder for rater links and the organizer view (status, QC, results, export),
-unlocked by ``BOKEH_ORGANIZER_TOKEN``; wrong tokens are rate-limited per client. The export is a form that
-posts the token to the rater API's organizer route, so no file is ever served from a public temp URL.
+The tab itself holds a link builder for rater links and the organizer view, unlocked by
+``BOKEH_ORGANIZER_TOKEN``; wrong tokens are rate-limited per client. The export is a form that posts the token to
+the rater API's organizer route, so no file is ever served from a public temp URL. :func:`build_demo` is the
+Study tab alone as an app (tests, the load benchmark); ``python -m user_study serve`` serves the rater page
+without Gradio.
 """
 
 from __future__ import annotations
 
-import functools
 import hmac
 import html
 import os
-from typing import Any
-from urllib.parse import urlencode
 
 import gradio as gr
 
 from user_study.config import Settings
-from user_study.hub import sink_from_env
-from user_study.rater_api import (
-    API_PREFIX,
-    PAGE_PATH,
-    ApiLimits,
-    RateLimiter,
-    build_rater_router,
-    client_key,
-    legacy_link_middleware,
-)
-from user_study.service import StudyError, StudyService
+from user_study.rater_api import API_PREFIX, PAGE_PATH, mount_rater_routes, rater_link
+from user_study.rater_limits import ApiLimits, RateLimiter, client_key
+from user_study.service import StudyError, get_service
 
-__all__ = ["build_demo", "build_study_ui", "get_service", "mount_rater_routes", "rater_link", "tune_queue"]
+__all__ = ["build_demo", "build_study_ui", "tune_queue"]
 
-_SERVICES: dict[str, StudyService] = {}
 _TOKEN_TRIES = RateLimiter(ApiLimits.token_tries_per_min / 60.0, ApiLimits.token_burst)
-
-
-def get_service(db_url: str | None = None) -> StudyService:
-    """The shared :class:`StudyService` of this process for ``db_url`` (settings from the environment).
-
-    One engine (connection pool) per database per process; it holds no per-rater data.
-    """
-    settings = Settings.from_env(db_url)
-    svc = _SERVICES.get(settings.db_url)
-    if svc is None:
-        sink = sink_from_env(settings.data_dir, settings.hub_repo, settings.hf_token)
-        svc = _SERVICES[settings.db_url] = StudyService.from_settings(settings, sink=sink)
-    return svc
-
-
-def rater_link(study_id: str, **params: str) -> str:
-    """Relative URL of the rater page for a study (extra query parameters, e.g. ``rater=...``, appended)."""
-    return f"{PAGE_PATH}?{urlencode({'study': study_id, **params})}"
-
-
-def mount_rater_routes(demo: gr.Blocks, db_url: str | None = None, organizer_token: str | None = None) -> None:
-    """Serve the rater page and API from the app that ``demo.launch()`` builds.
-
-    Gradio builds its FastAPI app inside ``launch``; the routes and the legacy-link redirect are handed to it
-    through ``launch(app_kwargs=...)`` (FastAPI's ``routes`` and ``middleware`` arguments), so they are in
-    place before the server accepts its first request. Calling it again on the same Blocks does nothing. When
-    mounting Blocks on your own FastAPI app instead (``gr.mount_gradio_app``), include
-    :func:`user_study.rater_api.build_rater_router` in that app yourself.
-    """
-    if getattr(demo, "_rater_routes_mounted", False):
-        return
-    from starlette.middleware import Middleware
-
-    settings = Settings.from_env(db_url, organizer_token)
-    router = build_rater_router(
-        get_service(settings.db_url), organizer_token=settings.organizer_token, cache_dir=settings.data_dir / "served"
-    )
-    original = demo.launch
-
-    @functools.wraps(original)
-    def launch(*args: Any, **kwargs: Any) -> Any:
-        app_kwargs = dict(kwargs.pop("app_kwargs", None) or {})
-        app_kwargs["routes"] = [*router.routes, *(app_kwargs.get("routes") or [])]
-        app_kwargs["middleware"] = [Middleware(legacy_link_middleware), *(app_kwargs.get("middleware") or [])]
-        return original(*args, app_kwargs=app_kwargs, **kwargs)
-
-    demo.launch = launch  # type: ignore[method-assign]
-    demo._rater_routes_mounted = True  # type: ignore[attr-defined]
 
 
 def _check_token(expected: str | None, given: str | None, client: str = "local") -> None:
@@ -232,7 +175,7 @@ def build_study_ui(db_url: str | None = None, organizer_token: str | None = None
 
 
 def build_demo(db_url: str | None = None, organizer_token: str | None = None) -> gr.Blocks:
-    """Standalone study app: the Study tab plus the rater page (tests, ``python -m user_study serve``)."""
+    """Standalone study app: the Study tab plus the rater page (tests, ``benchmarks/study_load.py``)."""
     with gr.Blocks(title="Bokeh user study") as demo:
         build_study_ui(db_url, organizer_token)
     demo.queue(default_concurrency_limit=int(os.environ.get("BOKEH_STUDY_CONCURRENCY", "16")))

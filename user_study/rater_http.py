@@ -1,0 +1,131 @@
+"""What the rater API's routes share: JSON answers and errors, bounded request bodies, session tokens, images.
+
+- :func:`json_response` / :class:`ApiError` / :func:`error_response`: every answer is compact JSON, never cached;
+  an error is ``{"error": <code>, "message": ...}`` with its HTTP status (and ``Retry-After`` where it applies).
+- :func:`read_body` / :func:`read_json`: request bodies above a few kilobytes get HTTP 413, checked before and
+  while reading.
+- :func:`session_token` / :func:`session_id`: ``<session id>.<keyed hash>``, so only the page that started a
+  session can use it.
+- :func:`served_png`: every slot image is served as a metadata-free PNG (same type and headers whatever the
+  source format), cached on disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import Response
+
+from bokeh_model.files import atomic_write
+
+__all__ = [
+    "IMAGE_HEADERS",
+    "JSON_HEADERS",
+    "ApiError",
+    "error_response",
+    "json_response",
+    "read_body",
+    "read_json",
+    "retry_after",
+    "served_png",
+    "session_id",
+    "session_token",
+]
+
+JSON_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+IMAGE_HEADERS = {"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"}
+
+
+def session_token(secret: str, assignment_id: str) -> str:
+    """``<session id>.<keyed hash>``: proves the caller got the session from ``begin``."""
+    mac = hmac.new(secret.encode(), f"session:{assignment_id}".encode(), hashlib.sha256).hexdigest()[:24]
+    return f"{assignment_id}.{mac}"
+
+
+def session_id(secret: str, token: str) -> str | None:
+    """The session id a :func:`session_token` stands for, or ``None`` when the token was not made with ``secret``."""
+    aid, _, _mac = token.partition(".")
+    if not aid or not hmac.compare_digest(session_token(secret, aid).encode(), token.encode()):
+        return None
+    return aid
+
+
+class ApiError(Exception):
+    """An error answer of the API: HTTP ``status``, a short machine-readable ``code`` and a message."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+
+
+def json_response(data: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """Compact JSON, never cached."""
+    body = json.dumps(data, separators=(",", ":"), default=str)
+    return Response(
+        body, status_code=status, media_type="application/json", headers={**JSON_HEADERS, **(headers or {})}
+    )
+
+
+def error_response(exc: ApiError) -> Response:
+    """The JSON body ``{"error": code, "message": ...}`` of an :class:`ApiError`."""
+    return json_response({"error": exc.code, "message": exc.message}, exc.status, exc.headers)
+
+
+def retry_after(seconds: float) -> dict[str, str]:
+    """The ``Retry-After`` header for a wait of ``seconds`` (whole seconds, at least 1)."""
+    return {"Retry-After": str(max(1, math.ceil(seconds)))}
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 beyond ``limit`` bytes (checked before and while reading)."""
+    # the rest of the body is never read: close the connection so it cannot be taken for the next request
+    too_large = ApiError(413, "too_large", f"request body over {limit} bytes", {"Connection": "close"})
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_json(request: Request, limit: int) -> dict[str, Any]:
+    """The request body as a JSON object (400 when it is not one, 413 beyond ``limit`` bytes)."""
+    body = await read_body(request, limit)
+    try:
+        data = json.loads(body or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "bad_json", "the request body is not JSON") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "bad_json", "the request body must be a JSON object")
+    return data
+
+
+def served_png(cache_dir: Path, path: str) -> bytes:
+    """The image as PNG without metadata, cached on disk: every slot image gets the same type and headers,
+    whatever the source format (targets are JPEG, renderings PNG)."""
+    src = Path(path)
+    st = src.stat()
+    key = hashlib.sha256(f"{src.absolute()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:40]
+    out = cache_dir / f"{key}.png"
+    if out.is_file():
+        return out.read_bytes()
+    from PIL import Image
+
+    with Image.open(src) as im:
+        rgb = im.convert("RGB")
+    buf = io.BytesIO()
+    rgb.save(buf, format="PNG", compress_level=3)
+    data = buf.getvalue()
+    atomic_write(out, data)  # concurrent requests for one image each write a whole file
+    return data
