@@ -191,6 +191,22 @@ def check_depth_array(depth: np.ndarray, size: tuple[int, int] | None = None) ->
 
 _REGISTRY: dict[str, Callable[..., Method]] = {}
 _ALIASES: dict[str, str] = {}
+_BUILTINS_LOADED = False
+
+
+def _load_builtin_methods() -> None:
+    """Import the built-in methods (renderers and PyNET) on the first registry lookup, not at package import.
+
+    Keeps ``import bokeh_model.errors`` (used by every CLI and the rater server) free of torch and OpenCV.
+    """
+    global _BUILTINS_LOADED
+    if _BUILTINS_LOADED:
+        return
+    _BUILTINS_LOADED = True  # set first: the imports below register through this module
+    import importlib
+
+    importlib.import_module(f"{__package__}.methods")
+    importlib.import_module(f"{__package__}.pynet")
 
 
 def register_method(
@@ -199,6 +215,7 @@ def register_method(
     """Decorator registering a method class or factory under ``name`` (default: its ``name`` attribute)."""
 
     def decorator(factory: Callable[..., Method]) -> Callable[..., Method]:
+        _load_builtin_methods()  # a name clash with a built-in method is found whatever was imported first
         key = name or getattr(factory, "name", "") or factory.__name__
         for entry in (key, *aliases):
             if entry in _REGISTRY or entry in _ALIASES:
@@ -251,6 +268,7 @@ def registered_methods(*factories: Callable[..., Method]) -> Iterator[None]:
 
 
 def _resolve(name: str) -> str:
+    _load_builtin_methods()
     key = _ALIASES.get(name, name)
     if key not in _REGISTRY:
         known = sorted(_REGISTRY) + sorted(_ALIASES)
@@ -261,11 +279,13 @@ def _resolve(name: str) -> str:
 
 
 def is_method(name: str) -> bool:
+    _load_builtin_methods()
     return _ALIASES.get(name, name) in _REGISTRY
 
 
 def list_methods(pattern: str = "*") -> list[str]:
     """Registered method names matching an fnmatch ``pattern``, sorted."""
+    _load_builtin_methods()
     return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
 
 

@@ -10,6 +10,20 @@ the run folder. Other modules: ``dataset``/``synthetic`` (data), ``methods``/``s
 
 from __future__ import annotations
 
-from .metrics import DEFAULT_PROFILE, METRICS, PROFILES, MetricProfile, MetricSpec, lpips_distance, psnr, ssim
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __all__ = ["DEFAULT_PROFILE", "METRICS", "PROFILES", "MetricProfile", "MetricSpec", "lpips_distance", "psnr", "ssim"]
+
+if TYPE_CHECKING:
+    from .metrics import DEFAULT_PROFILE, METRICS, PROFILES, MetricProfile, MetricSpec, lpips_distance, psnr, ssim
+
+
+def __getattr__(name: str) -> Any:
+    # The metric names load evaluation.metrics (and torch) on first use only: evaluation.run_layout, which the
+    # user study's rater server imports, stays light.
+    if name not in __all__:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.metrics"), name)
+    globals()[name] = value
+    return value
