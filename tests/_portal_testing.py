@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from evaluation.portal import Portal, PortalSettings, SubmissionMeta, Submitter
+
 VAL_IDS = ("4400", "4401", "4402", "4403")
 SIZE = (128, 96)  # width, height of every target
 
@@ -117,3 +119,48 @@ def write_zip(path: Path, entries: dict[str, bytes], *, prefix: str = "") -> Pat
         for name, data in entries.items():
             archive.writestr(prefix + name, data)
     return path
+
+
+# ----------------------------------------------------------------- a portal over a val294-like dataset
+
+REPO = "bokeh-org/ebb-portal-results"
+
+
+META = SubmissionMeta(
+    method="TestNet",
+    authors="A. Researcher",
+    license="MIT",
+    link="https://example.org/paper",
+    hardware="RTX 4090",
+    runtime_s=0.05,
+    uses_depth=True,
+)
+
+
+ALICE = Submitter("alice", "Alice", via="oauth")
+
+
+def make_portal(tmp_path: Path, dataset: Path, api: FakeHubApi | None = None, **changes) -> Portal:
+    options = {
+        "root": tmp_path / "portal",
+        "dataset": str(dataset),
+        "hub_repo": REPO if api is not None else None,
+        "organizer_token": "org-secret",
+        "measured_dir": None,
+        "device": "cpu",
+    }
+    settings = PortalSettings(**{**options, **changes})
+    return Portal(settings, hf_api=api)
+
+
+def good_zip(path: Path, arrays: dict[str, np.ndarray], prefix: str = "preds/") -> Path:
+    return write_zip(path, {f"{i}.png": png(a) for i, a in arrays.items()}, prefix=prefix)
+
+
+def portal_leftovers(portal: Portal) -> list[str]:
+    """Every file the portal holds besides its queue database."""
+    return sorted(
+        str(p.relative_to(portal.root))
+        for p in portal.root.rglob("*")
+        if p.is_file() and not p.name.startswith("queue.db")
+    )

@@ -1,25 +1,25 @@
-"""The evaluation portal: checks, scoring through evaluation/run.py, the results repo (stand-in Hub API),
+"""The evaluation portal: scoring through evaluation/run.py, the results repo (stand-in Hub API),
 the leaderboard, withdraw/hide with an audit log, the CLI and the bridge to the user study."""
 
 from __future__ import annotations
 
 import json
 import shlex
-import stat
-import struct
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from _portal_testing import (
-    SIZE,
+    ALICE,
+    META,
+    REPO,
     VAL_IDS,
     FakeHubApi,
     build_val294_like,
-    jpeg,
-    png,
+    good_zip,
+    make_portal,
+    portal_leftovers,
     prediction_arrays,
     write_folder,
     write_zip,
@@ -27,30 +27,16 @@ from _portal_testing import (
 
 from bokeh_model.registry import Method, registered_methods
 from evaluation.portal import (
-    CheckLimits,
     DuplicateSubmission,
     Portal,
     PortalError,
     PortalSettings,
     SubmissionMeta,
-    SubmissionRefused,
     Submitter,
 )
 from evaluation.portal.board import BOARD_COLUMNS
 from evaluation.run import main as run_main
 from evaluation.submit import main as submit_main
-
-REPO = "bokeh-org/ebb-portal-results"
-META = SubmissionMeta(
-    method="TestNet",
-    authors="A. Researcher",
-    license="MIT",
-    link="https://example.org/paper",
-    hardware="RTX 4090",
-    runtime_s=0.05,
-    uses_depth=True,
-)
-ALICE = Submitter("alice", "Alice", via="oauth")
 
 
 class _Shift(Method):
@@ -89,39 +75,13 @@ def arrays(dataset) -> dict[str, np.ndarray]:
     return prediction_arrays(dataset)
 
 
-def _portal(tmp_path: Path, dataset: Path, api: FakeHubApi | None = None, **changes) -> Portal:
-    options = {
-        "root": tmp_path / "portal",
-        "dataset": str(dataset),
-        "hub_repo": REPO if api is not None else None,
-        "organizer_token": "org-secret",
-        "measured_dir": None,
-        "device": "cpu",
-    }
-    settings = PortalSettings(**{**options, **changes})
-    return Portal(settings, hf_api=api)
-
-
-def _good_zip(path: Path, arrays: dict[str, np.ndarray], prefix: str = "preds/") -> Path:
-    return write_zip(path, {f"{i}.png": png(a) for i, a in arrays.items()}, prefix=prefix)
-
-
-def _leftovers(portal: Portal) -> list[str]:
-    """Every file the portal holds besides its queue database."""
-    return sorted(
-        str(p.relative_to(portal.root))
-        for p in portal.root.rglob("*")
-        if p.is_file() and not p.name.startswith("queue.db")
-    )
-
-
 # ------------------------------------------------------------------------------------------- scoring
 
 
 def test_good_submission_scored_under_both_profiles_equals_run_py(tmp_path, dataset, arrays, capsys):
     api = FakeHubApi()
-    portal = _portal(tmp_path, dataset, api)
-    archive = _good_zip(tmp_path / "preds.zip", arrays)
+    portal = make_portal(tmp_path, dataset, api)
+    archive = good_zip(tmp_path / "preds.zip", arrays)
     sub_id = portal.submit(archive, META, ALICE)
     assert portal.status(sub_id)["status"] == "queued"
     assert portal.process_next() == sub_id
@@ -163,7 +123,7 @@ def test_good_submission_scored_under_both_profiles_equals_run_py(tmp_path, data
     assert record["status"] == "scored" and record["submitter"]["username"] == "alice"
     assert len(record["sha256"]) == 64 and len(record["archive_sha256"]) == 64
     # ... and a fresh portal (a restarted Space with an empty disk) reads the leaderboard back from it.
-    fresh = _portal(tmp_path / "fresh", dataset, api)
+    fresh = make_portal(tmp_path / "fresh", dataset, api)
     board, _, _ = fresh.leaderboard("dmshn")
     assert board["Id"].tolist() == [sub_id]
     # bulky copies of the run are gone; the run's table files and one copy of the targets are kept
@@ -173,11 +133,11 @@ def test_good_submission_scored_under_both_profiles_equals_run_py(tmp_path, data
 
 
 def test_folder_and_zip_of_the_same_files_have_the_same_sha256(tmp_path, dataset, arrays):
-    portal = _portal(tmp_path, dataset, per_day=5)
+    portal = make_portal(tmp_path, dataset, per_day=5)
     folder = write_folder(tmp_path / "folder", arrays)
     first = portal.submit(folder, META, ALICE)
     portal.process_next()
-    second = portal.submit(_good_zip(tmp_path / "p.zip", arrays, prefix=""), META, ALICE)
+    second = portal.submit(good_zip(tmp_path / "p.zip", arrays, prefix=""), META, ALICE)
     one, two = portal.store.submission(first), portal.store.submission(second)
     assert one["sha256"] == two["sha256"] and one["archive_sha256"] is None
 
@@ -185,10 +145,10 @@ def test_folder_and_zip_of_the_same_files_have_the_same_sha256(tmp_path, dataset
 def test_background_worker_scores_and_reports_progress(tmp_path, dataset, arrays):
     import time
 
-    portal = _portal(tmp_path, dataset)
+    portal = make_portal(tmp_path, dataset)
     portal.start_worker(poll_s=0.2)
     try:
-        sub_id = portal.submit(_good_zip(tmp_path / "p.zip", arrays), META, ALICE)
+        sub_id = portal.submit(good_zip(tmp_path / "p.zip", arrays), META, ALICE)
         seen = []
         deadline = time.time() + 120
         while time.time() < deadline:
@@ -207,8 +167,8 @@ def test_background_worker_scores_and_reports_progress(tmp_path, dataset, arrays
 def test_a_job_left_running_by_a_crash_is_queued_again(tmp_path, dataset, arrays):
     from evaluation.portal.queue import JobQueue
 
-    portal = _portal(tmp_path, dataset)
-    sub_id = portal.submit(_good_zip(tmp_path / "p.zip", arrays), META, ALICE)
+    portal = make_portal(tmp_path, dataset)
+    sub_id = portal.submit(good_zip(tmp_path / "p.zip", arrays), META, ALICE)
     assert portal.queue.claim().id == sub_id  # "running" when the process dies
     assert JobQueue(portal.root / "queue.db").get(sub_id).status == "queued"
 
@@ -226,13 +186,13 @@ def test_lpips_is_computed_when_the_trunk_is_present(tmp_path, dataset, arrays, 
     torch.manual_seed(0)
     torch.save(torchvision.models.alexnet().state_dict(), hub / "checkpoints" / metrics.ALEXNET_FILE)
     # the stand-in is not torchvision's file: refused by default (the submission fails), accepted when allowed
-    refused = _portal(tmp_path / "strict", dataset)
-    refused_id = refused.submit(_good_zip(tmp_path / "strict.zip", arrays), META, ALICE)
+    refused = make_portal(tmp_path / "strict", dataset)
+    refused_id = refused.submit(good_zip(tmp_path / "strict.zip", arrays), META, ALICE)
     refused.process_next()
     assert refused.queue.get(refused_id).status == "failed"
     assert "unofficial" in refused.queue.get(refused_id).message.lower()
-    portal = _portal(tmp_path, dataset, allow_unofficial_lpips=True)
-    sub_id = portal.submit(_good_zip(tmp_path / "p.zip", arrays), META, ALICE)
+    portal = make_portal(tmp_path, dataset, allow_unofficial_lpips=True)
+    sub_id = portal.submit(good_zip(tmp_path / "p.zip", arrays), META, ALICE)
     portal.process_next()
     for profile in ("pynet", "dmshn"):
         result = portal.store.result(sub_id, profile)
@@ -244,138 +204,12 @@ def test_lpips_is_computed_when_the_trunk_is_present(tmp_path, dataset, arrays, 
 # ------------------------------------------------------------------------------------------- checks
 
 
-def _symlink_zip(path: Path, arrays) -> Path:
-    with zipfile.ZipFile(path, "w") as archive:
-        for i, a in list(arrays.items())[1:]:
-            archive.writestr(f"{i}.png", png(a))
-        link = zipfile.ZipInfo(f"{VAL_IDS[0]}.png")
-        link.external_attr = (stat.S_IFLNK | 0o777) << 16
-        archive.writestr(link, "/etc/passwd")
-    return path
-
-
-def _lying_header_zip(path: Path, arrays) -> Path:
-    """A valid zip whose central directory understates one entry's uncompressed size (a bomb that lies)."""
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
-        for i, a in arrays.items():
-            archive.writestr(f"{i}.png", png(a) + (b"\0" * 3_000_000 if i == VAL_IDS[0] else b""))
-    data = bytearray(path.read_bytes())
-    name = f"{VAL_IDS[0]}.png".encode()
-    for signature, size_offset, name_offset in ((b"PK\x01\x02", 24, 46), (b"PK\x03\x04", 22, 30)):
-        start = 0
-        while (start := data.find(signature, start)) != -1:
-            if data[start + name_offset : start + name_offset + len(name)] == name:
-                struct.pack_into("<I", data, start + size_offset, 20_000)
-            start += 4
-    path.write_bytes(bytes(data))
-    return path
-
-
-def _corpus(tmp_path: Path, arrays: dict[str, np.ndarray]) -> dict[str, tuple[Path, str]]:
-    """name -> (file, the problem code it must be refused with)."""
-    good = {f"{i}.png": png(a) for i, a in arrays.items()}
-    first = VAL_IDS[0]
-    wrong_size = np.zeros((SIZE[1], SIZE[0] - 8, 3), np.uint8)
-    corpus = {
-        "bomb": (write_zip(tmp_path / "bomb.zip", {**good, "padding.png": b"\0" * 30_000_000}), "bomb"),
-        "lying_header": (_lying_header_zip(tmp_path / "lying.zip", arrays), "corrupt"),
-        "traversal": (write_zip(tmp_path / "trav.zip", {**good, "../../evil.png": png(arrays[first])}), "traversal"),
-        "absolute": (write_zip(tmp_path / "abs.zip", {**good, "/tmp/evil.png": png(arrays[first])}), "traversal"),
-        "symlink": (_symlink_zip(tmp_path / "link.zip", arrays), "symlink"),
-        "missing_id": (
-            write_zip(tmp_path / "missing.zip", {k: v for k, v in good.items() if first not in k}),
-            "missing",
-        ),
-        "extra_id": (write_zip(tmp_path / "extra.zip", {**good, "9999.png": png(arrays[first])}), "extra"),
-        "non_image": (write_zip(tmp_path / "text.zip", {**good, f"{first}.png": b"just some text"}), "not_image"),
-        "gif": (write_zip(tmp_path / "gif.zip", {**good, f"{first}.png": _gif(arrays[first])}), "not_image"),
-        "wrong_size": (write_zip(tmp_path / "size.zip", {**good, f"{first}.png": png(wrong_size)}), "wrong_size"),
-        "bad_name": (write_zip(tmp_path / "name.zip", {**good, "notes.txt": b"hello"}), "bad_name"),
-        "duplicate": (write_zip(tmp_path / "dup.zip", {**good, f"{first}.jpg": jpeg(arrays[first])}), "duplicate"),
-        "two_folders": (
-            write_zip(tmp_path / "nest.zip", {**{f"a/{k}": v for k, v in good.items()}, "b/x.png": b""}),
-            "folders",
-        ),
-        "not_zip": (_write(tmp_path / "fake.zip", b"PK but not really a zip"), "not_zip"),
-    }
-    return corpus
-
-
-def _gif(array: np.ndarray) -> bytes:
-    import io
-
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="GIF")
-    return buffer.getvalue()
-
-
-def _write(path: Path, data: bytes) -> Path:
-    path.write_bytes(data)
-    return path
-
-
-def test_each_bad_zip_is_refused_with_its_reason_and_leaves_nothing(tmp_path, dataset, arrays):
-    api = FakeHubApi()
-    portal = _portal(tmp_path, dataset, api, per_day=100)
-    commits_before = len(api.commits)
-    for name, (path, code) in _corpus(tmp_path, arrays).items():
-        with pytest.raises(SubmissionRefused) as caught:
-            portal.submit(path, META, ALICE)
-        report = caught.value.report
-        assert code in report.codes, (name, report.render())
-        text = report.render()
-        assert text.startswith("Refused") and "nothing was kept" in text, name
-        if name == "traversal":
-            assert "../../evil.png" in text  # the report names the offending entry
-        assert _leftovers(portal) == [], (name, _leftovers(portal))
-    assert portal.queue.jobs() == [] and portal.store.submissions() == []
-    assert len(api.commits) == commits_before  # nothing published
-
-
-def test_limits_and_several_problems_in_one_report(tmp_path, dataset, arrays):
-    portal = _portal(tmp_path, dataset, limits=CheckLimits(max_archive_bytes=10_000))
-    with pytest.raises(SubmissionRefused) as caught:
-        portal.submit(_good_zip(tmp_path / "big.zip", arrays), META, ALICE)
-    assert caught.value.report.codes == {"too_large"}
-    portal = _portal(tmp_path / "b", dataset)
-    first, second = VAL_IDS[0], VAL_IDS[1]
-    entries = {f"{i}.png": png(a) for i, a in arrays.items() if i not in (first, second)}
-    entries["../x.png"] = b""
-    entries["77.png"] = png(arrays[first])
-    with pytest.raises(SubmissionRefused) as caught:
-        portal.submit(write_zip(tmp_path / "many.zip", entries), META, ALICE)
-    assert {"traversal", "missing", "extra"} <= caught.value.report.codes
-    text = caught.value.report.render()
-    assert f"{first}, {second}" in text and "77" in text
-
-
-def test_folder_with_a_symlink_is_refused(tmp_path, dataset, arrays):
-    portal = _portal(tmp_path, dataset)
-    folder = write_folder(tmp_path / "f", arrays)
-    (folder / f"{VAL_IDS[0]}.png").unlink()
-    (folder / f"{VAL_IDS[0]}.png").symlink_to(folder / f"{VAL_IDS[1]}.png")
-    with pytest.raises(SubmissionRefused) as caught:
-        portal.submit(folder, META, ALICE)
-    assert "symlink" in caught.value.report.codes and _leftovers(portal) == []
-
-
-def test_macos_archive_extras_are_ignored_and_jpeg_is_accepted(tmp_path, dataset, arrays):
-    portal = _portal(tmp_path, dataset)
-    entries = {f"{i}.JPG": jpeg(a) for i, a in arrays.items()}
-    entries["__MACOSX/._4400.JPG"] = b"\0\5\26\7"
-    entries[".DS_Store"] = b"\0"
-    sub_id = portal.submit(write_zip(tmp_path / "mac.zip", entries), META, ALICE)
-    assert sorted(p.name for p in (portal.root / "predictions" / sub_id).iterdir()) == [f"{i}.jpg" for i in VAL_IDS]
-
-
 # ------------------------------------------------------------------------------------------- users and limits
 
 
 def test_one_pending_submission_per_user_and_a_rate_limit(tmp_path, dataset, arrays):
-    portal = _portal(tmp_path, dataset, per_day=2)
-    archive = _good_zip(tmp_path / "p.zip", arrays)
+    portal = make_portal(tmp_path, dataset, per_day=2)
+    archive = good_zip(tmp_path / "p.zip", arrays)
     first = portal.submit(archive, META, ALICE)
     with pytest.raises(DuplicateSubmission) as caught:  # the same archive again (a double click)
         portal.submit(archive, META, ALICE)
@@ -388,7 +222,7 @@ def test_one_pending_submission_per_user_and_a_rate_limit(tmp_path, dataset, arr
     portal.queue.check_user = real_check
     assert caught.value.sub_id == first
     with pytest.raises(PortalError, match="already have a submission waiting"):
-        portal.submit(_good_zip(tmp_path / "other.zip", arrays, prefix=""), META, ALICE)
+        portal.submit(good_zip(tmp_path / "other.zip", arrays, prefix=""), META, ALICE)
     assert len(list((portal.root / "predictions").iterdir())) == 1  # the refused one left nothing
     portal.submit(archive, META, Submitter("bob"))  # another user is not blocked
     portal.process_next()
@@ -401,8 +235,8 @@ def test_one_pending_submission_per_user_and_a_rate_limit(tmp_path, dataset, arr
 
 
 def test_metadata_is_validated(tmp_path, dataset, arrays):
-    portal = _portal(tmp_path, dataset)
-    archive = _good_zip(tmp_path / "p.zip", arrays)
+    portal = make_portal(tmp_path, dataset)
+    archive = good_zip(tmp_path / "p.zip", arrays)
     bad = SubmissionMeta(method=" ", authors="", license="MIT", link="javascript:alert(1)", runtime_s=-1)
     with pytest.raises(PortalError) as caught:
         portal.submit(archive, bad, ALICE)
@@ -413,16 +247,16 @@ def test_metadata_is_validated(tmp_path, dataset, arrays):
     unconfigured = Portal(PortalSettings(root=tmp_path / "none"))
     with pytest.raises(PortalError, match="BOKEH_PORTAL_DATASET"):
         unconfigured.submit(archive, META, ALICE)
-    assert _leftovers(portal) == []
+    assert portal_leftovers(portal) == []
 
 
 def test_withdraw_hide_unhide_with_an_audit_log(tmp_path, dataset, arrays):
     api = FakeHubApi()
-    portal = _portal(tmp_path, dataset, api)
-    sub_id = portal.submit(_good_zip(tmp_path / "p.zip", arrays), META, ALICE)
+    portal = make_portal(tmp_path, dataset, api)
+    sub_id = portal.submit(good_zip(tmp_path / "p.zip", arrays), META, ALICE)
     portal.process_next()
     bob_id = portal.submit(
-        _good_zip(tmp_path / "p.zip", arrays), SubmissionMeta("BobNet", "Bob", "MIT"), Submitter("bob")
+        good_zip(tmp_path / "p.zip", arrays), SubmissionMeta("BobNet", "Bob", "MIT"), Submitter("bob")
     )
     portal.process_next()
     assert set(portal.leaderboard("pynet")[0]["Id"]) == {sub_id, bob_id}
@@ -451,15 +285,15 @@ def test_withdraw_hide_unhide_with_an_audit_log(tmp_path, dataset, arrays):
 
 
 def test_withdrawing_a_queued_submission_cancels_it(tmp_path, dataset, arrays):
-    portal = _portal(tmp_path, dataset)
-    sub_id = portal.submit(_good_zip(tmp_path / "p.zip", arrays), META, ALICE)
+    portal = make_portal(tmp_path, dataset)
+    sub_id = portal.submit(good_zip(tmp_path / "p.zip", arrays), META, ALICE)
     portal.withdraw(sub_id, ALICE)
     assert portal.process_next() is None and portal.status(sub_id)["status"] == "cancelled"
-    portal.submit(_good_zip(tmp_path / "p.zip", arrays), META, ALICE)  # no longer pending
+    portal.submit(good_zip(tmp_path / "p.zip", arrays), META, ALICE)  # no longer pending
 
 
 def test_leaderboard_sort_and_filters(tmp_path, dataset):
-    portal = _portal(tmp_path, dataset, per_day=10)
+    portal = make_portal(tmp_path, dataset, per_day=10)
     close = prediction_arrays(dataset, shift=2)
     far = prediction_arrays(dataset, shift=30)
     a = portal.submit(
@@ -485,8 +319,8 @@ def test_measured_rows_only_on_the_same_data_and_profile(tmp_path, dataset, arra
     measured = tmp_path / "measured"
     argv = ["--dataset", str(dataset), "--split", "val294", "--methods", "portal_test_shift", "--profile", "dmshn"]
     assert run_main([*argv, "--out", str(measured), "--device", "cpu", "--warmup", "0"]) == 0
-    portal = _portal(tmp_path, dataset, measured_dir=measured)
-    portal.submit(_good_zip(tmp_path / "p.zip", arrays), META, ALICE)
+    portal = make_portal(tmp_path, dataset, measured_dir=measured)
+    portal.submit(good_zip(tmp_path / "p.zip", arrays), META, ALICE)
     portal.process_next()
     board, _, _ = portal.leaderboard("dmshn")
     assert set(board["Method"]) == {"TestNet", "portal_test_shift"}
@@ -498,9 +332,9 @@ def test_measured_rows_only_on_the_same_data_and_profile(tmp_path, dataset, arra
 
 def test_a_failed_push_is_retried_and_nothing_is_lost(tmp_path, dataset, arrays):
     api = FakeHubApi()
-    portal = _portal(tmp_path, dataset, api)
+    portal = make_portal(tmp_path, dataset, api)
     api.fail_next = True
-    sub_id = portal.submit(_good_zip(tmp_path / "p.zip", arrays), META, ALICE)
+    sub_id = portal.submit(good_zip(tmp_path / "p.zip", arrays), META, ALICE)
     assert portal.store.last_push_error and "did not answer" in portal.store.last_push_error
     assert (REPO, f"submissions/{sub_id}.json") not in api.files
     portal.process_next()  # the next publish pushes everything still pending
@@ -514,7 +348,7 @@ def test_a_failed_push_is_retried_and_nothing_is_lost(tmp_path, dataset, arrays)
 def test_cli_submit_wait_leaderboard_and_refusal(tmp_path, dataset, arrays, capsys, monkeypatch):
     monkeypatch.setenv("BOKEH_ORGANIZER_TOKEN", "org-secret")
     base = ["--portal-dir", str(tmp_path / "portal"), "--dataset", str(dataset), "--token", "org-secret"]
-    archive = _good_zip(tmp_path / "p.zip", arrays)
+    archive = good_zip(tmp_path / "p.zip", arrays)
     info = ["--method", "CliNet", "--authors", "C. Li", "--license", "CC BY 4.0", "--runtime", "0.2", "--user", "carol"]
     assert submit_main([*base, "submit", str(archive), *info, "--wait"]) == 0
     out = capsys.readouterr().out
@@ -539,8 +373,8 @@ def test_cli_submit_wait_leaderboard_and_refusal(tmp_path, dataset, arrays, caps
 
 def test_study_bridge_creates_a_mos_study_from_submissions(tmp_path, dataset, arrays, capsys, monkeypatch):
     monkeypatch.setenv("BOKEH_DATA_DIR", str(tmp_path / "data"))
-    portal = _portal(tmp_path, dataset, per_day=5)
-    one = portal.submit(_good_zip(tmp_path / "p.zip", arrays), META, ALICE)
+    portal = make_portal(tmp_path, dataset, per_day=5)
+    one = portal.submit(good_zip(tmp_path / "p.zip", arrays), META, ALICE)
     portal.process_next()
     two = portal.submit(
         write_folder(tmp_path / "far", prediction_arrays(dataset, shift=30)),
@@ -575,7 +409,7 @@ def test_study_bridge_creates_a_mos_study_from_submissions(tmp_path, dataset, ar
 def test_space_form_off_a_space_needs_the_organizer_token(tmp_path, dataset):
     from space.submit_tab import _board_view, _submitter
 
-    portal = _portal(tmp_path, dataset)
+    portal = make_portal(tmp_path, dataset)
     with pytest.raises(PortalError, match="wrong organizer token"):
         _submitter(None, False, "guess", "Carol", portal)
     with pytest.raises(PortalError, match="submitter's name"):
@@ -593,8 +427,8 @@ def test_a_scoring_failure_is_recorded_and_the_queue_goes_on(tmp_path, dataset, 
     from bokeh_model.errors import InputError
     from evaluation.portal import service
 
-    portal = _portal(tmp_path, dataset, per_day=5)
-    archive = _good_zip(tmp_path / "p.zip", arrays)
+    portal = make_portal(tmp_path, dataset, per_day=5)
+    archive = good_zip(tmp_path / "p.zip", arrays)
     broken = portal.submit(archive, META, ALICE)
     fine = portal.submit(archive, META, Submitter("bob"))
 
