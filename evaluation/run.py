@@ -23,15 +23,20 @@ From Python, :func:`evaluate_predictions` scores a folder of predictions and ret
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import shlex
 import sys
 from collections.abc import Sequence
 
-from bokeh_model.errors import run_reporting_errors
-from evaluation.config import EvalConfig
-from evaluation.metrics import PROFILES
-from evaluation.runner import evaluate_predictions, run_evaluation
-from evaluation.scoring import PSNR_CAP_DB
+if __package__ in (None, "") and importlib.util.find_spec("bokeh_model") is None:
+    # Run by path from a checkout that was never installed: say how to fix it instead of a ModuleNotFoundError.
+    sys.exit("error: the bokeh packages are not installed in this Python; run `pip install -e .` in the checkout")
+
+from bokeh_model.errors import run_reporting_errors  # noqa: E402
+from evaluation.config import EvalConfig  # noqa: E402
+from evaluation.metrics import PROFILES  # noqa: E402
+from evaluation.runner import evaluate_predictions, run_evaluation  # noqa: E402
+from evaluation.scoring import PSNR_CAP_DB  # noqa: E402
 
 __all__ = [
     "PSNR_CAP_DB",
