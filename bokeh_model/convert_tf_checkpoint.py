@@ -28,8 +28,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +37,7 @@ import numpy as np
 import torch
 
 from .errors import InputError
+from .files import atomic_directory
 from .modeling_pynet import PyNET
 from .tf_checkpoint import TFCheckpointError, TFCheckpointReader
 
@@ -336,9 +335,7 @@ def convert_tf_checkpoint(
     model.load_state_dict(state, strict=True, assign=True)
     model.eval()
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_directory(out) as temp:
         model.save_pretrained(temp)
         from safetensors.torch import load_file
 
@@ -375,16 +372,6 @@ def convert_tf_checkpoint(
             )
             + "\n"
         )
-        # mkdtemp makes the folder private and safetensors writes 0600 files: weights are meant to be shared.
-        temp.chmod(0o755)
-        for item in temp.iterdir():
-            item.chmod(0o644)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(temp, out)
-    except BaseException:
-        shutil.rmtree(temp, ignore_errors=True)
-        raise
     if push_to_hub:
         model.push_to_hub(push_to_hub)
     return out

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["atomic_write", "atomic_writer"]
+__all__ = ["atomic_directory", "atomic_write", "atomic_writer"]
 
 
 @contextlib.contextmanager
@@ -41,3 +42,27 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> Path:
     with atomic_writer(path) as handle:
         handle.write(data.encode("utf-8") if isinstance(data, str) else data)
     return Path(path)
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary folder beside ``path`` whose content replaces ``path`` when the block ends without an exception.
+
+    For outputs that are a folder (a converted model, a training checkpoint): a reader sees the old folder or the
+    new one, never half of one. Folders end 0755 and files 0644 (``mkdtemp`` makes the folder private and
+    safetensors writes 0600 files): weights are meant to be shared. On an exception nothing is left behind.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield temp
+        for item in temp.rglob("*"):
+            item.chmod(0o755 if item.is_dir() else 0o644)
+        temp.chmod(0o755)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(temp, target)
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise

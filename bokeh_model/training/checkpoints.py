@@ -9,10 +9,8 @@ is done; the next level starts from it. Folders are written under a temporary na
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +18,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from ..files import atomic_write
+from ..files import atomic_directory, atomic_write
 
 __all__ = [
     "LATEST_FILE",
@@ -64,20 +62,6 @@ def load_training_state(level_dir: Path, latest: Mapping[str, Any]) -> dict[str,
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
-def _save_dir(path: Path, write: Callable[[Path], None]) -> None:
-    """Write a folder under a temporary name, then rename it into place (replacing an old one)."""
-    temp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        write(temp)
-        temp.chmod(0o755)
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(temp, path)
-    except BaseException:
-        shutil.rmtree(temp, ignore_errors=True)
-        raise
-
-
 def save_checkpoint(
     level_dir: Path,
     model: nn.Module,
@@ -93,13 +77,12 @@ def save_checkpoint(
     the newest ``keep`` checkpoints. ``model`` is the unwrapped PyNET (it has ``save_pretrained``)."""
     name = checkpoint_name(step)
 
-    def write(folder: Path) -> None:
+    with atomic_directory(level_dir / name) as folder:
         model.save_pretrained(folder)
         torch.save(dict(training_state), folder / TRAINING_STATE_FILE)
-
-    _save_dir(level_dir / name, write)
     if done:
-        _save_dir(level_dir / MODEL_DIR, model.save_pretrained)
+        with atomic_directory(level_dir / MODEL_DIR) as folder:
+            model.save_pretrained(folder)
     write_json(
         level_dir / LATEST_FILE,
         {"step": step, "checkpoint": name, "done": done, "iterations": iterations, "level": level},
