@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image
 
 from bokeh_model.errors import InputError, ModelUnavailableError
+from bokeh_model.tables import cache_root
 
 from .dataset import EvalSource, Sample
 
@@ -143,13 +144,6 @@ def _png(array: np.ndarray, bits: int = 8) -> bytes:
     return buffer.getvalue()
 
 
-def _cache_root() -> Path:
-    root = os.environ.get("BOKEH_EVAL_CACHE")
-    if root:
-        return Path(root)
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bokeh-eval"
-
-
 class SyntheticSource(EvalSource):
     """The synthetic benchmark as an :class:`EvalSource` (PNG-encoded inputs, targets and 16-bit depth)."""
 
@@ -211,7 +205,7 @@ class SyntheticSource(EvalSource):
         if not self.cache:
             self._rows = self._build()
             return self._rows
-        folder = _cache_root() / "synthetic" / self._key()
+        folder = cache_root() / "synthetic" / self._key()
         index_file = folder / "index.json"
         if index_file.is_file():
             index = json.loads(index_file.read_text())

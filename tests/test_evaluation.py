@@ -309,8 +309,8 @@ def _ebb_zip(path: Path) -> Path:
 
 
 def test_ebb_builder_and_evaluation_on_it(tmp_path, capsys):
+    from bokeh_model.tables import open_dataset
     from evaluation import ebb
-    from evaluation.dataset import open_dataset
 
     source = _ebb_zip(tmp_path / "Training.zip")
     built = tmp_path / "ebb_hf"

@@ -254,7 +254,7 @@ def test_depth_build_is_batched_and_resumes(tmp_path, monkeypatch):
     assert any("resuming, 4 of 5" in line for line in lines)
     assert summary["has_depth"] and not (built / ebb.DEPTH_CACHE).exists()
     # a batched map equals the one-image estimate (16-bit PNG levels)
-    from evaluation.dataset import open_dataset
+    from bokeh_model.tables import open_dataset
 
     row = open_dataset(str(built), "val294")[0]
     stored = np.asarray(Image.open(io.BytesIO(row["depth"]["bytes"])), dtype=np.float64) / 65535.0

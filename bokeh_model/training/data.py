@@ -12,7 +12,6 @@ a random 90-degree rotation and vertical flip are applied to both. Memory is bou
 from __future__ import annotations
 
 import io
-import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -21,12 +20,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..errors import InputError, ModelUnavailableError
+from ..errors import InputError
 from ..modeling_pynet import LEVEL_SCALES
+from ..tables import COLUMN_ALIASES, open_dataset
 
-__all__ = ["COLUMN_ALIASES", "DrawSampler", "PairCrops", "crop_pair", "open_table", "resolve_columns"]
-
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+__all__ = ["DrawSampler", "PairCrops", "crop_pair", "open_table", "resolve_columns"]
 
 
 def _decode(cell: Any, where: str) -> Image.Image:
@@ -193,15 +191,6 @@ class DrawSampler(torch.utils.data.Sampler[int]):
         return (self.end_step - self.start_step) * self.batch
 
 
-# Accepted column names per role, first match wins.
-COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
-    "id": ("id", "image_id", "idx"),
-    "original": ("original", "original_image", "input", "image"),
-    "bokeh": ("bokeh", "bokeh_image", "target", "gt"),
-    "depth": ("depth", "original_depth", "disparity"),
-}
-
-
 def resolve_columns(table: Any, use_depth: bool) -> dict[str, str | None]:
     """``{role: column name}`` for the roles id, original, bokeh and depth (``None`` where the table lacks one).
 
@@ -222,59 +211,16 @@ def resolve_columns(table: Any, use_depth: bool) -> dict[str, str | None]:
 def open_table(source: str, split: str) -> Any:
     """``split`` of a dataset as a map-style ``datasets.Dataset`` whose image columns stay undecoded.
 
-    ``source`` is a ``save_to_disk`` folder, a hub-layout folder (``data/{split}-*.parquet`` with or without a
-    card listing the splits, as ``python -m evaluation.ebb build`` and ``python -m evaluation.pairs build``
-    write), a ``.parquet`` file (any split name reads it) or a Hugging Face Hub id. Image bytes are decoded
-    per item by :class:`PairCrops`.
+    Read by :func:`bokeh_model.tables.open_dataset` (the reader the evaluation uses too): a ``save_to_disk``
+    folder, a hub-layout folder as ``python -m evaluation.ebb build`` and ``python -m evaluation.pairs build``
+    write, a ``.parquet`` file (any split name reads it) or a Hugging Face Hub id. Image bytes are decoded per
+    item by :class:`PairCrops`.
 
     Raises:
         InputError: the source or the split does not exist, or the dataset cannot be read as a table.
         ModelUnavailableError: a hub id that cannot be reached (offline, private, misspelt).
     """
-    import datasets
-
-    path = Path(source).expanduser()
-    try:
-        if path.is_dir() and ((path / "dataset_dict.json").is_file() or (path / "state.json").is_file()):
-            table = datasets.load_from_disk(str(path))  # memory-mapped in place
-            if isinstance(table, datasets.DatasetDict):
-                if split not in table:
-                    raise InputError(f"{path} has no split {split!r}; it has {sorted(table)}")
-                table = table[split]
-        elif path.is_file():
-            if path.suffix != ".parquet":
-                raise InputError(f"{path} is neither a dataset folder nor a .parquet file")
-            table = datasets.load_dataset("parquet", data_files={split: [str(path)]}, split=split)
-        elif path.is_dir():
-            table = datasets.load_dataset(str(path), split=split)
-        elif _HUB_ID.match(source):
-            table = _load_hub(source, split)
-        else:
-            raise InputError(f"dataset {source!r} is neither an existing path nor a Hugging Face Hub id (owner/name)")
-    except (InputError, ModelUnavailableError):
-        raise
-    except (ValueError, KeyError, FileNotFoundError) as exc:  # unknown split, no data files
-        raise InputError(f"dataset {source!r} split {split!r} cannot be read: {exc}") from None
+    table = open_dataset(source, split)
     if not hasattr(table, "__len__") or not hasattr(table, "__getitem__"):
         raise InputError(f"dataset {source!r} split {split!r} must be map-style (not streaming) for training")
-    for name, feature in table.features.items():
-        if isinstance(feature, datasets.Image):
-            table = table.cast_column(name, datasets.Image(decode=False))
     return table
-
-
-def _load_hub(source: str, split: str) -> Any:
-    import datasets
-
-    try:
-        return datasets.load_dataset(source, split=split)
-    except ValueError as exc:
-        if "split" in str(exc).lower():
-            raise InputError(f"dataset {source!r} has no split {split!r}: {exc}") from None
-        raise InputError(f"dataset {source!r} could not be read: {exc}") from None
-    except Exception as exc:  # noqa: BLE001 - network, auth, offline mode: all reported the same way
-        raise ModelUnavailableError(
-            f"dataset {source!r} (split {split!r}) cannot be loaded here: {type(exc).__name__}: {exc}. "
-            "Build a local copy (e.g. `python -m evaluation.ebb build --source Training.zip --out DIR`) and pass "
-            "--dataset DIR, or download the hub dataset on a machine with internet and retry."
-        ) from None
