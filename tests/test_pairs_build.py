@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from _browser import chromium_browser, require_chromium
 from _pairs_testing import EXAMPLES, ROOT, homography, make_wide, save_with_exif, u8
 from PIL import Image
 
@@ -20,8 +21,6 @@ from evaluation.pairs import (
     build_pairs_dataset,
 )
 from evaluation.pairs.__main__ import main
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def _good_pair(root: Path, name: str, photo: np.ndarray, **kwargs) -> None:
@@ -240,34 +239,21 @@ def test_bad_arguments_exit_2(tmp_path, pairs_folder, capsys):
 @pytest.mark.browser
 @pytest.mark.slow
 def test_report_in_a_browser(built, tmp_path):
-    if CHROMIUM is None:
-        pytest.skip("chromium is not installed (scripts/install_system_deps.sh installs it as root)")
-    pytest.importorskip("playwright.sync_api")
-    from playwright.sync_api import sync_playwright
-
+    require_chromium()
     out, _, _ = built
     artifacts = Path(os.environ.get("BOKEH_TEST_ARTIFACTS", ROOT / "artifacts")) / "browser"
     artifacts.mkdir(parents=True, exist_ok=True)
-    home = tmp_path / "home"
-    home.mkdir()
-    args = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking"]
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=args, env={**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home)}
-        )
-        try:
-            for width, height in ((1366, 768), (390, 844)):
-                page = browser.new_page(viewport={"width": width, "height": height})
-                page.goto((out / "report.html").as_uri())
-                assert page.locator(".card").count() == 8
-                # every thumbnail decodes (inline JPEG data) and nothing overflows sideways on a phone
-                broken = page.evaluate("[...document.images].filter(i => !i.complete || i.naturalWidth === 0).length")
-                assert broken == 0
-                assert page.evaluate("document.documentElement.scrollWidth") <= width
-                page.screenshot(path=str(artifacts / f"pairs_report_{width}.png"), full_page=True)
-                page.close()
-        finally:
-            browser.close()
+    with chromium_browser(tmp_path / "home") as browser:
+        for width, height in ((1366, 768), (390, 844)):
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.goto((out / "report.html").as_uri())
+            assert page.locator(".card").count() == 8
+            # every thumbnail decodes (inline JPEG data) and nothing overflows sideways on a phone
+            broken = page.evaluate("[...document.images].filter(i => !i.complete || i.naturalWidth === 0).length")
+            assert broken == 0
+            assert page.evaluate("document.documentElement.scrollWidth") <= width
+            page.screenshot(path=str(artifacts / f"pairs_report_{width}.png"), full_page=True)
+            page.close()
 
 
 def test_push_to_hub_uploads_the_built_folder(monkeypatch, built, tmp_path, pairs_folder, capsys):

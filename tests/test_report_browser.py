@@ -5,12 +5,12 @@ page. Screenshots are kept under ``artifacts/browser/`` (``BOKEH_TEST_ARTIFACTS`
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from _browser import chromium_browser, require_chromium
 from PIL import Image
 
 from evaluation.run import main
@@ -18,14 +18,11 @@ from evaluation.run import main
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(os.environ.get("BOKEH_TEST_ARTIFACTS", ROOT / "artifacts")) / "browser"
 
 
 def test_report_page_shows_the_results_table(tmp_path, monkeypatch):
-    if CHROMIUM is None:
-        pytest.skip("chromium is not installed (scripts/install_system_deps.sh installs it as root)")
-    sync_api = pytest.importorskip("playwright.sync_api")
+    require_chromium()
     import torch
 
     monkeypatch.setenv("BOKEH_EVAL_CACHE", str(tmp_path / "cache"))
@@ -39,30 +36,19 @@ def test_report_page_shows_the_results_table(tmp_path, monkeypatch):
     assert main([*synth, "--methods", "lens", "gaussian", "--predictions", f"files={preds}", "--out", str(out)]) == 0
     expected = pd.read_csv(out / "table.csv")["Method"].tolist()
 
-    home = tmp_path / "home"
-    home.mkdir()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-            env={**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home), "XDG_CACHE_HOME": str(home)},
-        )  # fmt: skip
-        try:
-            for width, height in ((1366, 768), (390, 844)):
-                page = browser.new_page(viewport={"width": width, "height": height})
-                page.goto((out / "report.html").resolve().as_uri())
-                page.wait_for_selector(".js-plotly-plot", timeout=30_000)
-                rows = page.locator("table.results tbody tr")
-                assert rows.count() == len(expected)
-                assert [rows.nth(i).locator("td").first.inner_text().strip() for i in range(rows.count())] == expected
-                assert page.locator("table.results").is_visible()
-                assert page.get_by_text("SYNTHETIC SAMPLE, NOT EBB!").first.is_visible()
-                assert page.locator(".js-plotly-plot").count() == 2  # runtime vs PSNR, per-image metrics
-                # the page itself never scrolls sideways; the table does inside its box
-                assert page.evaluate("document.documentElement.scrollWidth") <= width
-                page.screenshot(path=str(ARTIFACTS / f"report-{width}.png"), full_page=True)
-                page.close()
-        finally:
-            browser.close()
+    with chromium_browser(tmp_path / "home") as browser:
+        for width, height in ((1366, 768), (390, 844)):
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.goto((out / "report.html").resolve().as_uri())
+            page.wait_for_selector(".js-plotly-plot", timeout=30_000)
+            rows = page.locator("table.results tbody tr")
+            assert rows.count() == len(expected)
+            assert [rows.nth(i).locator("td").first.inner_text().strip() for i in range(rows.count())] == expected
+            assert page.locator("table.results").is_visible()
+            assert page.get_by_text("SYNTHETIC SAMPLE, NOT EBB!").first.is_visible()
+            assert page.locator(".js-plotly-plot").count() == 2  # runtime vs PSNR, per-image metrics
+            # the page itself never scrolls sideways; the table does inside its box
+            assert page.evaluate("document.documentElement.scrollWidth") <= width
+            page.screenshot(path=str(ARTIFACTS / f"report-{width}.png"), full_page=True)
+            page.close()

@@ -6,19 +6,18 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _browser import chromium_browser, require_chromium
 from PIL import Image
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(os.environ.get("BOKEH_TEST_ARTIFACTS", ROOT / "artifacts")) / "browser"
 STUDY_ID = "browser-study"
 
@@ -31,9 +30,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    if CHROMIUM is None:
-        pytest.skip("chromium is not installed (scripts/install_system_deps.sh installs it as root)")
-    pytest.importorskip("playwright.sync_api")
+    require_chromium()
     data = tmp_path_factory.mktemp("browser_space")
     previous = os.environ.get("BOKEH_DATA_DIR")
     os.environ["BOKEH_DATA_DIR"] = str(data)
@@ -79,26 +76,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
 
 @pytest.fixture(scope="module")
 def browser(server: dict) -> Iterator:
-    from playwright.sync_api import sync_playwright
-
-    home = Path(os.environ.get("TMPDIR", "/tmp")) / f"pw-home-{os.getpid()}"
-    home.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-            env={**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home), "XDG_CACHE_HOME": str(home)},
-        )
+    with chromium_browser(Path(os.environ.get("TMPDIR", "/tmp")) / f"pw-home-{os.getpid()}") as chromium:
         yield chromium
-        chromium.close()
 
 
 SIZES = {"desktop": (1366, 768), "phone": (390, 844)}

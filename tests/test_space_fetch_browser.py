@@ -9,7 +9,6 @@ watch. Screenshots at 1366x768 and 390x844 go to ``artifacts/browser/`` (``BOKEH
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _browser import chromium_browser, require_chromium
 from _local_server import LocalServer
 from _pynet_archive import build_pynet_zip
 from _tiny_models import save_tiny_dpt
@@ -27,7 +27,6 @@ from PIL import Image
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(os.environ.get("BOKEH_TEST_ARTIFACTS", ROOT / "artifacts")) / "browser"
 OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "BOKEH_OFFLINE")
 
@@ -40,9 +39,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def space(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    if CHROMIUM is None:
-        pytest.skip("chromium is not installed (scripts/install_system_deps.sh installs it as root)")
-    pytest.importorskip("playwright.sync_api")
+    require_chromium()
     tmp = tmp_path_factory.mktemp("space_fetch")
     data, _ = build_pynet_zip()
     depth = save_tiny_dpt(tmp / "tiny-dpt")  # a depth model already there (preload_from_hub on a real Space)
@@ -90,18 +87,8 @@ def space(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
 
 @pytest.fixture(scope="module")
 def browser(space: dict) -> Iterator:
-    from playwright.sync_api import sync_playwright
-
-    home = Path(os.environ.get("TMPDIR", "/tmp")) / f"pw-home-fetch-{os.getpid()}"
-    home.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync"],
-            env={**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home), "XDG_CACHE_HOME": str(home)},
-        )
+    with chromium_browser(Path(os.environ.get("TMPDIR", "/tmp")) / f"pw-home-fetch-{os.getpid()}") as chromium:
         yield chromium
-        chromium.close()
 
 
 def _shot(page, name: str) -> None:

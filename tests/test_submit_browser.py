@@ -10,19 +10,18 @@ test replaces that function with a fixed profile, so the whole OAuth flow of the
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _browser import chromium_browser, require_chromium
 from _portal_testing import FakeHubApi, build_val294_like, png, prediction_arrays, write_zip
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(os.environ.get("BOKEH_TEST_ARTIFACTS", ROOT / "artifacts")) / "browser"
 USER = "tester-hf"
 
@@ -61,9 +60,7 @@ def _fake_oauth_info() -> dict:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    if CHROMIUM is None:
-        pytest.skip("chromium is not installed (scripts/install_system_deps.sh installs it as root)")
-    pytest.importorskip("playwright.sync_api")
+    require_chromium()
     pytest.importorskip("itsdangerous", reason="gradio's sign-in routes need itsdangerous (gradio[oauth])")
     import gradio as gr
     import gradio.oauth
@@ -105,26 +102,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
 
 @pytest.fixture(scope="module")
 def browser(server: dict) -> Iterator:
-    from playwright.sync_api import sync_playwright
-
-    home = Path(os.environ.get("TMPDIR", "/tmp")) / f"pw-home-{os.getpid()}"
-    home.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-            env={**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home), "XDG_CACHE_HOME": str(home)},
-        )
+    with chromium_browser(Path(os.environ.get("TMPDIR", "/tmp")) / f"pw-home-{os.getpid()}") as chromium:
         yield chromium
-        chromium.close()
 
 
 def _shot(page, name: str) -> None:

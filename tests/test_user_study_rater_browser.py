@@ -6,7 +6,6 @@ rejections, phone layout, MTurk iframe and Prolific hand-off, escaping. Screensh
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import time
 from collections.abc import Iterator
@@ -14,11 +13,11 @@ from pathlib import Path
 from urllib.parse import parse_qs, quote, urlparse
 
 import pytest
+from _browser import chromium_browser, require_chromium
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(os.environ.get("BOKEH_TEST_ARTIFACTS", ROOT / "artifacts")) / "rater"
 DESKTOP = {"width": 1366, "height": 768}
 PHONE = {"width": 390, "height": 844}
@@ -32,9 +31,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    if CHROMIUM is None:
-        pytest.skip("chromium is not installed (scripts/install_system_deps.sh installs it as root)")
-    pytest.importorskip("playwright.sync_api")
+    require_chromium()
     data = tmp_path_factory.mktemp("rater_browser")
     mp = pytest.MonkeyPatch()
     mp.setenv("BOKEH_DATA_DIR", str(data / "data"))
@@ -88,25 +85,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
 
 @pytest.fixture(scope="module")
 def browser(server: dict) -> Iterator:
-    from playwright.sync_api import sync_playwright
-
     home = Path(os.environ.get("TMPDIR", "/tmp")) / f"pw-home-{os.getpid()}"
-    home.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-                "--disable-background-networking",
-                # the stand-in HIT page is fulfilled by Playwright and treated as public: let it frame loopback
-                "--disable-features=LocalNetworkAccessChecks",
-            ],
-            env={**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home), "XDG_CACHE_HOME": str(home)},
-        )
+    # the stand-in HIT page is fulfilled by Playwright and treated as public: let it frame loopback
+    with chromium_browser(home, "--disable-features=LocalNetworkAccessChecks") as chromium:
         yield chromium
-        chromium.close()
 
 
 def _shot(page, name: str) -> None:
