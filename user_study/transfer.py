@@ -68,26 +68,30 @@ class RatingTransfer(RatingSubmission):
                 self._ensure_rater(s, rid, source)
                 when = pd.to_datetime(row.get("submitted_at"), utc=True, errors="coerce")
                 when = utcnow() if pd.isna(when) else when.tz_convert(None).to_pydatetime()
-                res = s.execute(
-                    self._insert(Rating)
-                    .values(
-                        id=new_id(),
-                        study_id=study_id,
-                        rater_id=rid,
-                        item_id=item_id,
-                        score=value,
-                        submitted_at=when,
-                        source=source,
-                        excluded=False,
-                        exclusion_reason="",
-                    )
-                    .on_conflict_do_nothing()
-                    .returning(Rating.id)
-                ).scalar()
-                imported += res is not None
-                dupes += res is None
+                stored = self._add_rating(
+                    s,
+                    id=new_id(),
+                    study_id=study_id,
+                    rater_id=rid,
+                    item_id=item_id,
+                    score=value,
+                    submitted_at=when,
+                    source=source,
+                )
+                imported += stored
+                dupes += not stored
             s.add(Event(study_id=study_id, kind="imported", detail={"source": source, "n": imported, "dupes": dupes}))
         return {"imported": imported, "duplicates": dupes}
+
+    def _add_rating(self, s: Any, **values: Any) -> bool:
+        """Insert one rating (not excluded) unless an identical one exists; True when it was stored."""
+        stmt = (
+            self._insert(Rating)
+            .values(excluded=False, exclusion_reason="", **values)
+            .on_conflict_do_nothing()
+            .returning(Rating.id)
+        )
+        return s.execute(stmt).scalar() is not None
 
     def _checked_score(self, cfg: StudyConfig, score: Any, where: str) -> int:
         # the same rule as a live submit (0-4, or a pairwise choice), so no path stores what the page could not
@@ -163,28 +167,22 @@ class RatingTransfer(RatingSubmission):
                     )
                     s.flush()
                     known_sessions.add(aid)
-                res = s.execute(
-                    self._insert(Rating)
-                    .values(
-                        id=rec["rating_id"],
-                        study_id=study_id,
-                        rater_id=rid,
-                        item_id=rec["item_id"],
-                        assignment_id=aid or None,
-                        position=rec.get("position"),
-                        score=value,
-                        swap=rec.get("swap"),
-                        shown_at=shown,
-                        submitted_at=submitted,
-                        view_ms=rec.get("view_ms"),
-                        source="restore",
-                        excluded=False,
-                        exclusion_reason="",
-                    )
-                    .on_conflict_do_nothing()
-                    .returning(Rating.id)
-                ).scalar()
-                restored += res is not None
-                skipped += res is None
+                stored = self._add_rating(
+                    s,
+                    id=rec["rating_id"],
+                    study_id=study_id,
+                    rater_id=rid,
+                    item_id=rec["item_id"],
+                    assignment_id=aid or None,
+                    position=rec.get("position"),
+                    score=value,
+                    swap=rec.get("swap"),
+                    shown_at=shown,
+                    submitted_at=submitted,
+                    view_ms=rec.get("view_ms"),
+                    source="restore",
+                )
+                restored += stored
+                skipped += not stored
             s.add(Event(study_id=study_id, kind="restored", detail={"restored": restored, "skipped": skipped}))
         return {"restored": restored, "skipped": skipped}
