@@ -29,22 +29,10 @@ import torch
 
 from benchmarks._env import environment_lines
 from bokeh_model.backends import BACKENDS, MIN_PSNR_VS_FP32, backend_status, get_runner
-from bokeh_model.modeling_pynet import PyNET
+from tests._tiny_models import he_random_pynet
 
 INT8_BACKENDS = ("onnxruntime-int8-dynamic", "onnxruntime-int8-static")
 ALL = (*BACKENDS, *INT8_BACKENDS)
-
-
-def he_random_pynet(seed: int = 0) -> PyNET:
-    """Full-size PyNET with He-scaled random conv weights, so that every level's output varies (tests/benchmarks)."""
-    torch.manual_seed(seed)
-    net = PyNET().eval()
-    with torch.no_grad():
-        for module in net.modules():
-            weight = getattr(module, "weight", None)
-            if isinstance(weight, torch.nn.Parameter) and weight.ndim == 4:
-                torch.nn.init.kaiming_normal_(weight, a=0.2)
-    return net
 
 
 def _time(fn: Callable[[], object], repeats: int, warmup: int) -> list[float]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["save_tiny_dpt"]
+__all__ = ["he_random_pynet", "save_tiny_dpt"]
 
 
 def save_tiny_dpt(folder: str | Path) -> Path:
@@ -38,3 +38,20 @@ def save_tiny_dpt(folder: str | Path) -> Path:
     DPTForDepthEstimation(config).save_pretrained(folder)
     DPTImageProcessor(size={"height": 64, "width": 64}).save_pretrained(folder)
     return folder
+
+
+def he_random_pynet(seed: int = 0, **config: object):  # -> PyNET (imported lazily: this module stays light)
+    """Full-size PyNET (or ``PyNET(**config)``) with He-scaled random conv weights, so that every level's output
+    varies: for checking that backends and exports compute the same thing, never as a trained model."""
+    import torch
+
+    from bokeh_model.modeling_pynet import PyNET
+
+    torch.manual_seed(seed)
+    net = PyNET(**config).eval()
+    with torch.no_grad():
+        for module in net.modules():
+            weight = getattr(module, "weight", None)
+            if isinstance(weight, torch.nn.Parameter) and weight.ndim == 4:
+                torch.nn.init.kaiming_normal_(weight, a=0.2)
+    return net

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from _tiny_models import he_random_pynet
 
 from bokeh_model import backends
 from bokeh_model.backends import BackendMeasurement, backend_status, get_runner, resolve_backend
@@ -18,14 +18,7 @@ from bokeh_model.pynet import PyNETMethod, run_pynet
 @pytest.fixture(scope="module")
 def model() -> PyNET:
     """Full-size PyNET with He-scaled random weights (tests only), so that outputs vary."""
-    torch.manual_seed(0)
-    net = PyNET().eval()
-    with torch.no_grad():
-        for module in net.modules():
-            weight = getattr(module, "weight", None)
-            if isinstance(weight, torch.nn.Parameter) and weight.ndim == 4:
-                torch.nn.init.kaiming_normal_(weight, a=0.2)
-    return net
+    return he_random_pynet()
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _tiny_models import he_random_pynet
 
 from bokeh_model.cli import main
 from bokeh_model.errors import EXIT_BAD_INPUT, EXIT_MISSING, InputError, ModelUnavailableError
@@ -36,20 +37,9 @@ SIZES = ((64, 96), (75, 41))  # a multiple of 32, and odd sides that need reflec
 TOLERANCE = 1e-4
 
 
-def he_random(**config: object) -> PyNET:
-    torch.manual_seed(0)
-    net = PyNET(**config).eval()
-    with torch.no_grad():
-        for module in net.modules():
-            weight = getattr(module, "weight", None)
-            if isinstance(weight, torch.nn.Parameter) and weight.ndim == 4:
-                torch.nn.init.kaiming_normal_(weight, a=0.2)
-    return net
-
-
 @pytest.fixture(scope="module")
 def model() -> PyNET:
-    return he_random()
+    return he_random_pynet()
 
 
 def _onnx_vs_torch(net: PyNET, path: Path, level: int, disabled: tuple[int, ...] = ()) -> None:
@@ -118,7 +108,7 @@ def test_onnx_equals_pytorch_at_every_level(model: PyNET, level: int, tmp_path: 
     ],
 )
 def test_onnx_variants(config: dict, level: int, disabled: tuple[int, ...], tmp_path: Path) -> None:
-    net = he_random(**config)
+    net = he_random_pynet(**config)
     path = export_onnx(net, tmp_path / "variant.onnx", level=level, disabled_levels=disabled)
     _assert_dynamic_graph(path)
     ops = {node.op_type for node in onnx.load(str(path), load_external_data=False).graph.node}
@@ -158,7 +148,7 @@ def test_cli_export_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 
 @pytest.mark.slow
 def test_cli_export_onnx(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    he_random().save_pretrained(tmp_path / "weights")
+    he_random_pynet().save_pretrained(tmp_path / "weights")
     out = tmp_path / "pynet_level7.onnx"
     assert main(["export", str(tmp_path / "weights"), str(out), "--level", "7"]) == 0
     printed = capsys.readouterr().out
@@ -179,7 +169,7 @@ def test_litert_equals_pytorch(tmp_path: Path) -> None:
     python = litert_python()
     if python is None:
         pytest.skip("no litert-torch environment (.venv-litert or $BOKEH_LITERT_PYTHON); `make litert-env` makes one")
-    net = he_random()
+    net = he_random_pynet()
     net.save_pretrained(tmp_path / "weights")
     out, dump = tmp_path / "pynet.tflite", tmp_path / "io.npz"
     worker = Path(__file__).resolve().parents[1] / "bokeh_model" / "_litert_worker.py"
