@@ -27,6 +27,7 @@ from .report import distribution_figure, method_colors, mos_figure, runtime_qual
 
 __all__ = [
     "MOS_COLUMNS",
+    "finite_or_none",
     "PAPER_PROFILE",
     "PAPER_ROWS",
     "PAPER_SOURCE",
@@ -153,7 +154,8 @@ def read_mos(out_dir: str | os.PathLike) -> pd.DataFrame | None:
     return mos
 
 
-def _finite(value: Any) -> float | None:
+def finite_or_none(value: Any) -> float | None:
+    """``value`` as a float, or ``None`` when it is missing, not a number, NaN or infinite."""
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -188,20 +190,22 @@ def leaderboard_rows(run: dict[str, Any], mos: pd.DataFrame | None = None) -> li
         metrics = entry.get("metrics", {})
         runtime = entry.get("runtime_s") or {}
         study = lookup.get(label)
-        rank = _finite(study["rank"]) if study is not None else None
+        rank = finite_or_none(study["rank"]) if study is not None else None
         measured.append(
             {
                 "method": label,
                 "hardware": entry.get("hardware") or "",
-                "runtime_s": _finite(runtime.get("mean")),
-                "runtime_median_s": _finite(runtime.get("median")),
+                "runtime_s": finite_or_none(runtime.get("mean")),
+                "runtime_median_s": finite_or_none(runtime.get("median")),
                 "normalized_runtime_s": None,
-                "psnr": _finite(metrics.get("psnr", {}).get("mean")),
-                "ssim": _finite(metrics.get("ssim", {}).get("mean")),
-                "lpips": _finite(metrics.get("lpips", {}).get("mean")),
-                "mos": _finite(study["mos"]) if study is not None else None,
+                "psnr": finite_or_none(metrics.get("psnr", {}).get("mean")),
+                "ssim": finite_or_none(metrics.get("ssim", {}).get("mean")),
+                "lpips": finite_or_none(metrics.get("lpips", {}).get("mean")),
+                "mos": finite_or_none(study["mos"]) if study is not None else None,
                 "mos_rank": int(rank) if rank is not None else None,
-                "mos_ci": ([_finite(study["ci_low"]), _finite(study["ci_high"])] if study is not None else None),
+                "mos_ci": (
+                    [finite_or_none(study["ci_low"]), finite_or_none(study["ci_high"])] if study is not None else None
+                ),
                 "n_images": entry.get("n_images"),
                 "source": f"measured: {where}, profile {run.get('profile')}, {entry.get('n_images')} images",
             }
@@ -214,12 +218,12 @@ def leaderboard_rows(run: dict[str, Any], mos: pd.DataFrame | None = None) -> li
 
 
 def _fmt(value: Any, digits: int) -> str:
-    number = _finite(value)
+    number = finite_or_none(value)
     return "–" if number is None else f"{number:.{digits}f}"
 
 
 def _fmt_runtime(value: Any) -> str:
-    number = _finite(value)
+    number = finite_or_none(value)
     if number is None:
         return "–"
     return f"{number:.2f}" if number >= 0.1 else f"{number:.3g}"

@@ -8,12 +8,12 @@ under the same profile. Runtime and hardware of submissions are as reported by t
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from evaluation.leaderboard import finite_or_none
 from evaluation.run_layout import RUN_RECORD
 
 if TYPE_CHECKING:
@@ -42,16 +42,8 @@ PAPER_COLUMNS = ["Method", "PSNR ↑", "SSIM ↑", "LPIPS ↓", "MOS ↓", "Runt
 SORT_KEYS = {"psnr": ("psnr", True), "ssim": ("ssim", True), "lpips": ("lpips", False), "runtime": ("runtime_s", False)}
 
 
-def _finite(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
 def _fmt(value: Any, digits: int) -> str:
-    number = _finite(value)
+    number = finite_or_none(value)
     return "–" if number is None else f"{number:.{digits}f}"
 
 
@@ -68,10 +60,10 @@ def _submitted_rows(portal: Portal, profile: str) -> list[dict[str, Any]]:
         rows.append(
             {
                 "method": meta["method"],
-                "psnr": _finite(metrics["psnr"]["mean"]),
-                "ssim": _finite(metrics["ssim"]["mean"]),
-                "lpips": _finite(metrics["lpips"]["mean"]) if metrics["lpips"]["n"] else None,
-                "runtime_s": _finite(meta.get("runtime_s")),
+                "psnr": finite_or_none(metrics["psnr"]["mean"]),
+                "ssim": finite_or_none(metrics["ssim"]["mean"]),
+                "lpips": finite_or_none(metrics["lpips"]["mean"]) if metrics["lpips"]["n"] else None,
+                "runtime_s": finite_or_none(meta.get("runtime_s")),
                 "hardware": meta.get("hardware") or "",
                 "uses_depth": bool(meta.get("uses_depth")),
                 "extra_data": bool(meta.get("extra_data")),
@@ -120,10 +112,12 @@ def _measured_rows(folder: Path | None, profile: str, fingerprints: set[str]) ->
         rows.append(
             {
                 "method": label,
-                "psnr": _finite(metrics.get("psnr", {}).get("mean")),
-                "ssim": _finite(metrics.get("ssim", {}).get("mean")),
-                "lpips": _finite(metrics.get("lpips", {}).get("mean")) if metrics.get("lpips", {}).get("n") else None,
-                "runtime_s": _finite(runtime.get("mean")),
+                "psnr": finite_or_none(metrics.get("psnr", {}).get("mean")),
+                "ssim": finite_or_none(metrics.get("ssim", {}).get("mean")),
+                "lpips": finite_or_none(metrics.get("lpips", {}).get("mean"))
+                if metrics.get("lpips", {}).get("n")
+                else None,
+                "runtime_s": finite_or_none(runtime.get("mean")),
                 "hardware": entry.get("hardware") or "",
                 "uses_depth": _needs_depth(str(entry.get("method"))),
                 "extra_data": False,
