@@ -43,7 +43,6 @@ from typing import Any
 import numpy as np
 
 from bokeh_model.errors import InputError
-from bokeh_model.lpips_trunk import ALEXNET_FILE, ALEXNET_URL, alexnet_trunk_path, official_sha256_prefix
 from evaluation.lpips_metric import (
     LPIPSUnavailableError,
     build_lpips,
@@ -56,15 +55,12 @@ from evaluation.lpips_metric import (
 from evaluation.psnr_ssim import check_pair, psnr, psnr_dmshn, ssim, ssim_dmshn
 
 __all__ = [
-    "ALEXNET_FILE",
-    "ALEXNET_URL",
     "DEFAULT_PROFILE",
     "METRICS",
     "PROFILES",
     "LPIPSUnavailableError",
     "MetricProfile",
     "MetricSpec",
-    "alexnet_trunk_path",
     "bootstrap_ci",
     "build_lpips",
     "check_pair",
@@ -73,7 +69,6 @@ __all__ = [
     "lpips_distance",
     "lpips_status",
     "lpips_trunk_info",
-    "official_sha256_prefix",
     "verify_lpips_trunk",
     "psnr",
     "psnr_dmshn",

@@ -22,12 +22,12 @@ from typing import Any
 from bokeh_model.errors import ModelUnavailableError
 from bokeh_model.fetch import FetchError, fetch_lpips, is_offline
 from bokeh_model.files import atomic_write
+from bokeh_model.lpips_trunk import ALEXNET_FILE
 from evaluation.config import EvalConfig
 from evaluation.console import print_summary, synthetic_banner
 from evaluation.dataset import default_split, open_source, sort_ids
 from evaluation.methods import check_external, resolve_methods, skip_methods_without_depth
 from evaluation.metrics import (
-    ALEXNET_FILE,
     DEFAULT_PROFILE,
     LPIPSUnavailableError,
     get_lpips_model,

@@ -13,6 +13,7 @@ import pytest
 from _tiny_models import save_tiny_dpt
 from PIL import Image
 
+from bokeh_model.lpips_trunk import ALEXNET_FILE
 from bokeh_model.registry import Method, ParamSpec, registered_methods
 from evaluation import leaderboard
 from evaluation.run import main
@@ -199,13 +200,11 @@ def test_lpips_column_filled_when_trunk_present(tmp_path, monkeypatch):
     import torch
     import torchvision
 
-    from evaluation import metrics
-
     hub = tmp_path / "hub"
     monkeypatch.setattr(torch.hub, "_hub_dir", str(hub))
     (hub / "checkpoints").mkdir(parents=True)
     torch.manual_seed(0)
-    torch.save(torchvision.models.alexnet().state_dict(), hub / "checkpoints" / metrics.ALEXNET_FILE)
+    torch.save(torchvision.models.alexnet().state_dict(), hub / "checkpoints" / ALEXNET_FILE)
     out = tmp_path / "r"
     # A random AlexNet is not torchvision's file: refused by default, accepted (and recorded) when allowed.
     assert main([*SYNTH, "--methods", "eval_test_blur", "--require-lpips", "--out", str(out)]) == 3
@@ -218,7 +217,7 @@ def test_lpips_column_filled_when_trunk_present(tmp_path, monkeypatch):
     # the trunk that was used is recorded by hash; a random one under the official name is flagged
     import hashlib
 
-    trunk = hub / "checkpoints" / metrics.ALEXNET_FILE
+    trunk = hub / "checkpoints" / ALEXNET_FILE
     assert lpips_record["trunk"]["sha256"] == hashlib.sha256(trunk.read_bytes()).hexdigest()
     assert lpips_record["trunk"]["path"] == str(trunk) and not lpips_record["trunk"]["official"]
     assert "not comparable with published ones" in (out / "table.md").read_text()

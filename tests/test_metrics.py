@@ -7,6 +7,7 @@ import pytest
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+from bokeh_model.lpips_trunk import ALEXNET_FILE
 from evaluation import metrics
 from evaluation.metrics import (
     METRICS,
@@ -151,11 +152,11 @@ def test_lpips_trunk_loader_equals_lpips_package(tmp_path, monkeypatch):
     torch.manual_seed(1)
     monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
     ok, reason = lpips_status()
-    assert not ok and metrics.ALEXNET_FILE in reason and str(tmp_path / "hub" / "checkpoints") in reason
+    assert not ok and ALEXNET_FILE in reason and str(tmp_path / "hub" / "checkpoints") in reason
     with pytest.raises(metrics.LPIPSUnavailableError, match="alexnet-owt-7be5be79.pth"):
         metrics.get_lpips_model()
     # A stand-in trunk file (random AlexNet weights) where torch hub looks for the real one.
-    checkpoint = tmp_path / "hub" / "checkpoints" / metrics.ALEXNET_FILE
+    checkpoint = tmp_path / "hub" / "checkpoints" / ALEXNET_FILE
     checkpoint.parent.mkdir(parents=True)
     torch.save(torchvision.models.alexnet().state_dict(), checkpoint)
     assert lpips_status() == (True, "")

@@ -25,6 +25,7 @@ from _portal_testing import (
     write_zip,
 )
 
+from bokeh_model.lpips_trunk import ALEXNET_FILE
 from bokeh_model.registry import Method, registered_methods
 from evaluation.portal import (
     DuplicateSubmission,
@@ -178,13 +179,11 @@ def test_lpips_is_computed_when_the_trunk_is_present(tmp_path, dataset, arrays, 
     import torch
     import torchvision
 
-    from evaluation import metrics
-
     hub = tmp_path / "hub"
     monkeypatch.setattr(torch.hub, "_hub_dir", str(hub))
     (hub / "checkpoints").mkdir(parents=True)
     torch.manual_seed(0)
-    torch.save(torchvision.models.alexnet().state_dict(), hub / "checkpoints" / metrics.ALEXNET_FILE)
+    torch.save(torchvision.models.alexnet().state_dict(), hub / "checkpoints" / ALEXNET_FILE)
     # the stand-in is not torchvision's file: refused by default (the submission fails), accepted when allowed
     refused = make_portal(tmp_path / "strict", dataset)
     refused_id = refused.submit(good_zip(tmp_path / "strict.zip", arrays), META, ALICE)
