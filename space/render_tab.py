@@ -2,9 +2,10 @@
 
 Interaction rules (what a visitor can count on):
 
-- Every click on the photo ends with a result focused where the *last* click was: click renders use
-  ``trigger_mode="always_last"``, and a render that a newer one of the same page has overtaken is dropped
-  (a per-session sequence number), so a slow early render never replaces a later one.
+- Every click on the photo ends with a result focused where the *last* click was: a click stores its position,
+  then a render reads the stored position with ``trigger_mode="always_last"`` (a click during a render is
+  rendered after it, at its own position), and a render that a newer one of the same page has overtaken is
+  dropped (a per-session sequence number), so a slow early render never replaces a later one.
 - An error never wipes the previous result: the page keeps it and shows a readable message (no server paths).
 - Unavailable methods are listed with their reason and cannot be run; controls offer only accepted values.
 - Uploads are checked when they arrive (size in megapixels, not an image, depth map of another photo).
@@ -356,7 +357,7 @@ def build_render_tab(settings: SpaceSettings) -> dict[str, gr.components.Compone
             return (*skip, gr.skip(), gr.skip())  # a newer click or Render is on its way: do not flash this one
         return out.pair, out.depth, gr.update(value=out.download, interactive=True), out.summary, out.notes
 
-    # Gradio injects gr.Request / gr.SelectData only into positional parameters: they come first.
+    # Gradio injects gr.Request only into positional parameters: it comes first.
     def on_render(
         request: gr.Request,
         photo_path: str | None,
@@ -367,18 +368,6 @@ def build_render_tab(settings: SpaceSettings) -> dict[str, gr.components.Compone
         depth_path: str | None,
         *values: Any,
     ) -> tuple[Any, ...]:
-        return page_render(request, photo_path, name, x, y, source, depth_path, values)
-
-    def on_click(
-        evt: gr.SelectData,
-        request: gr.Request,
-        photo_path: str | None,
-        name: str,
-        source: str,
-        depth_path: str | None,
-        *values: Any,
-    ) -> tuple[Any, ...]:
-        x, y = int(evt.index[0]), int(evt.index[1])
         return page_render(request, photo_path, name, x, y, source, depth_path, values)
 
     def pick_focus(evt: gr.SelectData) -> tuple[int, int]:
@@ -393,10 +382,14 @@ def build_render_tab(settings: SpaceSettings) -> dict[str, gr.components.Compone
         trigger_mode="always_last",
         concurrency_id="render",
     )
-    photo.select(pick_focus, None, [focus_x, focus_y], api_visibility="private", trigger_mode="multiple", queue=False)
+    # A click stores its position (un-queued, every click), then renders from the stored position. The render must
+    # not take the click's own SelectData: Gradio's always_last replays the *first* deferred event with its original
+    # event data, so a click made while a render runs would be rendered at the previous click's position.
     photo.select(
-        on_click,
-        [photo, method, depth_source, depth_map, *control_components],
+        pick_focus, None, [focus_x, focus_y], api_visibility="private", trigger_mode="multiple", queue=False
+    ).then(
+        on_render,
+        [photo, method, focus_x, focus_y, depth_source, depth_map, *control_components],
         outputs,
         api_visibility="private",
         trigger_mode="always_last",
