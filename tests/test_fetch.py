@@ -220,7 +220,10 @@ def test_offline_and_unreachable_exit_3_one_line_per_item(caches: dict[str, str]
     offline = _cli(["fetch", "all", "--offline", "--no-progress"], caches, tmp_path)
     assert offline.returncode == 3
     errors = [line for line in offline.stderr.splitlines() if line.startswith("error:")]
-    assert [line.split(":")[1].strip().split()[0] for line in errors] == ["pynet", "depth", "lpips"]
+    from bokeh_model.method_weights import weights_spec_names
+
+    named = [line.split(":")[1].strip().split()[0] for line in errors]
+    assert named == ["pynet", "depth", "lpips", *weights_spec_names()]
     assert all("offline" in line for line in errors)
     env = dict(caches, HF_HUB_OFFLINE="1")
     assert _cli(["fetch", "pynet"], env, tmp_path).returncode == 3

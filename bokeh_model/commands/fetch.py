@@ -1,4 +1,7 @@
-"""``python -m bokeh_model fetch {pynet,depth,lpips,all}``: download the models this project uses, on request."""
+"""``python -m bokeh_model fetch {pynet,depth,lpips,METHOD,all}``: download the models this project uses, on request.
+
+METHOD is any registered method that declares published weights (:mod:`bokeh_model.method_weights`), e.g.
+``bokehlicious`` or ``bokehme``; ``all`` fetches PyNET, depth, LPIPS and every such method's default variant."""
 
 from __future__ import annotations
 
@@ -8,23 +11,32 @@ import sys
 HELP = (
     "Download what is missing: pynet (the authors' PyNET-Bokeh checkpoint, converted and installed in "
     "~/.cache/bokeh_model/pynet-bokeh), depth (the depth model, into the Hugging Face cache), lpips (the AlexNet "
-    "trunk, into $TORCH_HOME/hub/checkpoints), or all. Resumable, verified; exit code 3 when something "
-    "cannot be fetched (offline, unreachable, corrupt)."
+    "trunk, into $TORCH_HOME/hub/checkpoints), a method with published weights (bokehlicious, bokehme: into "
+    "~/.cache/bokeh_model/METHOD/VARIANT), or all. Resumable, verified; exit code 3 when something cannot be "
+    "fetched (offline, unreachable, corrupt)."
 )
 ITEMS = ("pynet", "depth", "lpips")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("items", nargs="+", choices=(*ITEMS, "all"), metavar="ITEM", help="pynet, depth, lpips or all")
+    parser.add_argument(
+        "items", nargs="+", metavar="ITEM", help="pynet, depth, lpips, a method with published weights, or all"
+    )
     parser.add_argument(
         "--url",
-        help="where to download the PyNET-Bokeh zip (default: $BOKEH_PYNET_URL, else the authors' URL)",
+        help="where to download from instead of the default: the PyNET-Bokeh zip (default: $BOKEH_PYNET_URL, else "
+        "the authors' URL), or a method's checkpoint file (a folder URL for a method with several files)",
     )
+    parser.add_argument("--variant", help="which published checkpoint of a method (default: the method's default)")
     parser.add_argument(
         "--depth-model", help="depth model hub id (default: $BOKEH_DEPTH_MODEL, else Intel/dpt-hybrid-midas)"
     )
-    parser.add_argument("--dest", help="PyNET weights folder (default: ~/.cache/bokeh_model/pynet-bokeh, $BOKEH_CACHE)")
-    parser.add_argument("--overwrite", action="store_true", help="download and convert PyNET again")
+    parser.add_argument(
+        "--dest",
+        help="install folder of the one item fetched (default: ~/.cache/bokeh_model/pynet-bokeh for PyNET, "
+        "~/.cache/bokeh_model/METHOD/VARIANT for a method; $BOKEH_CACHE moves both)",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="download (and convert) again")
     parser.add_argument("--keep-zip", action="store_true", help="keep the PyNET zip in <cache>/downloads")
     parser.add_argument(
         "--offline",
@@ -40,9 +52,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..errors import InputError
     from ..fetch import PYNET_ATTRIBUTION, PYNET_LICENSE, FetchError, fetch_depth, fetch_lpips, fetch_pynet
+    from ..method_weights import fetch_method_weights, get_weights_spec, weights_spec_names
 
-    items = ITEMS if "all" in args.items else tuple(dict.fromkeys(args.items))
+    methods = weights_spec_names()
+    unknown = [item for item in args.items if item not in (*ITEMS, *methods, "all")]
+    if unknown:
+        known = ", ".join((*ITEMS, *methods, "all"))
+        raise InputError(f"cannot fetch {', '.join(map(repr, unknown))}: known items are {known}")
+    items = (*ITEMS, *methods) if "all" in args.items else tuple(dict.fromkeys(args.items))
+    method_items = [item for item in items if item in methods]
+    if args.variant and len(method_items) != 1:
+        raise InputError("--variant needs exactly one method to fetch (e.g. `fetch bokehlicious --variant small`)")
+    # --url and --dest name one download: PyNET's zip or one method's files (depth and LPIPS have their own).
+    targets = [item for item in items if item not in ("depth", "lpips")]
+    for flag, value in (("--url", args.url), ("--dest", args.dest)):
+        if value and len(targets) != 1:
+            raise InputError(f"{flag} needs exactly one of pynet or a method among the items (got {len(targets)})")
     offline = True if args.offline else None
     progress = not args.no_progress
     failed = 0
@@ -57,6 +84,20 @@ def run(args: argparse.Namespace) -> int:
                     overwrite=args.overwrite,
                     offline=offline,
                     keep_zip=args.keep_zip,
+                    progress=progress,
+                    log=lambda line: print(line, file=sys.stderr),
+                )
+            elif item in method_items:
+                spec = get_weights_spec(item)
+                print(f"{item}: licence: {spec.license}")
+                print(f"{item}: cite: {spec.citation}")
+                result = fetch_method_weights(
+                    item,
+                    args.variant,
+                    args.url,
+                    dest=args.dest,
+                    overwrite=args.overwrite,
+                    offline=offline,
                     progress=progress,
                     log=lambda line: print(line, file=sys.stderr),
                 )
