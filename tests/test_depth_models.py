@@ -234,3 +234,156 @@ def test_evaluation_run_record_names_the_depth_model(tmp_path: Path, tiny_da: st
     assert run_main([*args, "--limit", "1", "--depth-model", tiny_da, "--out", str(out)]) == 0
     record = json.loads((out / "run.json").read_text())
     assert record["depth_model"] == depth_model_record(tiny_da)
+
+
+# ------------------------------------------------------------------------------------------ fetch from a local hub
+
+
+@pytest.mark.slow
+def test_fetch_both_models_from_a_local_hub_then_use_them_offline_by_name(tmp_path: Path) -> None:
+    """``fetch depth --depth-model dpt-hybrid,depth-anything-v2-small`` through the real ``huggingface_hub`` code
+    against a 127.0.0.1 stand-in of the Hub (tiny random models under the real ids), then, offline: the CLI, the
+    Space's status cards, its depth choice and its note use each model by short name."""
+    import os
+    import subprocess
+    import sys
+
+    from _local_server import LocalServer
+
+    root = Path(__file__).resolve().parents[1]
+    caches = {"HF_HOME": str(tmp_path / "hf"), "BOKEH_CACHE": str(tmp_path / "bc"), "XDG_CACHE_HOME": str(tmp_path)}
+    base = {k: v for k, v in os.environ.items() if not k.endswith("_OFFLINE") and k != "HF_ENDPOINT"}
+    base |= caches | {"PYTHONPATH": str(root)}
+
+    def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(args, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+
+    with LocalServer() as server:
+        server.add_repo(DPT_ID, save_tiny_dpt(tmp_path / "dpt"))
+        sha = server.add_repo(DA_ID, save_tiny_depth_anything(tmp_path / "da", size=126))
+        fetch = [sys.executable, "-m", "bokeh_model", "fetch", "depth", "--no-progress"]
+        done = run(
+            [*fetch, "--depth-model", "dpt-hybrid,depth-anything-v2-small"], base | {"HF_ENDPOINT": server.url("")}
+        )
+        assert done.returncode == 0, done.stderr
+    assert done.stdout.count("depth: installed") == 2 and f"revision: {sha}" in done.stdout
+    assert done.stdout.count("license: Apache-2.0") == 2 and "2406.09414" in done.stdout
+    offline = base | {"HF_HUB_OFFLINE": "1"}
+    again = run([*fetch, "--depth-model", "all"], offline)
+    assert again.returncode == 0 and again.stdout.count("already installed") == 2, again.stderr
+
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.round(_photo() * 255).astype(np.uint8)).save(photo)
+    depth = [sys.executable, "-m", "bokeh_model", "depth", str(photo), str(tmp_path / "d.png"), "--device", "cpu"]
+    used = run([*depth, "--depth-model", "depth-anything-v2-small"], offline)
+    assert used.returncode == 0 and f"Depth Anything V2 Small ({DA_ID})" in used.stdout, used.stderr
+    check = """
+import json, numpy as np
+from space.config import SpaceSettings
+from space.services import compute_depth, depth_source_choices, depth_source_note, status_rows
+settings = SpaceSettings(depth_model="dpt-hybrid")
+photo = np.random.default_rng(0).random((48, 64, 3)).astype("float32")
+result = compute_depth(photo, "depth-anything-v2-small", settings)
+print(json.dumps({
+    "rows": {r["component"]: r["state"] for r in status_rows(settings) if r["component"].startswith("Depth")},
+    "choices": [key for _, key in depth_source_choices(settings)],
+    "label": result.label, "shape": list(result.depth.shape),
+    "note": depth_source_note("depth-anything-v2-small", settings),
+    "auto": compute_depth(photo, "auto", settings).label,
+}))
+"""
+    space = run([sys.executable, "-c", check], offline)
+    assert space.returncode == 0, space.stderr
+    seen = json.loads(space.stdout.strip().splitlines()[-1])
+    assert seen["rows"] == {"Depth model": "ready", "Depth model: Depth Anything V2 Small": "ready"}
+    assert seen["choices"] == ["auto", "dpt-hybrid", "depth-anything-v2-small", "approximate", "upload"]
+    assert seen["label"] == f"depth model Depth Anything V2 Small ({DA_ID})" and seen["shape"] == [48, 64]
+    assert seen["note"].startswith("✓ Depth Anything V2 Small, 2024, 24.8 M parameters, licence Apache-2.0")
+    assert seen["auto"] == f"depth model DPT-Hybrid (MiDaS v3.0) ({DPT_ID})"  # the default stays DPT-Hybrid
+
+
+# ------------------------------------------------------------------------------------------ the Space
+
+
+def test_space_depth_choice_per_model_with_short_visitor_lines(
+    tiny_da: str, tmp_path: Path, offline: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bokeh_model.errors import InputError
+    from space.config import SpaceSettings
+    from space.services import compute_depth, depth_source_choices, depth_source_note, status_rows
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # the known models are not installed here
+    settings = SpaceSettings(depth_model=tiny_da, results_dir=tmp_path)
+    choices = depth_source_choices(settings)
+    assert [key for _, key in choices] == [
+        "auto",
+        "model",
+        "dpt-hybrid",
+        "depth-anything-v2-small",
+        "approximate",
+        "upload",
+    ]
+    labels = dict((key, label) for label, key in choices)
+    assert labels["depth-anything-v2-small"] == "Depth Anything V2 Small (2024, Apache-2.0)"
+    assert tiny_da not in " ".join(labels.values())  # a server path is never shown to a visitor
+    photo = _photo(48, 64)
+    assert compute_depth(photo, "model", settings).depth.shape == (48, 64)
+    assert compute_depth(photo, "auto", settings).approximate is False
+    with pytest.raises(ModelUnavailableError) as missing:
+        compute_depth(photo, "depth-anything-v2-small", settings)
+    line = str(missing.value)
+    assert line.startswith("Depth Anything V2 Small is not installed on this Space (yet): pick Auto")
+    assert "/" not in line.replace(" (yet)", "") and "huggingface-cli" not in line
+    with pytest.raises(InputError, match="depth-anything-v2-small"):
+        compute_depth(photo, "depth-anything-v2-large", settings)
+    assert depth_source_note("depth-anything-v2-small", settings).startswith("⚠ Depth Anything V2 Small is not")
+    assert depth_source_note("model", settings) == "✓ This Space's depth model: installed."
+    assert depth_source_note("approximate", settings) == ""
+    rows = {row["component"]: row for row in status_rows(settings)}
+    assert rows["Depth model"]["ok"] and not rows["Depth model: Depth Anything V2 Small"]["ok"]
+    assert (
+        "fetch depth --depth-model depth-anything/Depth-Anything-V2-Small-hf"
+        in (rows["Depth model: Depth Anything V2 Small"]["how to provide"])
+    )
+    only_default = SpaceSettings(depth_model="depth-anything-v2-small", depth_choices=())
+    assert [key for _, key in depth_source_choices(only_default)] == [
+        "auto",
+        "depth-anything-v2-small",
+        "approximate",
+        "upload",
+    ]
+
+
+def test_space_settings_and_background_fetch_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import bokeh_model.fetch as fetch_module
+    from space import fetching
+    from space.config import SpaceSettings
+
+    monkeypatch.setenv("BOKEH_DEPTH_CHOICES", "none")
+    assert SpaceSettings.from_env().depth_choices == ()
+    monkeypatch.setenv("BOKEH_DEPTH_CHOICES", " depth-anything-v2-small , org/other ")
+    assert SpaceSettings.from_env().depth_choices == ("depth-anything-v2-small", "org/other")
+    monkeypatch.delenv("BOKEH_DEPTH_CHOICES")
+    for key in ("BOKEH_PYNET_WEIGHTS", "BOKEH_DEPTH_MODEL"):
+        monkeypatch.delenv(key, raising=False)
+    assert SpaceSettings.from_env().depth_models == (DPT_ID, DA_ID)  # the default first, each model once
+
+    monkeypatch.setenv("BOKEH_CACHE", str(tmp_path / "cache"))  # no PyNET weights
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # no depth model
+    calls: list[str] = []
+
+    def fake(item: str) -> fetch_module.FetchResult:
+        calls.append(item)
+        return fetch_module.FetchResult(item, tmp_path, "installed")
+
+    monkeypatch.setattr(fetch_module, "fetch_depth", lambda model, callback=None: fake(model))
+    monkeypatch.setattr(fetch_module, "fetch_pynet", lambda **kwargs: fake("pynet"))
+    monkeypatch.setattr(fetching, "_STATES", {})
+    fetching._run(SpaceSettings(depth_model="dpt-hybrid"))
+    # PyNET is not kept waiting behind the second depth model
+    assert calls == [DPT_ID, "pynet", DA_ID]
+    assert [state["item"] for state in fetching.fetch_snapshot()] == [
+        "Depth model",
+        "PyNET-Bokeh weights",
+        "Depth model: Depth Anything V2 Small",
+    ]
