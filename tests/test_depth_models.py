@@ -387,3 +387,12 @@ def test_space_settings_and_background_fetch_order(tmp_path: Path, monkeypatch: 
         "PyNET-Bokeh weights",
         "Depth model: Depth Anything V2 Small",
     ]
+
+
+def test_the_space_preloads_every_known_depth_model() -> None:
+    """A Space's build fetches what the README front matter lists under ``preload_from_hub``."""
+    import yaml
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    front = yaml.safe_load(text.split("---\n")[1])
+    assert set(front["preload_from_hub"]) >= {info.hub_id for info in DEPTH_MODELS.values()}
