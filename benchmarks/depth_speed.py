@@ -5,8 +5,9 @@
 
 What is timed is ``DepthEstimator.estimate`` on a photo it has not seen (so its cache never answers): the image
 processor (resize to the network's input), the forward pass, the resize back to the photo's size and the
-normalisation. The network input size is printed too: DPT-Hybrid's processor squeezes every photo to 384x384,
-Depth Anything's keeps the aspect ratio at a 518-px short side in multiples of 14.
+normalisation. The network input size is printed too: DPT-Hybrid's processor (saved by transformers' DPT-Hybrid
+conversion script as ``DPTImageProcessor(size=384)``, no aspect option) squeezes every photo to 384x384, Depth
+Anything's keeps the aspect ratio at a 518-px short side in multiples of 14.
 
 The models take turns on the same photos, so a change of load on a shared machine hits each alike.
 A model that is installed (``python -m bokeh_model fetch depth --depth-model all``) is timed with its weights.
