@@ -303,7 +303,9 @@ def compute_depth(
             raise ModelUnavailableError(
                 f"{name} could not be loaded on this Space: pick Auto or another depth source."
             ) from None
-        return DepthResult(depth, f"depth model {depth_model_label(model_id)}", approximate=False)
+        # a known model by title and hub id; an operator's own folder by a name, not its server path
+        shown = depth_model_label(model_id) if depth_model_info(model_id) is not None else name
+        return DepthResult(depth, f"depth model {shown}", approximate=False)
     label = "APPROXIMATE depth (no learned depth model: subject mask from the focus point + ground-plane prior)"
     if source == "auto":
         label += "; the Status tab says how to install the depth model"

@@ -327,7 +327,8 @@ def test_space_depth_choice_per_model_with_short_visitor_lines(
     assert labels["depth-anything-v2-small"] == "Depth Anything V2 Small (2024, Apache-2.0)"
     assert tiny_da not in " ".join(labels.values())  # a server path is never shown to a visitor
     photo = _photo(48, 64)
-    assert compute_depth(photo, "model", settings).depth.shape == (48, 64)
+    own = compute_depth(photo, "model", settings)
+    assert own.depth.shape == (48, 64) and own.label == "depth model This Space's depth model"  # no server path
     assert compute_depth(photo, "auto", settings).approximate is False
     with pytest.raises(ModelUnavailableError) as missing:
         compute_depth(photo, "depth-anything-v2-small", settings)
