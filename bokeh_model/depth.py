@@ -3,6 +3,10 @@
 * :class:`DepthEstimator` runs ``AutoModelForDepthEstimation`` + its image processor and returns relative
   inverse depth (disparity) at the photo's resolution, float32 in [0, 1], near = 1. Results are cached per
   image content (SHA-1 of the pixels, LRU), so moving the focus or the strength never recomputes depth.
+* Depth models are named by :mod:`bokeh_model.depth_models` (``dpt-hybrid``, the default, and
+  ``depth-anything-v2-small``) or given as any hub id or folder. Each model's own image processor sets the network
+  input: DPT-Hybrid's 384x384, Depth Anything's 518-px short side with the aspect ratio kept and sides in multiples
+  of 14, so large photos keep their shape; the prediction is resized back to the photo (bicubic).
 * Models are only ever loaded from local files (a folder, or the Hugging Face cache); nothing is
   downloaded behind the user's back. ``python -m bokeh_model fetch depth`` (or the Space's background fetch,
   or a Space's ``preload_from_hub``) puts the default model into the cache on request. A missing model
