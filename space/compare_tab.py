@@ -11,12 +11,17 @@ import pandas as pd
 from .config import SpaceSettings
 from .controls import depth_preview, export_image
 from .render_tab import user_errors
-from .services import compute_depth, method_infos, prepare_photo, render_photo
+from .services import DepthResult, compute_depth, method_infos, prepare_photo, render_photo
 from .visitor import visitor_reason
 
 __all__ = ["build_compare_tab"]
 
 COLUMNS = ["method", "runtime s", "note"]
+
+
+def _short_depth(depth: DepthResult) -> str:
+    # a caption sits over its picture: the long label of approximate depth covered the whole depth map on a phone
+    return "approximate (no depth model)" if depth.approximate else depth.label
 
 
 def build_compare_tab(settings: SpaceSettings, shared: dict[str, gr.components.Component]) -> None:
@@ -52,7 +57,7 @@ def build_compare_tab(settings: SpaceSettings, shared: dict[str, gr.components.C
             depth = compute_depth(image, depth_source, settings, focus_xy=focus, uploaded=depth_map)
             items: list[tuple[Any, str]] = [
                 (export_image(image, "jpeg"), "input photo"),
-                (export_image(depth_preview(depth.depth), "jpeg"), f"depth: {depth.label}"),
+                (export_image(depth_preview(depth.depth), "jpeg"), f"depth: {_short_depth(depth)}"),
             ]
             rows = []
             for info in method_infos(settings):

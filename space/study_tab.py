@@ -52,7 +52,7 @@ def _refused(text: str) -> str:
     for the panel's message (outputs keep their values instead of turning into red "Error" badges)."""
     log.warning("study tab: refused: %s", text)
     gr.Warning(text)
-    return f"⚠ {html.escape(text)}"
+    return f"⚠ {html.escape(text, quote=False)}"
 
 
 def _public_url(request: gr.Request | None, path: str) -> str:

@@ -367,6 +367,13 @@ def test_compare_table_and_captions(server: dict, browser, size: str) -> None:
         ".filter((e) => e.scrollWidth > e.clientWidth + 1).map((e) => e.innerText)"
     )
     assert not cut, f"captions cut: {cut}"
+    covering = page.evaluate(
+        "() => [...document.querySelectorAll('#compare-gallery .caption-label')].filter((e) => {"
+        "const item = e.closest('button, .thumbnail-item') || e.parentElement;"
+        "return e.getBoundingClientRect().height > 0.5 * item.getBoundingClientRect().height;})"
+        ".map((e) => e.innerText)"
+    )
+    assert not covering, f"captions cover their picture: {covering}"
     _shot(page, f"{size}_07_compare", full_page=True)
     page.close()
 
