@@ -11,6 +11,9 @@ Interaction rules (what a visitor can count on):
 - Uploads are checked when they arrive (size in megapixels, not an image, depth map of another photo).
 - The download is the photo's own size (up to ``max_photo_mp``); depth and blur are computed at processing
   resolution and brought back with guided upsampling.
+
+Why one file: the tab's handlers are closures over its components (photo, result, controls, messages); split
+apart, a dozen components would be passed between modules.
 """
 
 from __future__ import annotations
