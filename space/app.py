@@ -44,6 +44,7 @@ CSS = """
   #intro h1 { font-size: 1.05rem; }
   #photo, #result, #depth_view { height: 250px !important; max-height: 250px !important; }
   #photo img, #result img, #depth_view img { max-height: 220px !important; }
+  #compare-gallery .caption-label { font-size: .7rem !important; padding: 1px 4px !important; }
 }
 """
 

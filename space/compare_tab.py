@@ -21,7 +21,7 @@ COLUMNS = ["method", "runtime s", "note"]
 
 def _short_depth(depth: DepthResult) -> str:
     # a caption sits over its picture: the long label of approximate depth covered the whole depth map on a phone
-    return "approximate (no depth model)" if depth.approximate else depth.label
+    return "approximate" if depth.approximate else depth.label
 
 
 def build_compare_tab(settings: SpaceSettings, shared: dict[str, gr.components.Component]) -> None:

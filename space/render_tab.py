@@ -456,8 +456,9 @@ def build_render_tab(settings: SpaceSettings) -> dict[str, gr.components.Compone
         problem = photo_size_problem(path, settings.max_photo_mp)  # header, pixel count, and a full decode
         if problem is None:
             return gr.skip(), "Click on the photo to choose what stays sharp.", ""
-        log.warning("refused upload: %s", problem)  # an expected user error: one line
-        gr.Warning(problem)
+        # An expected user error: one log line. No gr.Warning: in an un-queued handler Gradio shows no toast and
+        # writes it to the server's stderr as a Python warning instead (two more lines per refusal).
+        log.warning("refused upload: %s", problem)
         return None, f"⚠ {problem}", f"⚠ {problem}"
 
     def check_depth(depth_path: str | None, photo_path: str | None) -> tuple[Any, Any]:
@@ -476,12 +477,9 @@ def build_render_tab(settings: SpaceSettings) -> dict[str, gr.components.Compone
             _, found = check_depth_upload(depth_path, shape)
         except (BokehError, gr.Error) as exc:
             text = readable(error_text(exc))
-            log.warning("refused depth upload: %s", text)
-            gr.Warning(text)
+            log.warning("refused depth upload: %s", text)  # one line (un-queued: no toast, see check_photo)
             return None, f"⚠ {text}"
         text = " ".join(found) if found else "Depth map accepted."
-        if found:
-            gr.Info(text)
         return gr.skip(), text
 
     photo.change(check_photo, photo, [photo, message, photo_note], api_visibility="private", queue=False)
