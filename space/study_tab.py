@@ -51,8 +51,9 @@ def _refused(text: str) -> str:
     """An expected organizer mistake (wrong token, no study id): a toast, one log line, no traceback, and the text
     for the panel's message (outputs keep their values instead of turning into red "Error" badges)."""
     log.warning("study tab: refused: %s", text)
-    gr.Warning(text)
-    return f"⚠ {html.escape(text, quote=False)}"
+    shown = html.escape(text, quote=False)  # a toast and Markdown render HTML: a study id is shown as text
+    gr.Warning(shown)
+    return f"⚠ {shown}"
 
 
 def _public_url(request: gr.Request | None, path: str) -> str:

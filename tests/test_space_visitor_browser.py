@@ -80,6 +80,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     raw = (bad / "whole.jpg").read_bytes()
     (bad / "cut.jpg").write_bytes(raw[: len(raw) // 2])  # a truncated JPEG: its header reads fine
     (bad / "notes.png").write_bytes(b"these are notes, not a picture")
+    Image.new("RGB", (6000, 4500), (90, 120, 150)).save(bad / "huge.png")  # 27 MP in a small file
     try:
         yield {"url": f"http://127.0.0.1:{port}/", "results": results, "bad": bad}
     finally:
@@ -160,6 +161,9 @@ def test_photo_refusals_examples_render_and_download(server: dict, browser, size
     page.locator("#photo input[type=file]").set_input_files(str(server["bad"] / "notes.png"))
     _wait_text(page, "#photo-note", "notes.png is not an image")
     assert _in_view(page, "#photo-note")
+    page.locator("#photo input[type=file]").set_input_files(str(server["bad"] / "huge.png"))
+    _wait_text(page, "#photo-note", "huge.png is 27 MP")
+    assert _in_view(page, "#photo-note") and "27 MP" in page.locator("#render-message").inner_text()
     # picking an example clears the stale warning
     example = page.locator(".gallery-item, button.gallery-item, [data-testid='examples'] button").first
     example.scroll_into_view_if_needed()
