@@ -384,7 +384,8 @@ def build_render_tab(settings: SpaceSettings) -> dict[str, gr.components.Compone
             log.exception("unexpected error while rendering")
             text = f"Unexpected error ({type(exc).__name__}): {readable(str(exc))}"
             gr.Warning(text)
-            return (*skip, f"⚠ {text}\n\nThe previous result is kept.", gr.skip())
+            kept = "\n\nThe previous result is kept." if latest.shown(session) else ""
+            return (*skip, f"⚠ {text}{kept}", gr.skip())
         if not latest.is_latest(session, number):
             return (*skip, gr.skip(), gr.skip())  # a newer click or Render is on its way: do not flash this one
         latest.shown(session, True)
