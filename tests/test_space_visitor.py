@@ -70,7 +70,7 @@ def test_failed_background_fetch_logs_one_line(settings: SpaceSettings, fetch_st
     with caplog.at_level(logging.WARNING, logger="space.fetching"):
         fetching._run(settings)
     lines = [r for r in caplog.records if r.name == "space.fetching"]
-    heads = [r.getMessage().split(":")[0] for r in lines]
+    heads = [r.getMessage().split(" failed: ")[0] + " failed" for r in lines]
     # the default depth model, PyNET, then whatever else the Space offers (other depth models, method weights)
     assert heads[:2] == ["background fetch of Depth model failed", "background fetch of PyNET-Bokeh weights failed"]
     assert all(h.startswith("background fetch of ") and h.endswith(" failed") for h in heads)
