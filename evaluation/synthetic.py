@@ -31,7 +31,7 @@ from PIL import Image
 from bokeh_model.errors import InputError, ModelUnavailableError
 from bokeh_model.tables import cache_root
 
-from .dataset import EvalSource, Sample
+from .samples import EvalSource, Sample
 
 __all__ = [
     "BANNER",
