@@ -190,7 +190,8 @@ def skip_methods_without_depth(
     )
     if config.methods is not None:
         raise ModelUnavailableError(f"method(s) {[run.label for run in needy]} {reason}")
-    kept, skipped = [run for run in runs if run not in needy], [{"method": run.label, "reason": reason} for run in needy]
+    kept = [run for run in runs if run not in needy]
+    skipped = [{"method": run.label, "reason": reason} for run in needy]
     if not kept:
         raise ModelUnavailableError(_nothing_runs(skipped))
     return kept, skipped
