@@ -174,3 +174,53 @@ def test_a_rerun_on_fewer_ids_leaves_no_old_files(tmp_path):
     for folder in (out / "targets", out / "inputs", out / "predictions" / "gaussian"):
         assert not [p.name for p in folder.iterdir() if p.stem == "2"], folder
         assert {p.stem for p in folder.iterdir()} == {"0", "1"}
+
+
+# ---------------------------------------------------------------- item 14: the portal on a too-small dataset
+
+
+def test_portal_refuses_a_dataset_too_small_for_a_profile_at_check_time(tmp_path, monkeypatch, capsys):
+    """Targets of 72x60 px: under the pynet profile's 75 px (32-px crop + 11-px SSIM window). The submission is
+    refused when checked, with the reason, and nothing is kept (no staging, no work/<id>/pynet)."""
+    from _portal_testing import ALICE, META, build_val294_like, good_zip, make_portal, portal_leftovers
+    from _portal_testing import prediction_arrays as arrays_of
+
+    from evaluation.portal import PortalError
+    from evaluation.submit import main as submit_main
+
+    monkeypatch.delenv("BOKEH_ORGANIZER_TOKEN", raising=False)
+    dataset = build_val294_like(tmp_path / "ebb", size=(72, 60))
+    portal = make_portal(tmp_path, dataset)
+    archive = good_zip(tmp_path / "preds.zip", arrays_of(dataset))
+    with pytest.raises(PortalError, match=r"smaller than 75x75 pixels.*'pynet'"):
+        portal.submit(archive, META, ALICE)
+    assert portal.process_next() is None
+    assert portal_leftovers(portal) == []
+    assert not (portal.root / "work").exists()
+    # the CLI: exit 2 with the reason, no traceback
+    base = ["--portal-dir", str(tmp_path / "cli"), "--dataset", str(dataset), "--token", "t"]
+    info = ["--method", "CliNet", "--authors", "C. Li", "--license", "MIT", "--user", "carol"]
+    monkeypatch.setenv("BOKEH_ORGANIZER_TOKEN", "t")
+    assert submit_main([*base, "submit", str(archive), *info, "--wait"]) == 2
+    err = capsys.readouterr().err
+    assert "smaller than 75x75" in err and "Traceback" not in err
+    assert not (tmp_path / "cli" / "work").exists()
+
+
+def test_portal_sizes_are_reported_in_mib_like_its_limits(tmp_path):
+    """The per-file limit is 40 MiB (40 << 20 bytes): reported as "40 MiB", not "42 MB"; the README says the same."""
+    from pathlib import Path
+
+    from evaluation.portal.checks import CheckLimits, check_submission
+
+    folder = tmp_path / "preds"
+    folder.mkdir()
+    (folder / "4400.png").write_bytes(b"\0" * (3 << 20))
+    limits = CheckLimits(max_file_bytes=2 << 20)
+    with pytest.raises(Exception) as caught:
+        check_submission(folder, {"4400": (8, 8)}, staging_root=tmp_path / "staging", limits=limits)
+    text = str(getattr(caught.value, "report", caught.value).render())
+    assert "3 MiB" in text and "2 MiB" in text and " MB" not in text
+    assert CheckLimits().max_file_bytes == 40 << 20
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert "40 MiB per image" in readme and "(40 by default)" not in readme
