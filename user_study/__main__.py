@@ -79,9 +79,21 @@ def cmd_create(args: argparse.Namespace) -> int:
     )
     items = svc.items_frame(sid)
     print(f"created study {sid}: {items['kind'].value_counts().to_dict()} items, config sha256 {cfg.sha256()[:12]}")
-    from user_study.rater_api import rater_link
+    from user_study.rater_api import is_prolific_url, prolific_link, rater_link
 
-    print(f"rater link: <space url>{rater_link(sid)}&rater=<id>   (Prolific: &PROLIFIC_PID={{{{%PROLIFIC_PID%}}}})")
+    print(f"rater link: <space url>{rater_link(sid)}&rater=<id>")
+    print(f"Prolific study URL: <space url>{prolific_link(sid)}")
+    if not cfg.completion_code:
+        print(
+            "warning: no --completion-code: every session gets its own completion code, which Prolific cannot know; "
+            "for Prolific, create the study with --completion-code set to the Prolific study's code "
+            + (
+                "(until then raters are not sent to the Prolific completion URL, only shown their code)"
+                if is_prolific_url(cfg.completion_url)
+                else "and --completion-url https://app.prolific.com/submissions/complete?cc={code}"
+            ),
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -36,13 +36,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from anyio import to_thread
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 
-from user_study.config import Settings
+from user_study.config import Settings, StudyConfig
 from user_study.rater_http import (
     IMAGE_HEADERS,
     JSON_HEADERS,
@@ -70,9 +70,12 @@ __all__ = [
     "API_PREFIX",
     "PAGE_PATH",
     "build_rater_router",
+    "completion_url",
     "create_rater_app",
+    "is_prolific_url",
     "legacy_link_middleware",
     "mount_rater_routes",
+    "prolific_link",
     "rater_link",
 ]
 
@@ -97,6 +100,25 @@ _PAGE_HEADERS = {
 
 def _platform_url(url: str) -> str:
     return url if url.startswith(("https://", "http://")) else ""
+
+
+def is_prolific_url(url: str) -> bool:
+    """Whether ``url`` is on Prolific (app.prolific.com, or the older prolific.co), which accepts only the study's
+    own completion code."""
+    host = (urlsplit(url).hostname or "").lower()
+    return any(host == domain or host.endswith("." + domain) for domain in ("prolific.com", "prolific.co"))
+
+
+def completion_url(cfg: StudyConfig, code: str) -> str:
+    """The link a rater is sent to at the end (``{code}`` filled in), or ``""``.
+
+    A per-session code (no fixed ``completion_code``) is never put into a Prolific URL: Prolific checks the
+    code against the study's own and would reject the submission, so the rater is shown the code instead.
+    """
+    url = _platform_url(cfg.completion_url)
+    if not url or (not cfg.completion_code and is_prolific_url(url)):
+        return ""
+    return url.replace("{code}", code)
 
 
 def build_rater_router(
@@ -148,8 +170,7 @@ def build_rater_router(
             out["preload"] = [f"{API_PREFIX}/images/{t}" for t in view.next_images]
         if view.done:
             out["completion_code"] = view.completion_code
-            url = _platform_url(cfg.completion_url)
-            out["completion_url"] = url.replace("{code}", view.completion_code) if url else ""
+            out["completion_url"] = completion_url(cfg, view.completion_code)
         return out
 
     # SQLite takes one writer at a time: with one database thread, requests queue in order instead of
@@ -376,6 +397,13 @@ def legacy_link_middleware(app: Any) -> Callable:
 def rater_link(study_id: str, **params: str) -> str:
     """Relative URL of the rater page for a study (extra query parameters, e.g. ``rater=...``, appended)."""
     return f"{PAGE_PATH}?{urlencode({'study': study_id, **params})}"
+
+
+def prolific_link(study_id: str) -> str:
+    """Relative URL of the rater page to paste into a Prolific study: Prolific replaces its three placeholders
+    (``{{%PROLIFIC_PID%}}``, ``{{%STUDY_ID%}}``, ``{{%SESSION_ID%}}``) with the participant's values."""
+    placeholders = "&".join(f"{name}={{{{%{name}%}}}}" for name in ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID"))
+    return f"{rater_link(study_id)}&{placeholders}"
 
 
 def create_rater_app(db_url: str | None = None, organizer_token: str | None = None) -> FastAPI:
