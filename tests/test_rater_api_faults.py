@@ -78,3 +78,67 @@ def test_create_warns_without_a_completion_code_and_prints_a_full_prolific_link(
     assert "study=p" in link
     assert main(["--db", url, "create", str(run), "--study-id", "q", "--completion-code", "ABC123"]) == 0
     assert "warning" not in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- item 15: client identity
+
+
+def _behind_uvicorn_defaults(svc: StudyService, **limits) -> TestClient:
+    """The router as uvicorn serves it by default: its proxy-headers middleware trusts X-Forwarded-For from the
+    local peer (here TestClient's peer name stands for 127.0.0.1)."""
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+    app = FastAPI()
+    app.include_router(
+        build_rater_router(svc, organizer_token="org", cache_dir=svc.root / "served", limits=ApiLimits(**limits))
+    )
+    return TestClient(ProxyHeadersMiddleware(app, trusted_hosts="testclient"))
+
+
+def test_a_same_host_client_cannot_name_itself_with_x_forwarded_for(svc):
+    c = _behind_uvicorn_defaults(svc, trusted_proxy_hops=0)
+    codes = [
+        c.post(
+            f"{API}/begin", json={"study": "qc", "rater": f"flood-{k}"}, headers={"X-Forwarded-For": f"198.51.100.{k}"}
+        ).status_code
+        for k in range(60)
+    ]
+    assert codes.count(200) <= ApiLimits.begin_burst and codes.count(429) >= 60 - ApiLimits.begin_burst
+    tries = [
+        c.post(
+            f"{API}/organizer/export",
+            json={"token": f"wrong-{k}", "study": "qc"},
+            headers={"X-Forwarded-For": f"192.0.2.{k}"},
+        ).status_code
+        for k in range(20)
+    ]
+    assert tries.count(429) >= 20 - ApiLimits.token_burst, tries
+
+
+def test_client_key_trusts_only_the_configured_hops():
+    from user_study.rater_limits import UNTRUSTED_FORWARDED, client_key
+
+    class Req:
+        def __init__(self, peer, xff):
+            self.client = type("C", (), {"host": peer})()
+            self.headers = {"x-forwarded-for": xff} if xff else {}
+
+    assert client_key(Req("10.0.0.1", "1.1.1.1"), 0) == "10.0.0.1"
+    # the server replaced the peer with the header's entry: never the client's own choice of key
+    assert client_key(Req("1.1.1.1", "1.1.1.1"), 0) == UNTRUSTED_FORWARDED
+    assert client_key(Req("2.2.2.2", "9.9.9.9, 2.2.2.2"), 0) == UNTRUSTED_FORWARDED
+    assert client_key(Req("10.0.0.1", "9.9.9.9, 2.2.2.2"), 1) == "2.2.2.2"
+    assert client_key(Req("2.2.2.2", "2.2.2.2"), 2) == UNTRUSTED_FORWARDED  # fewer hops than configured
+
+
+def test_serve_turns_off_uvicorn_proxy_headers(tmp_path, monkeypatch):
+    import uvicorn
+
+    from user_study.__main__ import main
+
+    seen = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: seen.update(kwargs))
+    monkeypatch.setenv("BOKEH_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("BOKEH_RATER_SECRET", "s")
+    assert main(["--db", f"sqlite:///{tmp_path / 's.db'}", "serve"]) == 0
+    assert seen.get("proxy_headers") is False

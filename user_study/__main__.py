@@ -300,7 +300,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     app = create_rater_app(args.db)
     print(f"rater page: http://{args.host}:{args.port}{PAGE_PATH}?study=<id>&rater=<id>", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port)
+    # client_key trusts exactly BOKEH_TRUSTED_PROXY_HOPS X-Forwarded-For entries itself; uvicorn's proxy-headers
+    # default would also let a client on 127.0.0.1 choose its address
+    uvicorn.run(app, host=args.host, port=args.port, proxy_headers=False)
     return 0
 
 
