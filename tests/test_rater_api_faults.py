@@ -142,3 +142,31 @@ def test_serve_turns_off_uvicorn_proxy_headers(tmp_path, monkeypatch):
     monkeypatch.setenv("BOKEH_RATER_SECRET", "s")
     assert main(["--db", f"sqlite:///{tmp_path / 's.db'}", "serve"]) == 0
     assert seen.get("proxy_headers") is False
+
+
+# ---------------------------------------------------------------- item 16: bad input to the JSON API
+
+
+def test_non_finite_scores_surrogates_and_huge_ids_get_clean_4xx_answers(svc):
+    c = TestClient(_client(svc, limits=ApiLimits()).app, raise_server_exceptions=False)
+    view = c.post(f"{API}/begin", json={"study": "qc", "rater": "bad-input"}).json()
+    url = f"{API}/sessions/{view['session']}/submit"
+    for literal in ("Infinity", "-Infinity", "NaN", "1e400"):
+        res = c.post(url, content=f'{{"position":0,"score":{literal}}}', headers={"content-type": "application/json"})
+        assert res.status_code == 422, (literal, res.text)
+        assert res.json()["error"] in ("bad_number", "bad_score")
+    surrogate = c.post(url, content=b'{"position":0,"score":"\\ud800"}', headers={"content-type": "application/json"})
+    begin = c.post(
+        f"{API}/begin", content=b'{"study":"qc","rater":"\\udfff"}', headers={"content-type": "application/json"}
+    )
+    for res in (surrogate, begin):
+        assert 400 <= res.status_code < 500 and "codec" not in res.text and "surrogate" not in res.text
+        assert res.json()["error"] in ("bad_text", "bad_score")
+    long_rater = c.post(f"{API}/begin", json={"study": "qc", "rater": "x" * 7000})
+    assert long_rater.status_code == 422 and "at most 200" in long_rater.json()["message"]
+    for res in (
+        c.post(f"{API}/begin", json={"study": "s" * 5000, "rater": "y"}),
+        c.get(f"{API}/studies/{'s' * 5000}"),
+    ):
+        assert res.status_code == 404 and len(res.text) < 300, res.text[:100]
+    assert c.post(f"{API}/begin", json={"study": "qc", "rater": "r" * 200}).status_code == 200

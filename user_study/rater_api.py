@@ -55,6 +55,7 @@ from user_study.rater_http import (
     served_png,
     session_id,
     session_token,
+    shown_id,
 )
 from user_study.rater_limits import ApiLimits, RateLimiter, WindowCounter, client_key
 from user_study.service import (
@@ -82,6 +83,7 @@ __all__ = [
 API_PREFIX = "/study-api/v1"
 PAGE_PATH = "/rate"
 WEB_DIR = Path(__file__).with_name("web")
+MAX_STUDY_ID_CHARS = 64  # the study table's key column
 SOURCES = ("link", "prolific", "mturk", "invite", "hf_oauth")
 _STATIC = {"rater.js": "text/javascript; charset=utf-8", "rater.css": "text/css; charset=utf-8"}
 # No inline script or style, images only from this server; framing stays allowed (MTurk shows the page in an
@@ -210,7 +212,9 @@ def build_rater_router(
             cfg = await run(lambda: service.study_config(study_id))
         except StudyError:
             # no list of known studies here (the service's message has one): this route is public
-            return error_response(ApiError(404, "unknown_study", f"unknown study {study_id!r}; check your link"))
+            return error_response(
+                ApiError(404, "unknown_study", f"unknown study {shown_id(study_id)}; check your link")
+            )
         return json_response(
             {
                 "study": study_id,
@@ -239,6 +243,8 @@ def build_rater_router(
                 raise ApiError(422, "bad_source", f"source {source!r} is not one of {list(SOURCES)}")
             if not study:
                 raise ApiError(422, "no_study", "the link has no study id (?study=...)")
+            if len(study) > MAX_STUDY_ID_CHARS:  # no stored study has a longer id: refuse before any query
+                raise ApiError(404, "unknown_study", f"unknown study {shown_id(study)}; check your link")
             allow_new = new_sessions.count(client) < limits.max_new_sessions
             try:
                 view = await run(lambda: service.begin(study, rater, source, allow_new=allow_new))
@@ -249,7 +255,7 @@ def build_rater_router(
             except StudyError as exc:
                 msg = str(exc)
                 if msg.startswith("unknown study"):
-                    msg = f"unknown study {study!r}; check your link"
+                    msg = f"unknown study {shown_id(study)}; check your link"
                 raise ApiError(404 if "unknown study" in msg else 422, "refused", msg) from None
             if view.started:
                 new_sessions.add(client)

@@ -37,6 +37,7 @@ __all__ = [
     "served_png",
     "session_id",
     "session_token",
+    "shown_id",
 ]
 
 JSON_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
@@ -103,12 +104,31 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
     """The request body as a JSON object (400 when it is not one, 413 beyond ``limit`` bytes)."""
     body = await read_body(request, limit)
     try:
-        data = json.loads(body or b"{}")
+        data = json.loads(body or b"{}", parse_constant=_no_constant)
+    except _NotFinite:
+        raise ApiError(422, "bad_number", "numbers must be finite (no NaN or Infinity)") from None
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "bad_json", "the request body is not JSON") from None
     if not isinstance(data, dict):
         raise ApiError(400, "bad_json", "the request body must be a JSON object")
+    try:  # JSON may spell a lone UTF-16 surrogate (\ud800), which is no text: refuse it here, in plain words
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiError(400, "bad_text", "the request contains text that is not valid Unicode") from None
     return data
+
+
+class _NotFinite(ValueError):
+    pass
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotFinite(name)
+
+
+def shown_id(value: str, limit: int = 64) -> str:
+    """``value`` quoted for a message, cut to ``limit`` characters: an answer never echoes a huge id back."""
+    return repr(value) if len(value) <= limit else f"{value[:limit]!r}... ({len(value)} characters)"
 
 
 def served_png(cache_dir: Path, path: str) -> bytes:
