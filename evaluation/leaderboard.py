@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from bokeh_model.files import atomic_write
+from bokeh_model.files import atomic_write, spreadsheet_csv
 from evaluation.run_layout import LEADERBOARD, PER_IMAGE, REPORT, RUN_RECORD, TABLE_CSV, TABLE_MD
 
 from .report import distribution_figure, method_colors, mos_figure, runtime_quality_figure, write_report
@@ -458,7 +458,7 @@ def rebuild_tables(out_dir: str | os.PathLike) -> None:
     mos = read_mos(folder)
     rows = leaderboard_rows(run, mos)
     lpips_available = bool(run.get("lpips", {}).get("available"))
-    atomic_write(folder / TABLE_CSV, _csv_frame(rows).to_csv(index=False))
+    atomic_write(folder / TABLE_CSV, spreadsheet_csv(_csv_frame(rows)))  # method labels are free text
     atomic_write(folder / TABLE_MD, render_markdown(run, rows))
     board = {
         "columns": TABLE_COLUMNS,

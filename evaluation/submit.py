@@ -213,8 +213,10 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None = None, *, hf_api: 
         print(paper.to_string(index=False))
         for note in notes:
             print(f"- {note}")
-        if args.csv:
-            board.to_csv(args.csv, index=False)
+        if args.csv:  # submitters' free text (method, authors): neutralised for spreadsheets
+            from bokeh_model.files import atomic_write, spreadsheet_csv
+
+            atomic_write(args.csv, spreadsheet_csv(board))
         return 0
     if command == "withdraw":
         _organizer(portal, args)

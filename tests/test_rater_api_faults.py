@@ -170,3 +170,64 @@ def test_non_finite_scores_surrogates_and_huge_ids_get_clean_4xx_answers(svc):
     ):
         assert res.status_code == 404 and len(res.text) < 300, res.text[:100]
     assert c.post(f"{API}/begin", json={"study": "qc", "rater": "r" * 200}).status_code == 200
+
+
+# ---------------------------------------------------------------- item 17: CSV cells
+
+
+def _spreadsheet_rows(text: str) -> list[list[str]]:
+    """Rows as a spreadsheet splits them: a quoted field may hold line breaks; outside quotes CR, LF and CRLF
+    each end a row (which is what spreadsheets do with a bare CR)."""
+    rows, row, field, quoted, i = [], [], "", False, 0
+    while i < len(text):
+        ch = text[i]
+        if quoted:
+            if ch == '"' and text[i + 1 : i + 2] == '"':
+                field, i = field + '"', i + 1
+            elif ch == '"':
+                quoted = False
+            else:
+                field += ch
+        elif ch == '"':
+            quoted = True
+        elif ch == ",":
+            row, field = [*row, field], ""
+        elif ch in "\r\n":
+            rows.append([*row, field])
+            row, field = [], ""
+            if ch == "\r" and text[i + 1 : i + 2] == "\n":
+                i += 1
+        else:
+            field += ch
+        i += 1
+    if field or row:
+        rows.append([*row, field])
+    return rows
+
+
+def test_csv_values_with_line_breaks_or_formulas_stay_in_their_cell():
+    import pandas as pd
+
+    from bokeh_model.files import spreadsheet_csv
+
+    frame = pd.DataFrame({"method": ["\r=5", "a\nb", "=HYPERLINK(1)", "+1", "-2", "@x", "fine"], "n": range(7)})
+    rows = _spreadsheet_rows(spreadsheet_csv(frame))
+    assert len(rows) == 8 and all(len(row) == 2 for row in rows), rows
+    cells = [row[0] for row in rows[1:]]
+    assert cells == ["'\r=5", "a\nb", "'=HYPERLINK(1)", "'+1", "'-2", "'@x", "fine"]
+    assert [row[1] for row in rows[1:]] == [str(i) for i in range(7)]
+
+
+def test_study_csv_files_keep_a_bare_cr_inside_its_cell(svc, tmp_path):
+    import pandas as pd
+
+    from user_study.report import _write_csv, export_ratings
+
+    _finish(_client(svc, limits=ApiLimits()), "qc", "csv-rater")
+    text = export_ratings(svc, "qc", tmp_path / "ratings.csv").read_bytes().decode()
+    rows = _spreadsheet_rows(text)
+    assert len(rows) > 1 and len({len(row) for row in rows}) == 1 and text.endswith("\r\n")
+    _write_csv(pd.DataFrame({"method": ["\r=5"], "mos": [1.0]}), tmp_path / "mos.csv")
+    rows = _spreadsheet_rows((tmp_path / "mos.csv").read_bytes().decode())
+    assert rows == [["method", "mos"], ["\r=5", "1.0"]]
+    assert pd.read_csv(tmp_path / "mos.csv")["method"].tolist() == ["\r=5"]  # read back as written
