@@ -231,3 +231,95 @@ def test_study_csv_files_keep_a_bare_cr_inside_its_cell(svc, tmp_path):
     rows = _spreadsheet_rows((tmp_path / "mos.csv").read_bytes().decode())
     assert rows == [["method", "mos"], ["\r=5", "1.0"]]
     assert pd.read_csv(tmp_path / "mos.csv")["method"].tolist() == ["\r=5"]  # read back as written
+
+
+# ---------------------------------------------------------------- item 18: quality-control items by content
+
+
+def _pixels(data: bytes):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.float64)
+
+
+def _psnr(a, b) -> float:
+    import numpy as np
+
+    mse = float(np.mean((a - b) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def test_no_two_served_images_are_byte_identical(svc):
+    """Hidden references show their target twice and gold items a target seen before: every served file has
+    its own bytes (an invisible change, PSNR >= 50 dB against the source image)."""
+    from pathlib import Path
+
+    c = _client(svc, limits=ApiLimits(begin_burst=100, max_new_sessions=100))
+    served: dict[str, bytes] = {}
+    paths: dict[str, str] = {}
+    for rater in ("qc-a", "qc-b", "qc-c"):
+        view = c.post(f"{API}/begin", json={"study": "qc", "rater": rater}).json()
+        while not view["done"]:
+            for side in ("left", "right"):
+                token = view[side]["src"].rsplit("/", 1)[1]
+                res = c.get(view[side]["src"])
+                assert res.status_code == 200 and res.headers["content-type"] == "image/png"
+                assert c.get(view[side]["src"]).content == res.content  # the same slot side: the same file
+                served[token], paths[token] = res.content, svc.image_path(token)
+            view = c.post(
+                f"{API}/sessions/{view['session']}/submit", json={"position": view["position"], "score": 1}
+            ).json()
+    assert len(served) >= 2 * 3 * 5
+    assert len(set(served.values())) == len(served)  # no two files alike, whatever they show
+    by_path: dict[str, list[str]] = {}
+    for token, path in paths.items():
+        by_path.setdefault(path, []).append(token)
+    assert any(len(tokens) >= 2 for tokens in by_path.values())  # the same picture was served several times
+    for token, data in served.items():
+        assert _psnr(_pixels(data), _pixels(Path(paths[token]).read_bytes())) >= 50.0
+
+
+def test_hidden_reference_sides_differ_in_bytes(svc):
+    """The two sides of a hidden reference (the target twice) come as two different files."""
+    c = _client(svc, limits=ApiLimits(begin_burst=100, max_new_sessions=100))
+    view = c.post(f"{API}/begin", json={"study": "qc", "rater": "qc-hidden"}).json()
+    found = 0
+    while not view["done"]:
+        tokens = [view[side]["src"].rsplit("/", 1)[1] for side in ("left", "right")]
+        if svc.image_path(tokens[0]) == svc.image_path(tokens[1]):
+            found += 1
+            left, right = (c.get(view[side]["src"]).content for side in ("left", "right"))
+            assert left != right and _psnr(_pixels(left), _pixels(right)) >= 50.0
+        view = c.post(
+            f"{API}/sessions/{view['session']}/submit", json={"position": view["position"], "score": 0}
+        ).json()
+    assert found >= 1
+
+
+def test_traps_do_not_share_one_look(tmp_path):
+    """Each trap has its own panel colour, position and wording, not one white band across the middle."""
+    import numpy as np
+
+    run = make_fake_run(tmp_path / "run", methods=("a", "b"), scenes=("1", "2", "3", "4", "5", "6"), size=(200, 150))
+    service = StudyService(f"sqlite:///{tmp_path / 'study.db'}", rater_secret="t", data_dir=tmp_path / "data")
+    try:
+        service.create_study(run, StudyConfig(items_per_session=2, min_view_ms=0), study_id="traps")
+    finally:
+        service.close()
+    traps = sorted((tmp_path / "data").rglob("traps/trap*.png"))
+    assert len(traps) == 6
+    tops, colours = set(), set()
+    for trap in traps:
+        scene = trap.stem.split("_", 1)[1]
+        image = _pixels(trap.read_bytes())
+        sources = [_pixels((run / "predictions" / m / f"{scene}.png").read_bytes()) for m in ("a", "b")]
+        source = min(sources, key=lambda s: np.count_nonzero(np.any(s != image, axis=2)))
+        changed = np.any(source != image, axis=2)
+        tops.add(int(np.flatnonzero(changed.any(axis=1))[0]))
+        values, counts = np.unique(image[changed].reshape(-1, 3), axis=0, return_counts=True)
+        colours.add(tuple(int(v) for v in values[np.argmax(counts)]))
+    assert len(tops) >= 3 and len(colours) >= 2, (tops, colours)

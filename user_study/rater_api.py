@@ -325,7 +325,7 @@ def build_rater_router(
         path = await run(lambda: service.image_path(token))
         if path is None:
             return error_response(ApiError(404, "not_found", "no such image"))
-        data = await run_io(lambda: served_png(cache, path))
+        data = await run_io(lambda: served_png(cache, path, variant=token))  # its own bytes per slot side
         return Response(data, media_type="image/png", headers=IMAGE_HEADERS)
 
     @router.post(API_PREFIX + "/organizer/export")
