@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-__all__ = ["atomic_directory", "atomic_write", "atomic_writer", "safe_cell", "spreadsheet_csv"]
+__all__ = ["atomic_directory", "atomic_write", "atomic_writer", "new_file_mode", "safe_cell", "spreadsheet_csv"]
 
 # Spreadsheets run a cell starting with one of these as a formula (a tab, CR or LF start hides one).
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
@@ -38,6 +38,14 @@ def atomic_writer(path: str | os.PathLike, *, suffix: str = "") -> Iterator[Bina
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+
+
+def new_file_mode() -> int:
+    """The mode a newly created file gets under this process's umask (0644 under the usual 022): for files
+    written through ``mkstemp``, which creates them 0600, so that other users can read an export or a model."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def safe_cell(value: Any) -> Any:

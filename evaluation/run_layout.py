@@ -19,8 +19,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 __all__ = [
+    "DEFAULT_RUN",
     "DEPTH",
     "DERIVED_FILES",
+    "RESULTS_DIR_ENV",
     "INPUTS",
     "LEADERBOARD",
     "PER_IMAGE",
@@ -43,6 +45,10 @@ __all__ = [
     "targets_dir",
 ]
 
+# Where `bokeh-eval` writes and the Space's leaderboard reads when nothing else is said: relative to the working
+# directory (an installed package has no checkout to put it in); $BOKEH_RESULTS_DIR moves both.
+DEFAULT_RUN = "runs/latest"
+RESULTS_DIR_ENV = "BOKEH_RESULTS_DIR"
 PREDICTIONS = "predictions"
 TARGETS = "targets"
 INPUTS = "inputs"

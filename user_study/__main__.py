@@ -308,8 +308,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (sub-commands with their options)."""
+    from bokeh_model.errors import program_name
+
     p = argparse.ArgumentParser(
-        prog="python -m user_study", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=program_name("python -m user_study"),
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--db", help="SQLAlchemy URL (default: BOKEH_STUDY_DB or <BOKEH_DATA_DIR>/study.db)")
     sub = p.add_subparsers(dest="command", required=True)
