@@ -37,7 +37,9 @@ def use_user_numba_cache() -> Path:
     if not folder:
         folder = str(bokeh_cache_dir() / "numba")
         os.environ[NUMBA_CACHE_ENV] = folder  # read by numba.core.config when numba is first imported
-    numba = sys.modules.get("numba")
-    if numba is not None and getattr(numba.config, "CACHE_DIR", "") != folder:
-        numba.config.CACHE_DIR = folder  # numba was imported first: its config was read already
+    # numba was imported before this call: its config was read already (a module still being imported by another
+    # thread has no config yet; that import reads the environment variable set above)
+    config = getattr(sys.modules.get("numba"), "config", None)
+    if config is not None and getattr(config, "CACHE_DIR", "") != folder:
+        config.CACHE_DIR = folder
     return Path(folder)

@@ -65,6 +65,7 @@ SCRIPTS = {
 @pytest.mark.parametrize("script", sorted(SCRIPTS))
 def test_console_scripts_name_themselves_in_their_usage(script, monkeypatch, capsys):
     import importlib
+
     import tomllib
 
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
