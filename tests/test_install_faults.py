@@ -197,3 +197,14 @@ def test_a_second_pynet_fetch_waits_for_the_first(tmp_path, monkeypatch):
     result = fetch_pynet("http://127.0.0.1:9/never-asked.zip", dest=dest, progress=False)
     worker.join(10)
     assert result.status == "already installed" and result.path == dest
+
+
+def test_readme_says_how_a_cpu_space_avoids_the_cuda_torch_build():
+    import re
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    pins = dict(re.findall(r"^(torch|torchvision)==([\w.]+)", (ROOT / "requirements.txt").read_text(), re.M))
+    block = re.search(r"```text\n(--index-url https://download\.pytorch\.org/whl/cpu\n.*?)```", readme, re.S)
+    assert block, "README: no pre-requirements.txt block with PyTorch's CPU index"
+    assert dict(re.findall(r"^(torch|torchvision)==([\w.]+)", block.group(1), re.M)) == pins  # same pins
+    assert "pre-requirements.txt" in readme and "ZeroGPU Space" in readme and "built with CUDA" in readme
