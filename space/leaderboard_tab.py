@@ -15,6 +15,7 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
+from evaluation.leaderboard import is_ebb_run
 from evaluation.report import method_colors
 
 from .config import SpaceSettings
@@ -33,15 +34,6 @@ def _read_run(folder: Path) -> dict[str, Any] | None:
     except (OSError, json.JSONDecodeError):
         return None
     return run if run.get("status") == "complete" else None
-
-
-def is_ebb_run(run: dict[str, Any]) -> bool:
-    """Whether a run was measured on EBB! (the data of the paper's Table 1), not on a synthetic or other set."""
-    dataset = run.get("dataset", {}) or {}
-    if dataset.get("synthetic"):
-        return False
-    # val294 is EBB!'s community split; otherwise the dataset's name (e.g. the folder `evaluation.ebb` wrote) says it
-    return dataset.get("split") == "val294" or "ebb" in str(dataset.get("name", "")).lower()
 
 
 def _data_name(run: dict[str, Any]) -> str:
