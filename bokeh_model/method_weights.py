@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .download import FetchError, ProgressCallback, download, is_offline
+from .download import FetchError, ProgressCallback, download, exclusive, is_offline
 from .errors import InputError
 
 __all__ = [
@@ -176,7 +176,7 @@ def fetch_method_weights(
         FetchError: offline, unreachable, or a file whose SHA-256 differs from the declared one.
         InputError: an unknown method or variant.
     """
-    from .fetch import FetchResult, _replace_dir
+    from .fetch import FetchResult
 
     say = log or (lambda line: None)
     spec = get_weights_spec(method)
@@ -194,6 +194,29 @@ def fetch_method_weights(
     from .pynet import bokeh_cache_dir
 
     downloads = bokeh_cache_dir() / "downloads" / f"{method}-{variant}"
+    downloads.mkdir(parents=True, exist_ok=True)
+    # One process installs a variant at a time; one that waited finds the folder complete and uses it.
+    with exclusive(downloads.with_name(downloads.name + ".lock"), f"{method} weights ({variant})") as waited:
+        if waited and not overwrite and _complete(folder, files):
+            return FetchResult(method, folder, "already installed", _source_details(folder))
+        _download_and_install(spec, variant, url, folder, downloads, overwrite, progress, callback, say)
+    return FetchResult(method, folder, "installed", _source_details(folder))
+
+
+def _download_and_install(
+    spec: MethodWeights,
+    variant: str,
+    url: str | None,
+    folder: Path,
+    downloads: Path,
+    overwrite: bool,
+    progress: bool,
+    callback: ProgressCallback | None,
+    say: Callable[[str], None],
+) -> None:
+    from .fetch import _replace_dir
+
+    method, files = spec.method, spec.variants[variant]
     records = []
     for item in files:
         file_url = _file_url(url, files, item) if url else item.url
@@ -239,7 +262,6 @@ def fetch_method_weights(
         shutil.rmtree(staged, ignore_errors=True)
         raise
     shutil.rmtree(downloads, ignore_errors=True)
-    return FetchResult(method, folder, "installed", _source_details(folder))
 
 
 def _source_details(folder: Path) -> dict[str, Any]:

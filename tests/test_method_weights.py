@@ -150,7 +150,7 @@ def test_two_processes_fetching_at_once_both_end_with_one_complete_folder(caches
         thread.join()
     folder = installed_weights("standin-weights")
     assert folder is not None and (folder / "net_b.pth").read_bytes() == NET_B
-    assert len(errors) <= 1 and all(isinstance(e, FetchError) for e in errors)
+    assert errors == []  # the one that waited used the other's result
 
 
 def test_every_declared_method_names_source_licence_and_citation() -> None:
