@@ -188,8 +188,8 @@ class BokehliciousConfig:
             heads.append(dim // angle)
             mlp_dims.append(shape(prefix + "blocks.0.ffn.fc1.weight")[0])
             if (f"blocks.{group}.final_op.conv.weight" in state) != (
-                group < groups - 1 and shape(f"blocks.{group + 1}.residual_group.blocks.0.attention.q_proj.weight")[0]
-                != dim
+                group < groups - 1
+                and shape(f"blocks.{group + 1}.residual_group.blocks.0.attention.q_proj.weight")[0] != dim
             ):
                 raise ValueError(f"group {group}'s channel compression does not match the next group's width")
         return cls(

@@ -81,7 +81,8 @@ BOKEHLICIOUS_WEIGHTS = register_weights(
         variants={
             name: (
                 WeightsFile(
-                    f"{name}.pt", f"https://raw.githubusercontent.com/TimSeizinger/Bokehlicious/{COMMIT}/checkpoints/{name}.pt"
+                    f"{name}.pt",
+                    f"https://raw.githubusercontent.com/TimSeizinger/Bokehlicious/{COMMIT}/checkpoints/{name}.pt",
                 ),
             )
             for name in VARIANTS
