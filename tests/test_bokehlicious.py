@@ -26,6 +26,7 @@ from _local_server import LocalServer
 from PIL import Image
 
 from bokeh_model import InputError, ModelUnavailableError, create_method
+from bokeh_model.cli import main as cli_main
 from bokeh_model.images import load_image
 from bokeh_model.method_weights import get_weights_spec
 from bokeh_model.methods.bokehlicious import (
@@ -192,3 +193,13 @@ def test_published_weights_are_declared_with_source_licence_and_citation() -> No
         assert weights.filename == f"{variant}.pt"
         assert weights.url.startswith("https://raw.githubusercontent.com/TimSeizinger/Bokehlicious/b5510df")
     assert "no licence file" in spec.license and "no rights" in spec.license and "ICCV 2025" in spec.citation
+
+
+def test_list_shows_the_licence_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["list"]) == 0
+    lines = capsys.readouterr().out.split("\nbokehlicious:", 1)[1].splitlines()[1:]
+    block = "\n".join(line for line in lines[: next(i for i, s in enumerate(lines) if not s.startswith(" "))])
+    assert "licence: No licence" in block and "--aperture" in block and "Seizinger" in block
+    assert cli_main(["list", "--json"]) == 0
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows["bokehlicious"]["license"].startswith("No licence") and rows["lens"]["license"] is None

@@ -61,10 +61,10 @@ REPOSITORY = "https://github.com/TimSeizinger/Bokehlicious"
 COMMIT = "b5510df3a206f948d9ff4d3ebd83c198c4f11073"
 VARIANTS = ("small", "small_EBB_Val294", "small_EBB400", "small_bin")
 VARIANT_HELP = {
-    "small": "trained on RealBokeh, any aperture f/2.0-f/20",
-    "small_EBB_Val294": "fine-tuned for EBB! (evaluated on Val294; EBB! targets are f/2.0-like)",
-    "small_EBB400": "fine-tuned for EBB! (evaluated on EBB400)",
-    "small_bin": "RealBokeh with two apertures only (f/2.0 and f/22): no strength map input",
+    "small": "the authors' RealBokeh model, any aperture f/2.0-f/20",
+    "small_EBB_Val294": "the authors' checkpoint for EBB! Val294 (their evaluation renders EBB! at f/2.0)",
+    "small_EBB400": "the authors' checkpoint for EBB400 (also at f/2.0)",
+    "small_bin": "trained for two apertures only (f/2.0 and f/22, RealBokeh_bin); no strength-map input",
 }
 LICENSE = (
     "No licence: the authors' repository (github.com/TimSeizinger/Bokehlicious) has no licence file, so no rights "
