@@ -197,7 +197,7 @@ def test_published_weights_are_declared_with_source_licence_and_citation() -> No
 
 def test_list_shows_the_licence_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_main(["list"]) == 0
-    lines = capsys.readouterr().out.split("\nbokehlicious:", 1)[1].splitlines()[1:]
+    lines = ("\n" + capsys.readouterr().out).split("\nbokehlicious:", 1)[1].splitlines()[1:]
     block = "\n".join(line for line in lines[: next(i for i, s in enumerate(lines) if not s.startswith(" "))])
     assert "licence: No licence" in block and "--aperture" in block and "Seizinger" in block
     assert cli_main(["list", "--json"]) == 0
