@@ -58,6 +58,9 @@ REPOSITORY = "https://github.com/TimSeizinger/Bokehlicious"
 # The files are ordinary Git blobs (the repository has no .gitattributes, so no Git LFS): raw.githubusercontent.com
 # serves them directly. Their Git blob ids at that commit, for the record: small 45680599..., small_EBB400
 # 9926a3b6..., small_EBB_Val294 e5ee529a..., small_bin 420d9353...; the SHA-256 is recorded at the first fetch.
+# No `large` checkpoint is at that commit (a 2026 README mentions large checkpoints packed as .zpaq archives in a
+# later commit, which needs the zpaq tool to unpack): the network loads one (configuration from its keys) given
+# as `weights=`, but none is declared for `fetch`.
 COMMIT = "b5510df3a206f948d9ff4d3ebd83c198c4f11073"
 VARIANTS = ("small", "small_EBB_Val294", "small_EBB400", "small_bin")
 VARIANT_HELP = {
@@ -68,8 +71,8 @@ VARIANT_HELP = {
 }
 LICENSE = (
     "No licence: the authors' repository (github.com/TimSeizinger/Bokehlicious) has no licence file, so no rights "
-    "to use, copy or redistribute its code or checkpoints are granted; ask the authors before any use beyond "
-    "personal research. This project downloads the files from the authors' repository and ships none of them."
+    "to use, copy or redistribute its code or checkpoints are granted; its README asks anyone wanting commercial use "
+    "to contact the authors. This project downloads the files from the authors' repository and ships none of them."
 )
 CITATION = (
     "Tim Seizinger, Florin-Alexandru Vasluianu, Marcos V. Conde, Zongwei Wu, Radu Timofte. Bokehlicious: "
