@@ -203,3 +203,32 @@ def test_list_shows_the_licence_line(capsys: pytest.CaptureFixture[str]) -> None
     assert cli_main(["list", "--json"]) == 0
     rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
     assert rows["bokehlicious"]["license"].startswith("No licence") and rows["lens"]["license"] is None
+
+
+def test_space_shows_an_aperture_slider_and_previews_on_a_cpu(
+    authors_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bokeh_model.method_weights import fetch_method_weights
+    from space.config import SpaceSettings
+    from space.controls import control_for
+    from space.render_tab import make_render_fn
+
+    method = create_method("bokehlicious")
+    slider = control_for("bokehlicious", method.param_spec("aperture"))
+    assert (type(slider).__name__, slider.minimum, slider.maximum, slider.value) == ("Slider", 2.0, 20.0, 2.0)
+    if torch.cuda.is_available():
+        pytest.skip("the preview path is for CPU-only machines")
+    monkeypatch.setenv("BOKEH_CACHE", str(tmp_path / "cache"))
+    fetch_method_weights("bokehlicious", url=authors_checkpoint.as_uri(), offline=False, progress=False)
+    photo = tmp_path / "photo.png"
+    Image.open(MAKER.PHOTO).resize((200, 134)).save(photo)
+    settings = SpaceSettings(
+        depth_model=str(tmp_path / "no-depth-model"),
+        results_dir=tmp_path / "results",
+        max_render_side=160,
+        pynet_cpu_preview_side=64,
+    )
+    render = make_render_fn(settings)
+    result, (_, after), _, notes = render(str(photo), "bokehlicious", -1, -1, "approximate", None, '{"aperture": 2.8}')
+    assert Image.open(result).size == (200, 134) and Image.open(after).size == (160, 107)
+    assert "Bokehlicious preview: computed at 64x43 px" in notes and "Focus" not in notes
