@@ -25,6 +25,9 @@ The network, for a photo ``I`` in [0, 1] and a target f-number ``N`` (aperture e
 The configuration (widths, depths, heads, which maps) is read from a checkpoint's keys and shapes
 (:meth:`BokehliciousConfig.from_state_dict`); two numbers that leave no trace in a checkpoint, the decay offset
 ``a = 2`` and range ``9``, are the authors' configuration values for every published model.
+
+Why one file: the whole network in one reading (like transformers' ``modeling_*.py``), so that every key of the
+authors' checkpoints can be matched to the module that holds it.
 """
 
 from __future__ import annotations
