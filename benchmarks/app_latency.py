@@ -48,7 +48,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--side", type=int, default=1024, help="longest side of the test photo (default 1024)")
-    parser.add_argument("--depth-source", default="approximate", choices=["auto", "model", "approximate"])
+    parser.add_argument(
+        "--depth-source",
+        default="approximate",
+        choices=["auto", "model", "dpt-hybrid", "depth-anything-v2-small", "approximate"],
+    )
     args = parser.parse_args()
     print("\n".join(environment_lines()))
 

@@ -54,7 +54,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--megapixels", type=float, default=12.0)
-    parser.add_argument("--depth-source", default="approximate", choices=["auto", "model", "approximate"])
+    parser.add_argument(
+        "--depth-source",
+        default="approximate",
+        choices=["auto", "model", "dpt-hybrid", "depth-anything-v2-small", "approximate"],
+    )
     parser.add_argument("--http", action="store_true", help="also time the /render API of a local server")
     args = parser.parse_args()
     print("\n".join(environment_lines()))

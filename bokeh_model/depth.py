@@ -3,6 +3,10 @@
 * :class:`DepthEstimator` runs ``AutoModelForDepthEstimation`` + its image processor and returns relative
   inverse depth (disparity) at the photo's resolution, float32 in [0, 1], near = 1. Results are cached per
   image content (SHA-1 of the pixels, LRU), so moving the focus or the strength never recomputes depth.
+* Depth models are named by :mod:`bokeh_model.depth_models` (``dpt-hybrid``, the default, and
+  ``depth-anything-v2-small``) or given as any hub id or folder. Each model's own image processor sets the network
+  input: DPT-Hybrid's 384x384, Depth Anything's 518-px short side with the aspect ratio kept and sides in multiples
+  of 14, so large photos keep their shape; the prediction is resized back to the photo (bicubic).
 * Models are only ever loaded from local files (a folder, or the Hugging Face cache); nothing is
   downloaded behind the user's back. ``python -m bokeh_model fetch depth`` (or the Space's background fetch,
   or a Space's ``preload_from_hub``) puts the default model into the cache on request. A missing model
@@ -24,6 +28,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .depth_models import (
+    DEPTH_MODEL_ENV,
+    FALLBACK_DEPTH_MODEL,
+    default_depth_model,
+    depth_model_names,
+    resolve_depth_model,
+)
 from .errors import InputError, ModelUnavailableError
 from .pynet import to_pynet_depth
 from .registry import check_image_array
@@ -31,6 +42,7 @@ from .registry import check_image_array
 __all__ = [
     "DEFAULT_DEPTH_MODEL",
     "DEPTH_MODEL_ENV",
+    "FALLBACK_DEPTH_MODEL",
     "DepthEstimator",
     "approximate_depth",
     "default_depth_model",
@@ -38,22 +50,16 @@ __all__ = [
     "focus_disparity_at",
     "get_depth_estimator",
     "normalize_disparity",
+    "resolve_depth_model",
     "to_pynet_depth",
 ]
 
-DEPTH_MODEL_ENV = "BOKEH_DEPTH_MODEL"
 DEPTH_REVISION_ENV = "BOKEH_DEPTH_REVISION"
-FALLBACK_DEPTH_MODEL = "Intel/dpt-hybrid-midas"
 
 
 def depth_revision() -> str | None:
     """``$BOKEH_DEPTH_REVISION`` (a branch, tag or commit of the hub model), else ``None`` (= ``main``)."""
     return os.environ.get(DEPTH_REVISION_ENV, "").strip() or None
-
-
-def default_depth_model() -> str:
-    """``$BOKEH_DEPTH_MODEL`` when set and non-empty, else ``Intel/dpt-hybrid-midas``."""
-    return os.environ.get(DEPTH_MODEL_ENV, "").strip() or FALLBACK_DEPTH_MODEL
 
 
 DEFAULT_DEPTH_MODEL = default_depth_model()
@@ -64,13 +70,21 @@ _WEIGHT_FILES = (
     "model.safetensors.index.json",
     "pytorch_model.bin.index.json",
 )
-# Model types whose output is metric depth (far = large) rather than relative inverse depth.
+# Model types whose output is metric depth (far = large) rather than relative inverse depth. Depth Anything says
+# which in its config (``depth_estimation_type``: ``relative`` for V2 Small, ``metric`` for its metric variants).
 _METRIC_DEPTH_TYPES = {"glpn", "zoedepth", "depth_pro"}
+
+
+def _is_metric(config: object) -> bool:
+    return getattr(config, "model_type", "") in _METRIC_DEPTH_TYPES or (
+        getattr(config, "depth_estimation_type", "relative") == "metric"
+    )
 
 
 def _how_to_provide(model_id: str) -> str:
     return (
-        f"Run `python -m bokeh_model fetch depth --depth-model {model_id}`, or provide the depth model "
+        f"Run `python -m bokeh_model fetch depth --depth-model {model_id}` (known by short name: "
+        f"{', '.join(depth_model_names())}), or provide the depth model "
         f"{model_id!r} as one of: the Hugging Face cache (run `huggingface-cli download {model_id}` on a machine "
         "with internet, then copy ~/.cache/huggingface if needed), or a local folder "
         f"holding config.json, preprocessor_config.json and the weights (pass the folder as the model id, e.g. "
@@ -86,9 +100,9 @@ def depth_model_status(model_id: str) -> tuple[bool, str]:
         ``(True, "")`` when the model is a complete local folder or is in the local Hugging Face cache,
         else ``(False, message)`` naming the model and how to provide it.
     """
-    model_id = str(model_id or "").strip()
-    if not model_id:
+    if not str(model_id or "").strip():
         return False, f"No depth model configured. {_how_to_provide(DEFAULT_DEPTH_MODEL)}"
+    model_id = resolve_depth_model(model_id)
     path = Path(model_id).expanduser()
     if path.exists():
         if not path.is_dir():
@@ -140,7 +154,8 @@ class DepthEstimator:
     """Monocular depth with a ``transformers`` depth model (DPT, DPT-Hybrid, Depth Anything, ...).
 
     Args:
-        model_id: a hub id already in the local Hugging Face cache, or a local folder.
+        model_id: a short name (``dpt-hybrid``, ``depth-anything-v2-small``), a hub id already in the local Hugging
+            Face cache, or a local folder.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         cache_size: how many images' depth maps to keep (LRU, keyed by pixel content).
 
@@ -148,7 +163,7 @@ class DepthEstimator:
     """
 
     def __init__(self, model_id: str = DEFAULT_DEPTH_MODEL, device: str = "auto", cache_size: int = 8) -> None:
-        self.model_id = str(model_id)
+        self.model_id = resolve_depth_model(model_id)
         self.device = device
         self.cache_size = int(cache_size)
         self._cache: collections.OrderedDict[str, np.ndarray] = collections.OrderedDict()
@@ -251,7 +266,7 @@ class DepthEstimator:
         )[:, 0]
         results = []
         for raw in predicted.cpu().numpy():
-            if getattr(self._model.config, "model_type", "") in _METRIC_DEPTH_TYPES:
+            if _is_metric(self._model.config):
                 raw = 1.0 / np.maximum(raw, 1e-6)
             results.append(normalize_disparity(raw))
         return results
@@ -266,9 +281,9 @@ def get_depth_estimator(model_id: str | None = None, device: str = "auto") -> De
     """A shared :class:`DepthEstimator` per (model id, device), so weights and the depth cache are reused.
 
     ``model_id=None`` means :data:`DEFAULT_DEPTH_MODEL` (the ``BOKEH_DEPTH_MODEL`` environment variable, else
-    ``Intel/dpt-hybrid-midas``).
+    ``Intel/dpt-hybrid-midas``); a short name and its hub id share one estimator.
     """
-    return _shared_estimator(str(model_id or DEFAULT_DEPTH_MODEL), str(device))
+    return _shared_estimator(resolve_depth_model(model_id or DEFAULT_DEPTH_MODEL), str(device))
 
 
 def focus_disparity_at(depth: np.ndarray, x: int, y: int, *, window: int | None = None) -> float:

@@ -306,20 +306,24 @@ def fetch_depth(
     """Download the depth model (config, preprocessor config, weights) into the Hugging Face cache.
 
     Args:
-        model_id: a hub id (default :func:`~bokeh_model.depth.default_depth_model`). A local folder needs nothing.
+        model_id: a short name from :data:`~bokeh_model.depth_models.DEPTH_MODELS` (``dpt-hybrid``,
+            ``depth-anything-v2-small``) or a hub id (default :func:`~bokeh_model.depth.default_depth_model`). A
+            local folder needs nothing.
         revision: branch, tag or commit (default ``$BOKEH_DEPTH_REVISION``, else ``main``). The loader reads the
             same variable, so set it rather than passing a commit here to pin the model everywhere.
 
     Raises:
         FetchError: offline, unreachable or the repo has no weights file.
     """
-    from .depth import _WEIGHT_FILES, default_depth_model, depth_model_status, depth_revision
+    from .depth import _WEIGHT_FILES, depth_model_status, depth_revision
+    from .depth_models import depth_model_record, resolve_depth_model
 
-    model_id = (model_id or default_depth_model()).strip()
+    model_id = resolve_depth_model(model_id)
+    about = {k: v for k, v in depth_model_record(model_id).items() if k in ("license", "citation") and v}
     revision = revision or depth_revision()
     ok, _ = depth_model_status(model_id)
     if ok:
-        return FetchResult("depth", Path(model_id), "already installed", {"model": model_id})
+        return FetchResult("depth", Path(model_id), "already installed", {"model": model_id, **about})
     if Path(model_id).expanduser().exists() or model_id.startswith((".", "/", "~")):
         raise FetchError(f"depth: {model_id} is a local folder that is incomplete; it cannot be downloaded")
     if is_offline(offline):
@@ -346,7 +350,8 @@ def fetch_depth(
     ok, reason = depth_model_status(model_id)
     if not ok:
         raise FetchError(f"depth model {model_id}: downloaded but still not loadable: {reason}")
-    return FetchResult("depth", Path(path), "installed", {"model": model_id, "revision": info.sha or revision})
+    details = {"model": model_id, "revision": info.sha or revision, **about}
+    return FetchResult("depth", Path(path), "installed", details)
 
 
 # ------------------------------------------------------------------------------------------------ LPIPS

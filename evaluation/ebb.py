@@ -156,7 +156,9 @@ def _decoded_size(data: bytes, label: str) -> tuple[int, int]:
         raise InputError(f"{label} cannot be decoded ({type(exc).__name__}: {exc})") from None
 
 
-def _card(splits: dict[str, list[int]], bad: dict[str, str], has_depth: bool, source: str) -> str:
+def _card(
+    splits: dict[str, list[int]], bad: dict[str, str], has_depth: bool, source: str, depth: dict[str, Any] | None = None
+) -> str:
     configs = "\n".join(f"  - split: {s}\n    path: data/{s}-*" for s in splits)
     rows = []
     warnings = []
@@ -179,6 +181,12 @@ def _card(splits: dict[str, list[int]], bad: dict[str, str], has_depth: bool, so
     counts = "\n".join(rows)
     warning_text = "".join(f"\n{w}\n" for w in warnings)
     depth_note = ", `depth` (disparity, near = bright)" if has_depth else ""
+    if has_depth and depth:  # which model made the maps, so two builds with different depth never look alike
+        depth_note = (
+            f", `depth` (disparity, near = bright; estimated with `{depth['model']}`"
+            + (f", licence {depth['license']}" if depth.get("name") else "")
+            + ")"
+        )
     return f"""---
 configs:
 - config_name: default
@@ -229,7 +237,8 @@ def build_dataset(
     Args:
         source: zip archive or folder in one of the EBB! layouts.
         out: output folder (created; an existing ``data/`` folder inside is replaced).
-        depth_model: transformers depth model for a ``depth`` column when the source has no depth maps.
+        depth_model: depth model for a ``depth`` column when the source has no depth maps: a short name
+            (``dpt-hybrid``, ``depth-anything-v2-small``), a cached hub id or a folder. Maps are cached per model.
         limit: keep only the first N pairs (0 = all); for trials.
         rows_per_shard: rows per parquet file (EBB! pairs are about 1.5 MB, so 250 rows is about 400 MB).
         device: device of the depth model.
@@ -318,7 +327,12 @@ def build_dataset(
     write_hub_splits(kept, features, target, rows_per_shard=rows_per_shard, prepare_row=row)
     shutil.rmtree(target / DEPTH_CACHE, ignore_errors=True)  # the maps are in the parquet files now
     splits = {split: [p.id for p in items] for split, items in kept.items()}
-    (target / "README.md").write_text(_card(splits, bad, has_depth, str(source)), encoding="utf-8")
+    depth_record = None
+    if estimated:
+        from bokeh_model.depth_models import depth_model_record
+
+        depth_record = depth_model_record(depth_model)
+    (target / "README.md").write_text(_card(splits, bad, has_depth, str(source), depth_record), encoding="utf-8")
     (target / "bad_ids.json").write_text(json.dumps(bad, indent=2), encoding="utf-8")
     for split, ids in splits.items():
         log(f"{split}: {len(ids)} pairs")
@@ -333,7 +347,7 @@ def build_dataset(
             + (" ..." if len(bad) > 10 else "")
             + f" (all in {target / 'bad_ids.json'})"
         )
-    return {"splits": splits, "bad": bad, "has_depth": has_depth, "out": str(target)}
+    return {"splits": splits, "bad": bad, "has_depth": has_depth, "depth_model": depth_record, "out": str(target)}
 
 
 def fetch_source(source: str, *, progress: bool = True) -> tuple[Path, dict[str, Any]]:
@@ -385,7 +399,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     build.add_argument("--private", action="store_true", help="create the Hub repo as private")
     build.add_argument(
         "--depth-model",
-        help="transformers depth model for a depth column (folder or cached hub id); estimated once, stored, resumable",
+        help="depth model for a depth column: dpt-hybrid, depth-anything-v2-small, or a cached hub id or folder; "
+        "estimated once, stored, resumable (cached per model)",
     )
     build.add_argument("--device", default="cpu", help="device of the depth model (default: cpu)")
     build.add_argument("--depth-batch", type=int, default=8, help="images per depth-model forward pass (default 8)")
@@ -405,6 +420,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             device=args.device,
             depth_batch=args.depth_batch,
         )
+        if summary.get("depth_model"):
+            record["depth_model"] = summary["depth_model"]  # which depth model made the `depth` column
         (Path(summary["out"]) / "source.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
         if args.push_to_hub:
             print(f"pushed to {push_to_hub(summary['out'], args.push_to_hub, private=args.private)}")

@@ -2,8 +2,9 @@
 
 ``python -m evaluation.ebb build --depth-model MODEL`` stores a ``depth`` column so that every later evaluation
 reads it instead of running the depth model again. The maps are 16-bit PNGs (near = bright) in
-``OUT/.depth-cache/<model key>/``, named by the input's SHA-256, so an interrupted build resumes and a changed
-photo is estimated again; the build removes the cache once the maps are in the parquet files.
+``OUT/.depth-cache/<model key>/`` (one folder per depth model, so two models never share maps), named by the
+input's SHA-256, so an interrupted build resumes and a changed photo is estimated again; the build removes the
+cache once the maps are in the parquet files.
 """
 
 from __future__ import annotations
@@ -27,7 +28,14 @@ DEPTH_CACHE = ".depth-cache"
 
 
 def depth_model_key(depth_model: str) -> str:
-    """Short key of a depth model for the resumable depth cache: its name, and its config when it is a folder."""
+    """Short key of a depth model for the resumable depth cache: its name, and its config when it is a folder.
+
+    A short name and its hub id (``depth-anything-v2-small``, ``depth-anything/Depth-Anything-V2-Small-hf``) give
+    the same key; two different models never share cached maps.
+    """
+    from bokeh_model.depth_models import resolve_depth_model
+
+    depth_model = resolve_depth_model(depth_model)
     digest = hashlib.sha256(str(depth_model).encode())
     folder = Path(depth_model).expanduser()
     if folder.is_dir():

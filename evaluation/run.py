@@ -112,8 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     methods.add_argument(
         "--depth-model",
-        help="transformers depth model for methods that need depth when the "
-        "dataset has no depth column (local folder or cached hub id)",
+        help="depth model for methods that need depth when the dataset has no depth column: dpt-hybrid, "
+        "depth-anything-v2-small, or a transformers folder or cached hub id (run.json names it)",
     )
     methods.add_argument("--device", default=_DEFAULTS.device, help="auto, cpu, cuda or cuda:N (default: auto)")
     methods.add_argument(

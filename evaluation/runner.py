@@ -148,10 +148,13 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any]:
 
     lpips_model, lpips_info = _prepare_lpips(config, device, notes, say)
     depth_estimator = None
+    depth_model = None  # a short name and its hub id are one model (one per-run depth cache)
     if config.depth_model and any(run.needs_depth for run in runs):
         from bokeh_model.depth import get_depth_estimator
+        from bokeh_model.depth_models import resolve_depth_model
 
-        estimator = get_depth_estimator(config.depth_model, device)
+        depth_model = resolve_depth_model(config.depth_model)
+        estimator = get_depth_estimator(depth_model, device)
         ok, reason = estimator.availability()
         if not ok:
             raise ModelUnavailableError(reason)
@@ -171,7 +174,7 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any]:
         lpips_model=lpips_model,
         depth_estimator=depth_estimator,
         warmup=config.warmup,
-        depth_model=config.depth_model,
+        depth_model=depth_model,
     )
     shard = score_shard(ctx, runs, rank, world, config.limit, show_progress=main_process or world > 1)
     atomic_write(shard_path(out, rank, world), json.dumps(shard, default=float))
@@ -194,6 +197,10 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any]:
         warmup=config.warmup,
         started=started,
     )
+    if depth_model is not None:  # which depth model made the maps that the methods without depth got
+        from bokeh_model.depth_models import depth_model_record
+
+        record["depth_model"] = depth_model_record(depth_model)
     written = write_run_files(out, merged.frame, record)
     print_summary(record, out, say)
     return written

@@ -22,13 +22,25 @@ def _int(name: str, default: int) -> int:
         raise ValueError(f"environment variable {name} must be an integer, got {raw!r}") from None
 
 
+def _choices(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    if raw.strip().lower() == "none":
+        return ()
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
 @dataclass(frozen=True)
 class SpaceSettings:
     """What the app serves and how.
 
     Attributes:
         pynet_weights: PyNET weights folder or hub id (``BOKEH_PYNET_WEIGHTS``); ``None`` = not configured.
-        depth_model: transformers depth model id or folder (``BOKEH_DEPTH_MODEL``).
+        depth_model: the default depth model: a short name, hub id or folder (``BOKEH_DEPTH_MODEL``).
+        depth_choices: further depth models a visitor may pick in the Render tab (``BOKEH_DEPTH_CHOICES``, comma
+            separated short names or hub ids; default every model in :data:`bokeh_model.depth_models.DEPTH_MODELS`;
+            ``none`` = only the default).
         results_dir: evaluation output folder shown on the leaderboard (``BOKEH_RESULTS_DIR``).
         study_db: SQLAlchemy URL of the user-study database (``BOKEH_STUDY_DB``; default SQLite in data/).
         organizer_token: token that unlocks the organizer views (``BOKEH_ORGANIZER_TOKEN``).
@@ -43,6 +55,7 @@ class SpaceSettings:
 
     pynet_weights: str | None = None
     depth_model: str = "Intel/dpt-hybrid-midas"
+    depth_choices: tuple[str, ...] = ("dpt-hybrid", "depth-anything-v2-small")
     results_dir: Path = field(default_factory=lambda: ROOT / "runs" / "latest")
     study_db: str | None = None
     organizer_token: str | None = None
@@ -59,6 +72,7 @@ class SpaceSettings:
         return cls(
             pynet_weights=os.environ.get("BOKEH_PYNET_WEIGHTS") or None,
             depth_model=os.environ.get("BOKEH_DEPTH_MODEL") or DEFAULT_DEPTH_MODEL,
+            depth_choices=_choices("BOKEH_DEPTH_CHOICES", cls.depth_choices),
             results_dir=Path(os.environ.get("BOKEH_RESULTS_DIR") or ROOT / "runs" / "latest"),
             study_db=os.environ.get("BOKEH_STUDY_DB") or None,
             organizer_token=os.environ.get("BOKEH_ORGANIZER_TOKEN") or None,
@@ -68,3 +82,21 @@ class SpaceSettings:
             max_upload_mb=_int("BOKEH_MAX_UPLOAD_MB", 64),
             concurrency=_int("BOKEH_CONCURRENCY", 2),
         )
+
+    @property
+    def depth_models(self) -> tuple[str, ...]:
+        """Every depth model a visitor can pick (resolved ids, each once): the default first, then the choices."""
+        from bokeh_model.depth_models import resolve_depth_model
+
+        ids = [resolve_depth_model(self.depth_model), *(resolve_depth_model(c) for c in self.depth_choices)]
+        return tuple(dict.fromkeys(ids))
+
+    def depth_component(self, model_id: str) -> str:
+        """The Status tab's card (and background-fetch item) of a depth model: ``Depth model`` for the default."""
+        from bokeh_model.depth_models import depth_model_info, resolve_depth_model
+
+        model_id = resolve_depth_model(model_id)
+        if model_id == resolve_depth_model(self.depth_model):
+            return "Depth model"
+        info = depth_model_info(model_id)
+        return f"Depth model: {info.title if info is not None else model_id}"

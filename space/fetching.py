@@ -1,8 +1,9 @@
 """Background fetch of missing models for the Space, and ZeroGPU support.
 
 On a Hugging Face Space (``SPACE_ID`` is set) or with ``BOKEH_FETCH_MODELS=1``, the app starts serving at once
-and a daemon thread fetches what is missing: the depth model (normally already there through the README's
-``preload_from_hub``) and PyNET-Bokeh (the authors' zip, converted into the default weights folder). The Status
+and a daemon thread fetches what is missing: the default depth model, PyNET-Bokeh (the authors' zip, converted into
+the default weights folder), then the other depth models a visitor can pick (the depth models are normally already
+there through the README's ``preload_from_hub``). The Status
 tab reads :func:`fetch_snapshot` for its progress cards, and every request re-checks availability, so PyNET and
 the depth model appear when ready without a restart. ``BOKEH_FETCH_MODELS=0`` turns it off on a Space.
 
@@ -105,10 +106,14 @@ def _run(settings: SpaceSettings) -> None:
     from bokeh_model.fetch import FetchError, fetch_depth, fetch_pynet
 
     jobs: list[tuple[str, Callable[[], Any]]] = []
-    if not depth_model_status(settings.depth_model)[0]:
-        jobs.append(
-            ("Depth model", lambda: fetch_depth(settings.depth_model, callback=_progress("Depth model"))),
-        )
+
+    def depth_job(model_id: str) -> tuple[str, Callable[[], Any]]:
+        name = settings.depth_component(model_id)
+        return name, lambda: fetch_depth(model_id, callback=_progress(name))
+
+    depth_jobs = [depth_job(m) for m in settings.depth_models if not depth_model_status(m)[0]]
+    # The default depth model first, then PyNET, then the depth models a visitor may pick instead.
+    jobs += [job for job in depth_jobs if job[0] == "Depth model"]
     # Only the default folder is filled: weights configured elsewhere are the operator's business.
     if not settings.pynet_weights and not os.environ.get(PYNET_WEIGHTS_ENV) and not weights_status()[0]:
         item = "PyNET-Bokeh weights"
@@ -121,6 +126,7 @@ def _run(settings: SpaceSettings) -> None:
             )
 
         jobs.append((item, pynet))
+    jobs += [job for job in depth_jobs if job[0] != "Depth model"]
     for item, _ in jobs:
         _set(item, state="waiting", detail="queued")
     for item, job in jobs:

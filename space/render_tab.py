@@ -42,8 +42,9 @@ from .controls import (
     photo_input,
 )
 from .services import (
-    DEPTH_SOURCES,
     check_depth_upload,
+    depth_source_choices,
+    depth_source_note,
     method_infos,
     photo_size_problem,
     prepare_photo,
@@ -180,7 +181,8 @@ def make_render_fn(settings: SpaceSettings) -> Callable[..., tuple[Any, Any, Any
             method: a method name from the Status tab (lens, gaussian, disk, pynet, ...).
             focus_x: x of the in-focus pixel in the photo's pixels, -1 for automatic focus.
             focus_y: y of the in-focus pixel, -1 for automatic focus.
-            depth_source: auto, model, approximate or upload.
+            depth_source: auto, a depth model (dpt-hybrid, depth-anything-v2-small; model = the Space's default),
+                approximate or upload.
             depth_map: a depth map file (near = bright, same aspect ratio as the photo) when depth_source is upload.
             params: JSON object of the method's parameters, e.g. {"strength": 24, "blades": 6}.
 
@@ -285,11 +287,13 @@ def build_render_tab(settings: SpaceSettings) -> dict[str, gr.components.Compone
                 for info in infos:
                     add_controls(info.name, "advanced")
                 depth_source = gr.Radio(
-                    [(label, key) for key, label in DEPTH_SOURCES.items()],
+                    depth_source_choices(settings),
                     value="auto",
                     label="Depth",
                     elem_id="depth_source",
                 )
+                # whether the picked depth model is installed, checked when it is picked (models arrive later)
+                depth_model_note = gr.Markdown(elem_id="depth-model-note")
                 # Shown by toggling its column: an update to the upload component itself would give the session a
                 # fresh copy of it without photo_input's path-only pre-processing.
                 with gr.Column(visible=False) as depth_box:
@@ -457,7 +461,12 @@ def build_render_tab(settings: SpaceSettings) -> dict[str, gr.components.Compone
     depth_map.upload(
         on_depth_upload, [depth_map, photo], [depth_map, message, depth_note], api_visibility="private", queue=False
     )
-    depth_source.change(lambda s: gr.update(visible=s == "upload"), depth_source, depth_box, api_visibility="private")
+    depth_source.change(
+        lambda s: (gr.update(visible=s == "upload"), depth_source_note(s, settings)),
+        depth_source,
+        [depth_box, depth_model_note],
+        api_visibility="private",
+    )
     photo.change(lambda: (-1, -1), None, [focus_x, focus_y], api_visibility="private", queue=False)
     return {
         "photo": photo,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -21,6 +22,8 @@ import torch
 
 from bokeh_model import InputError, create_method, list_methods, load_image
 from bokeh_model.depth import approximate_depth, depth_model_status, focus_disparity_at, get_depth_estimator
+from bokeh_model.depth_models import depth_model_info, depth_model_label, resolve_depth_model
+from bokeh_model.errors import ModelUnavailableError
 from bokeh_model.images import ImageSource, load_depth
 from bokeh_model.pynet import weights_status
 from bokeh_model.registry import Method
@@ -38,6 +41,9 @@ __all__ = [
     "RenderResult",
     "check_depth_upload",
     "compute_depth",
+    "depth_source_choices",
+    "depth_source_model",
+    "depth_source_note",
     "get_method",
     "method_infos",
     "photo_size_problem",
@@ -46,12 +52,15 @@ __all__ = [
     "status_rows",
 ]
 
+# The fixed depth sources. Besides these, each depth model a visitor may pick is a source of its own, keyed by its
+# short name (``dpt-hybrid``, ``depth-anything-v2-small``); see depth_source_choices. ``model`` = the default model.
 DEPTH_SOURCES = {
     "auto": "Auto: depth model if installed, else approximate",
-    "model": "Depth model (DPT via transformers)",
+    "model": "This Space's default depth model",
     "approximate": "Approximate (no learned model)",
     "upload": "My own depth map (upload)",
 }
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -204,6 +213,61 @@ def check_depth_upload(uploaded: ImageSource, photo_shape: tuple[int, int]) -> t
     return np.clip(depth, 0.0, 1.0).astype(np.float32), notes
 
 
+def _model_source_key(model_id: str, settings: SpaceSettings) -> str:
+    info = depth_model_info(model_id)
+    if info is not None:
+        return info.name
+    return "model" if model_id == resolve_depth_model(settings.depth_model) else model_id
+
+
+def _visitor_name(model_id: str, settings: SpaceSettings) -> str:
+    """A depth model as a visitor reads it: its title, never a server path."""
+    info = depth_model_info(model_id)
+    if info is not None:
+        return info.title
+    return "This Space's depth model" if model_id == resolve_depth_model(settings.depth_model) else model_id
+
+
+def depth_source_model(source: str, settings: SpaceSettings) -> str | None:
+    """The depth model id that a depth source names (``model``, a short name, a hub id); ``None`` for the others."""
+    if source == "model":
+        return resolve_depth_model(settings.depth_model)
+    if source in DEPTH_SOURCES or not str(source or "").strip():
+        return None
+    model_id = resolve_depth_model(source)
+    return model_id if model_id in settings.depth_models else None
+
+
+def depth_source_choices(settings: SpaceSettings) -> list[tuple[str, str]]:
+    """The Depth choice of the Render tab, ``(label, key)``: auto, each depth model a visitor may pick, approximate,
+    upload. Each model's label names it, its year and licence; availability is in :func:`depth_source_note`."""
+    default = resolve_depth_model(settings.depth_model)
+    choices = [(DEPTH_SOURCES["auto"], "auto")]
+    for model_id in settings.depth_models:
+        info = depth_model_info(model_id)
+        label = _visitor_name(model_id, settings)
+        if info is not None:
+            label += f" ({info.year}, {info.license})"
+        if model_id == default and info is not None:
+            label += ", the default"
+        choices.append((label, _model_source_key(model_id, settings)))
+    return choices + [(DEPTH_SOURCES[key], key) for key in ("approximate", "upload")]
+
+
+def depth_source_note(source: str, settings: SpaceSettings) -> str:
+    """One line under the Depth choice: is the picked depth model installed here (checked now, files only)?"""
+    model_id = depth_source_model(source, settings)
+    if model_id is None:
+        return ""
+    name = _visitor_name(model_id, settings)
+    info = depth_model_info(model_id)
+    if depth_model_status(model_id)[0]:
+        return f"✓ {info.summary() if info is not None else name}: installed."
+    return (
+        f"⚠ {name} is not installed on this Space (yet), so it cannot be used now: pick Auto or another depth source."
+    )
+
+
 def compute_depth(
     photo: np.ndarray,
     source: str,
@@ -213,17 +277,35 @@ def compute_depth(
     uploaded: ImageSource | None = None,
 ) -> DepthResult:
     """Depth for ``photo`` from the chosen source; the label says honestly where it came from."""
-    if source not in DEPTH_SOURCES:
-        raise InputError(f"depth source must be one of {list(DEPTH_SOURCES)}, got {source!r}")
+    chosen_model = depth_source_model(source, settings)
+    if source not in DEPTH_SOURCES and chosen_model is None:
+        keys = [key for _, key in depth_source_choices(settings)]
+        raise InputError(f"depth source must be one of {keys}, got {source!r}")
     if source == "upload":
         if uploaded is None:
             raise InputError("Choose a depth map file to upload, or pick another depth source.")
         depth, notes = check_depth_upload(uploaded, photo.shape[:2])
         return DepthResult(depth, "your uploaded depth map", approximate=False, notes=notes)
     model_ok, _ = depth_model_status(settings.depth_model)
-    if source == "model" or (source == "auto" and model_ok):
-        estimator = get_depth_estimator(settings.depth_model, "auto")
-        return DepthResult(estimator.estimate(photo), f"depth model {settings.depth_model}", approximate=False)
+    if chosen_model is not None or (source == "auto" and model_ok):
+        model_id = chosen_model or resolve_depth_model(settings.depth_model)
+        name = _visitor_name(model_id, settings)
+        if not depth_model_status(model_id)[0]:
+            # a visitor gets a short line; the Status tab has the rest (how to install it)
+            raise ModelUnavailableError(
+                f"{name} is not installed on this Space (yet): pick Auto or another depth source. "
+                "The Status tab shows whether it is being downloaded."
+            )
+        try:
+            depth = get_depth_estimator(model_id, "auto").estimate(photo)
+        except ModelUnavailableError as exc:
+            log.warning("depth model %s could not be loaded: %s", model_id, exc)
+            raise ModelUnavailableError(
+                f"{name} could not be loaded on this Space: pick Auto or another depth source."
+            ) from None
+        # a known model by title and hub id; an operator's own folder by a name, not its server path
+        shown = depth_model_label(model_id) if depth_model_info(model_id) is not None else name
+        return DepthResult(depth, f"depth model {shown}", approximate=False)
     label = "APPROXIMATE depth (no learned depth model: subject mask from the focus point + ground-plane prior)"
     if source == "auto":
         label += "; the Status tab says how to install the depth model"
@@ -353,16 +435,19 @@ def status_rows(settings: SpaceSettings) -> list[dict[str, Any]]:
             "how to provide": reason,
         }
     )
-    ok, reason = depth_model_status(settings.depth_model)
-    rows.append(
-        {
-            "component": "Depth model",
-            "state": "ready" if ok else "missing (approximate depth used)",
-            "ok": ok,
-            "detail": settings.depth_model,
-            "how to provide": reason,
-        }
-    )
+    for model_id in settings.depth_models:  # the default first: the one Auto uses
+        ok, reason = depth_model_status(model_id)
+        info = depth_model_info(model_id)
+        default = settings.depth_component(model_id) == "Depth model"
+        rows.append(
+            {
+                "component": settings.depth_component(model_id),
+                "state": "ready" if ok else ("missing (approximate depth used)" if default else "missing"),
+                "ok": ok,
+                "detail": depth_model_label(model_id) + (f": {info.summary()}" if info is not None else ""),
+                "how to provide": reason,
+            }
+        )
     ok, reason = lpips_status()
     rows.append(
         {

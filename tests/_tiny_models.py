@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["he_random_pynet", "save_tiny_dpt"]
+__all__ = ["he_random_pynet", "save_tiny_depth_anything", "save_tiny_dpt"]
 
 
 def save_tiny_dpt(folder: str | Path) -> Path:
@@ -37,6 +37,48 @@ def save_tiny_dpt(folder: str | Path) -> Path:
     folder = Path(folder)
     DPTForDepthEstimation(config).save_pretrained(folder)
     DPTImageProcessor(size={"height": 64, "width": 64}).save_pretrained(folder)
+    return folder
+
+
+def save_tiny_depth_anything(folder: str | Path, *, size: int = 518, seed: int = 0) -> Path:
+    """Save a random ~180k-parameter Depth Anything with the image processor settings of
+    ``depth-anything/Depth-Anything-V2-Small-hf`` (518 px, aspect kept, sides a multiple of 14, ImageNet mean/std),
+    laid out like a hub checkpoint. ``size`` < 518 makes its forward pass cheaper; ``seed`` gives another model.
+    """
+    import torch
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config, DPTImageProcessor
+
+    torch.manual_seed(seed)
+    backbone = Dinov2Config(
+        hidden_size=32,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=64,
+        image_size=518,
+        patch_size=14,
+        out_indices=[1, 2, 3, 4],
+        reshape_hidden_states=False,
+    )
+    config = DepthAnythingConfig(
+        backbone_config=backbone.to_dict(),
+        reassemble_hidden_size=32,  # must equal the backbone's hidden size
+        neck_hidden_sizes=[8, 16, 32, 32],
+        fusion_hidden_size=16,
+        head_hidden_size=8,
+        patch_size=14,
+        depth_estimation_type="relative",
+    )
+    folder = Path(folder)
+    DepthAnythingForDepthEstimation(config).save_pretrained(folder)
+    DPTImageProcessor(
+        size={"height": size, "width": size},
+        keep_aspect_ratio=True,
+        ensure_multiple_of=14,
+        do_pad=False,
+        resample=3,  # bicubic
+        image_mean=[0.485, 0.456, 0.406],
+        image_std=[0.229, 0.224, 0.225],
+    ).save_pretrained(folder)
     return folder
 
 

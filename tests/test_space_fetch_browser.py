@@ -52,6 +52,7 @@ def space(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
             BOKEH_PYNET_URL=url,
             BOKEH_CACHE=str(tmp / "cache"),
             BOKEH_DEPTH_MODEL=str(depth),
+            BOKEH_DEPTH_CHOICES="none",  # no other depth model to fetch: nothing here may reach the internet
             BOKEH_DATA_DIR=str(tmp / "data"),
             BOKEH_RESULTS_DIR=str(tmp / "results"),
             HF_HOME=str(tmp / "hf"),

@@ -24,15 +24,16 @@ def parse_point(text: str | None) -> tuple[int, int] | None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..depth import DEFAULT_DEPTH_MODEL, DEPTH_MODEL_ENV
+    from ..depth import DEPTH_MODEL_ENV
+    from ..depth_models import DEPTH_MODELS
 
     parser.add_argument("input", help="photo (PNG, JPEG, WebP, TIFF, ...)")
     parser.add_argument("output", help="where to save the depth map (.png; 16-bit unless --bits 8)")
     parser.add_argument(
         "--depth-model",
         default=None,
-        help=f"transformers depth model: hub id in the local cache or a local folder "
-        f"(default: ${DEPTH_MODEL_ENV} or {DEFAULT_DEPTH_MODEL})",
+        help=f"depth model: a short name ({', '.join(DEPTH_MODELS)}), a transformers hub id in the local cache or "
+        f"a local folder (default: ${DEPTH_MODEL_ENV}, else dpt-hybrid)",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     parser.add_argument(
@@ -51,6 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..depth import approximate_depth, get_depth_estimator
+    from ..depth_models import depth_model_label
     from ..images import load_image, save_depth
     from ..pynet import to_pynet_depth
 
@@ -65,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         estimator = get_depth_estimator(args.depth_model, args.device)
         depth = estimator.estimate(image)
-        source = f"depth model {estimator.model_id}"
+        source = f"depth model {depth_model_label(estimator.model_id)}"
     elapsed = time.perf_counter() - start
     bits = args.bits
     if args.pynet:

@@ -10,7 +10,7 @@ import sys
 
 HELP = (
     "Download what is missing: pynet (the authors' PyNET-Bokeh checkpoint, converted and installed in "
-    "~/.cache/bokeh_model/pynet-bokeh), depth (the depth model, into the Hugging Face cache), lpips (the AlexNet "
+    "~/.cache/bokeh_model/pynet-bokeh), depth (a depth model, into the Hugging Face cache), lpips (the AlexNet "
     "trunk, into $TORCH_HOME/hub/checkpoints), a method with published weights (bokehlicious, bokehme: into "
     "~/.cache/bokeh_model/METHOD/VARIANT), or all. Resumable, verified; exit code 3 when something cannot be "
     "fetched (offline, unreachable, corrupt)."
@@ -29,7 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--variant", help="which published checkpoint of a method (default: the method's default)")
     parser.add_argument(
-        "--depth-model", help="depth model hub id (default: $BOKEH_DEPTH_MODEL, else Intel/dpt-hybrid-midas)"
+        "--depth-model",
+        action="append",
+        metavar="NAME_OR_ID",
+        help="depth model: a short name (dpt-hybrid, depth-anything-v2-small), a hub id, or `all` (every known one); "
+        "repeat the flag or separate with commas to fetch several (default: $BOKEH_DEPTH_MODEL, else dpt-hybrid)",
     )
     parser.add_argument(
         "--dest",
@@ -49,6 +53,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="what cannot be fetched is a note, not an error: exit 0 (used by `make demo`, which also runs offline)",
     )
+
+
+def depth_models_asked(values: list[str] | None) -> list[str | None]:
+    """``--depth-model`` values -> the models to fetch, each once (``[None]`` = the default model)."""
+    from ..depth_models import depth_model_names, resolve_depth_model
+
+    names = [part.strip() for value in values or [] for part in value.split(",") if part.strip()]
+    if not names:
+        return [None]
+    expanded = [n for name in names for n in (depth_model_names() if name.lower() == "all" else [name])]
+    return list({resolve_depth_model(name): name for name in expanded}.values())
 
 
 def run(args: argparse.Namespace) -> int:
@@ -73,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
     offline = True if args.offline else None
     progress = not args.no_progress
     failed = 0
-    for item in items:
+    jobs = [(i, m) for i in items for m in (depth_models_asked(args.depth_model) if i == "depth" else [None])]
+    for item, depth_model in jobs:
         try:
             if item == "pynet":
                 print(PYNET_LICENSE)
@@ -102,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
                     log=lambda line: print(line, file=sys.stderr),
                 )
             elif item == "depth":
-                result = fetch_depth(args.depth_model, offline=offline)
+                result = fetch_depth(depth_model, offline=offline)
             else:
                 result = fetch_lpips(offline=offline, progress=progress)
         except FetchError as exc:

@@ -3,9 +3,10 @@
 Every parameter a registered method declares is also a flag (``--max-side 768``); a flag that the
 chosen method does not take is an error naming the parameters it does take.
 
-Depth, for methods that need it: ``--depth FILE`` (a disparity map, near = bright), else ``--depth-model ID``
-(a transformers depth model, local cache or folder; default ``$BOKEH_DEPTH_MODEL`` or
-``Intel/dpt-hybrid-midas``), else ``--approximate-depth`` (no weights; clearly approximate).
+Depth, for methods that need it: ``--depth FILE`` (a disparity map, near = bright), else ``--depth-model NAME``
+(``dpt-hybrid``, ``depth-anything-v2-small``, or a transformers depth model: hub id in the local cache or folder;
+default ``$BOKEH_DEPTH_MODEL``, else ``dpt-hybrid`` = ``Intel/dpt-hybrid-midas``), else ``--approximate-depth``
+(no weights; clearly approximate).
 ``--focus X,Y`` focuses on a pixel: its disparity (median over a small window) becomes ``focus_disparity``.
 """
 
@@ -16,6 +17,7 @@ import time
 from typing import Any
 
 from ..depth import approximate_depth, focus_disparity_at, get_depth_estimator
+from ..depth_models import depth_model_label
 from ..device import PRECISIONS
 from ..errors import InputError
 from ..images import load_depth, load_image, save_image
@@ -42,8 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--depth-model",
         default=None,
-        help="transformers depth model used when no --depth file is given: a hub id in the local cache or a "
-        "local folder (default: $BOKEH_DEPTH_MODEL or Intel/dpt-hybrid-midas)",
+        help="depth model used when no --depth file is given: dpt-hybrid, depth-anything-v2-small, or a "
+        "transformers hub id in the local cache or a local folder (default: $BOKEH_DEPTH_MODEL, else dpt-hybrid)",
     )
     parser.add_argument(
         "--approximate-depth",
@@ -94,7 +96,10 @@ def resolve_depth(args: argparse.Namespace, image: Any, *, needed: bool = True) 
         return approximate_depth(image, parse_point(getattr(args, "focus", None)))
     if not needed and not getattr(args, "depth_model", None):
         return None
-    return get_depth_estimator(getattr(args, "depth_model", None), args.device).estimate(image)
+    estimator = get_depth_estimator(getattr(args, "depth_model", None), args.device)
+    depth = estimator.estimate(image)
+    print(f"depth: {depth_model_label(estimator.model_id)}")
+    return depth
 
 
 def run(args: argparse.Namespace) -> int:

@@ -35,8 +35,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     build.add_argument("--no-depth", action="store_true", help="no depth column (no depth model needed)")
     build.add_argument(
         "--depth-model",
-        help="transformers depth model, folder or cached hub id (default: $BOKEH_DEPTH_MODEL, "
-        "else Intel/dpt-hybrid-midas)",
+        help="depth model: dpt-hybrid, depth-anything-v2-small, or a transformers folder or cached hub id "
+        "(default: $BOKEH_DEPTH_MODEL, else dpt-hybrid)",
     )
     build.add_argument("--device", default="cpu", help="device of the depth model (default cpu)")
     build.add_argument("--height", type=int, default=defaults.height, help="output height in px (1024, like EBB!)")

@@ -273,9 +273,10 @@ def build_pairs_dataset(
     estimator = None
     model_id = None
     if depth:
-        from bokeh_model.depth import default_depth_model, get_depth_estimator
+        from bokeh_model.depth import get_depth_estimator
+        from bokeh_model.depth_models import resolve_depth_model
 
-        model_id = str(depth_model or default_depth_model())
+        model_id = resolve_depth_model(depth_model)  # a short name becomes its hub id; None = the default
         estimator = get_depth_estimator(model_id, device)
         ok, reason = estimator.availability()
         if not ok:
