@@ -15,7 +15,10 @@ the photo's own size by the project's full-resolution finish (:func:`bokeh_model
 guided upsampling), the at most 2 px per side cut by step 1 repeating the nearest rendered pixel.
 
 Weights: ``python -m bokeh_model fetch bokehlicious [--variant V]`` downloads the authors' files (declared below
-with :func:`~bokeh_model.method_weights.register_weights`) into ``<cache>/bokehlicious/<variant>/``.
+with :func:`~bokeh_model.method_weights.register_weights`) into ``<cache>/bokehlicious/<variant>/``. The authors
+score EBB! with ``small_EBB_Val294`` (or ``small_EBB400``) at f/2.0 and no downscale (EBB! photos are below
+2000 px): ``fetch bokehlicious --variant small_EBB_Val294``, then ``evaluation/run.py --methods bokehlicious
+--param bokehlicious.variant=small_EBB_Val294`` (f/2.0 is the default aperture).
 """
 
 from __future__ import annotations
