@@ -232,3 +232,33 @@ def test_space_shows_an_aperture_slider_and_previews_on_a_cpu(
     result, (_, after), _, notes = render(str(photo), "bokehlicious", -1, -1, "approximate", None, '{"aperture": 2.8}')
     assert Image.open(result).size == (200, 134) and Image.open(after).size == (160, 107)
     assert "Bokehlicious preview: computed at 64x43 px" in notes and "Focus" not in notes
+
+
+def test_space_background_fetch_installs_the_default_variant(
+    authors_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Space's fetch thread (run here in the foreground) fills ``<cache>/bokehlicious/small`` from the declared
+    URL (a 127.0.0.1 stand-in for the authors' file) and reports it on the method's status card."""
+    from dataclasses import replace
+
+    from bokeh_model import method_weights
+    from space import fetching
+    from space.config import SpaceSettings
+
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "BOKEH_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("BOKEH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(fetching, "depth_model_status", lambda model: (True, ""))  # only method weights here
+    with LocalServer() as server:
+        server.add("/authors/small.pt", authors_checkpoint.read_bytes())
+        spec = method_weights.get_weights_spec("bokehlicious")
+        (small,) = spec.variants["small"]
+        served = replace(small, url=server.url("/authors/small.pt"))
+        local = replace(spec, variants={**spec.variants, "small": (served,)})
+        monkeypatch.setitem(method_weights._SPECS, "bokehlicious", local)
+        fetching._run(SpaceSettings(pynet_weights=str(tmp_path / "operator-pynet"), results_dir=tmp_path / "results"))
+    folder = method_weights.installed_weights("bokehlicious")
+    assert folder is not None and (folder / "small.pt").read_bytes() == authors_checkpoint.read_bytes()
+    cards = {entry["item"]: entry for entry in fetching.fetch_snapshot()}
+    assert cards["method: bokehlicious"]["state"] == "ready"
+    assert create_method("bokehlicious").availability() == (True, "")
