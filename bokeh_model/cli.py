@@ -14,14 +14,14 @@ import pkgutil
 from collections.abc import Sequence
 
 from . import commands
-from .errors import run_reporting_errors
+from .errors import program_name, run_reporting_errors
 
 __all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m bokeh_model",
+        prog=program_name("python -m bokeh_model"),
         description="PyNET-Bokeh and competing bokeh renderers: render photos, estimate depth, manage weights.",
         epilog="Exit codes: 0 ok, 1 failure, 2 bad input, 3 missing model or weights.",
     )

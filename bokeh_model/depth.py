@@ -85,7 +85,7 @@ def _how_to_provide(model_id: str) -> str:
     return (
         f"Run `python -m bokeh_model fetch depth --depth-model {model_id}` (known by short name: "
         f"{', '.join(depth_model_names())}), or provide the depth model "
-        f"{model_id!r} as one of: the Hugging Face cache (run `huggingface-cli download {model_id}` on a machine "
+        f"{model_id!r} as one of: the Hugging Face cache (run `hf download {model_id}` on a machine "
         "with internet, then copy ~/.cache/huggingface if needed), or a local folder "
         f"holding config.json, preprocessor_config.json and the weights (pass the folder as the model id, e.g. "
         f"--depth-model /path/to/dpt, or set {DEPTH_MODEL_ENV}). Or give a depth map file (--depth FILE), or use "

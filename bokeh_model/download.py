@@ -2,7 +2,9 @@
 
 Data goes to ``NAME.part`` (continued with an HTTP ``Range`` request after a cut) and is renamed to ``NAME`` only
 when complete and verified, so a cut transfer is never taken for a finished file; its SHA-256 is computed while
-it arrives, and one process at a time downloads to a destination. :mod:`bokeh_model.fetch` uses it for the
+it arrives, and one process at a time downloads to a destination (a second one waits for the first, then uses
+its file). A refused or dropped connection is retried after a growing pause (1, 2, 4 s), so a short outage does
+not end a long download. :mod:`bokeh_model.fetch` uses it for the
 PyNET weights and the LPIPS trunk, :mod:`evaluation.ebb` for the EBB! archive. Offline (``HF_HUB_OFFLINE=1``,
 ``BOKEH_OFFLINE=1``; :func:`is_offline`) callers raise :class:`FetchError` (exit code 3) instead of asking.
 """
@@ -29,6 +31,7 @@ __all__ = [
     "FetchError",
     "ProgressCallback",
     "download",
+    "exclusive",
     "is_offline",
     "sha256_file",
 ]
@@ -39,6 +42,11 @@ ProgressCallback = Callable[[str, int, int | None], None]
 
 _CHUNK = 1 << 20
 _TRUE = {"1", "true", "yes", "on"}
+RETRY_PAUSE_S = 1.0  # first pause before reconnecting; doubled after each failed try, at most RETRY_PAUSE_MAX_S
+RETRY_PAUSE_MAX_S = 30.0
+LOCK_WAIT_S = 3600.0  # how long a second process waits for the one already downloading the same file
+_sleep = time.sleep  # replaced in tests
+_RETRY_HTTP = {429, 500, 502, 503, 504}  # the server is busy or restarting: worth another try
 
 
 class FetchError(ModelUnavailableError):
@@ -141,7 +149,9 @@ def download(
         label: progress bar text (default: the file name).
         progress: show a tqdm bar on stderr.
         callback: ``callback(label, done, total)`` as bytes arrive.
-        retries: how many times a cut transfer is resumed within this call.
+        retries: how many times a refused connection, a busy server (HTTP 429/5xx) or a cut transfer is tried
+            again within this call, after pauses of 1, 2, 4, ... seconds (7 s in all for the default 3: an outage
+            of a few seconds does not end the download).
         timeout: seconds without data before giving up on a connection.
 
     Raises:
@@ -150,30 +160,68 @@ def download(
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with _exclusive(dest.with_name(dest.name + ".lock"), url):
+    with exclusive(dest.with_name(dest.name + ".lock"), url) as waited:
+        if waited and dest.is_file():  # the other process finished this very file: use it, after the same checks
+            digest = sha256_file(dest)
+            expected = (sha256 or "").lower()
+            if not (expected and digest != expected) and not (
+                sha256_prefix and not digest.startswith(sha256_prefix.lower())
+            ):
+                return DownloadResult(dest, url, dest.stat().st_size, digest)
         return _download_locked(url, dest, sha256, sha256_prefix, label, progress, callback, retries, timeout)
 
 
 @contextlib.contextmanager
-def _exclusive(lock_path: Path, url: str) -> Iterator[None]:
-    """One download per destination at a time (two processes appending to one .part would corrupt it)."""
+def exclusive(lock_path: str | os.PathLike, what: str, *, wait_s: float | None = None) -> Iterator[bool]:
+    """Hold ``lock_path`` (an advisory lock) so that one process at a time works on ``what``; yields whether it
+    had to wait for another process first (then what that one made may already be there).
+
+    A second process waits (up to ``wait_s``, default :data:`LOCK_WAIT_S`, saying so once on stderr) instead of
+    failing, so two ``fetch`` commands started together both succeed.
+
+    Raises:
+        FetchError: still locked after ``wait_s``.
+    """
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows: no advisory locks, accept the (rare) race
-        yield
+        yield False
         return
-    with open(lock_path, "w") as handle:
+    lock_path = Path(lock_path)
+    limit = LOCK_WAIT_S if wait_s is None else wait_s
+    deadline, waited = time.monotonic() + limit, False
+    while True:
+        handle = open(lock_path, "a")  # noqa: SIM115 - closed below or after the block
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            raise FetchError(
-                f"{url}: another process is downloading it right now ({lock_path}); try again later"
-            ) from None
+            handle.close()
+            if time.monotonic() >= deadline:
+                raise FetchError(
+                    f"{what}: another process has been working on it for over {limit:.0f} s ({lock_path}); "
+                    "if none is running, delete that file and try again"
+                ) from None
+            if not waited:
+                import sys
+
+                print(f"waiting for another process that is fetching {what} ({lock_path})", file=sys.stderr)
+            waited = True
+            _sleep(0.5)
+            continue
+        # the holder before us may have removed the file after we opened it: then lock the new one instead
         try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-            lock_path.unlink(missing_ok=True)
+            same = os.fstat(handle.fileno()).st_ino == os.stat(lock_path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        handle.close()
+    try:
+        yield waited
+    finally:
+        lock_path.unlink(missing_ok=True)
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
 
 
 def _download_locked(
@@ -196,11 +244,19 @@ def _download_locked(
         part.unlink()
     resumed_from = part.stat().st_size if part.exists() else 0
     attempt = 0
+
+    def pause() -> None:  # before the next try: 1, 2, 4, ... seconds
+        _sleep(min(RETRY_PAUSE_S * 2 ** (attempt - 1), RETRY_PAUSE_MAX_S))
+
     while True:
         digest, done = _hash_existing(part) if part.exists() else (hashlib.sha256(), 0)
         try:
             response = _open(url, done, timeout)
         except urllib.error.HTTPError as exc:
+            if exc.code in _RETRY_HTTP and attempt < retries:
+                attempt += 1
+                pause()
+                continue
             if exc.code == 416 and done:  # our partial file is already complete (or longer than the file)
                 total = (_content_range(exc.headers.get("Content-Range")) or (0, None))[1]
                 if total == done:
@@ -212,7 +268,13 @@ def _download_locked(
                     raise FetchError(f"{url}: the server refused to resume the download (HTTP 416)") from None
                 continue
             raise FetchError(f"{url}: HTTP {exc.code} {exc.reason}") from None
-        except (urllib.error.URLError, OSError, ValueError) as exc:
+        except (urllib.error.URLError, OSError) as exc:  # refused, reset, DNS: maybe a short outage
+            if attempt < retries and not url.startswith("file:"):
+                attempt += 1
+                pause()
+                continue
+            raise _unreachable(url, exc) from None
+        except ValueError as exc:  # a malformed URL never gets better
             raise _unreachable(url, exc) from None
         with response:
             status = getattr(response, "status", 200)
@@ -256,6 +318,7 @@ def _download_locked(
                     f"{url}: transfer cut at {done:,} of {total if total is not None else '?'} bytes "
                     f"({cut or 'connection closed'}); {part} is kept, run the same command again to resume"
                 )
+            pause()
             continue
         if total is not None and done > total:
             part.unlink(missing_ok=True)

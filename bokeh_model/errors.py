@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 __all__ = [
     "EXIT_BAD_INPUT",
@@ -21,6 +22,7 @@ __all__ = [
     "BokehError",
     "InputError",
     "ModelUnavailableError",
+    "program_name",
     "run_reporting_errors",
 ]
 
@@ -45,6 +47,14 @@ class ModelUnavailableError(BokehError, RuntimeError):
     The message names what is missing and how to provide it (local folder, hub id, cache path).
     Nothing is ever downloaded behind the user's back and random weights are never substituted.
     """
+
+
+def program_name(module_form: str) -> str:
+    """The name a CLI's usage line shows: the console script it was started as (``bokeh-model``,
+    ``bokeh-eval``, ...), else ``module_form`` (``python -m bokeh_model``)."""
+    name = Path(sys.argv[0] if sys.argv else "").name
+    name = name[: -len(".exe")] if name.lower().endswith(".exe") else name
+    return name if name.startswith("bokeh-") else module_form
 
 
 def run_reporting_errors(action: Callable[[], int | None], *, interrupted: str = "interrupted") -> int:

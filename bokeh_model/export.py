@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import BokehError, InputError, ModelUnavailableError
+from .files import new_file_mode
 from .modeling_pynet import _DISABLEABLE_LEVELS, LEVEL_SCALES, PyNET
 
 __all__ = [
@@ -179,6 +180,7 @@ def export_onnx(
         program.save(str(tmp), external_data=False)
         if check:
             onnx.checker.check_model(str(tmp), full_check=True)
+        os.chmod(tmp, new_file_mode())  # mkstemp made it 0600; an exported model is meant to be shared
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)

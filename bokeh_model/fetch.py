@@ -32,7 +32,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .download import OFFLINE_ENV, DownloadResult, FetchError, ProgressCallback, download, is_offline, sha256_file
+from .download import (
+    OFFLINE_ENV,
+    DownloadResult,
+    FetchError,
+    ProgressCallback,
+    download,
+    exclusive,
+    is_offline,
+    sha256_file,
+)
 from .errors import InputError
 from .lpips_trunk import ALEXNET_URL, alexnet_trunk_path, official_sha256_prefix
 from .pynet import bokeh_cache_dir, default_pynet_dir, weights_status
@@ -165,6 +174,24 @@ def fetch_pynet(
     dest = Path(dest) if dest is not None else default_pynet_dir()
     if not overwrite and dest.is_dir() and weights_status(dest)[0]:
         return FetchResult("pynet", dest, "already installed", _read_source(dest))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    # A second fetch (another terminal, the Space's background fetch) waits for the first and then uses its result.
+    with exclusive(dest.with_name(f".{dest.name}.fetch.lock"), "the PyNET weights") as waited:
+        if waited and dest.is_dir() and weights_status(dest)[0]:
+            return FetchResult("pynet", dest, "already installed", _read_source(dest))
+        return _fetch_pynet(url, dest, overwrite, offline, keep_zip, progress, callback, say)
+
+
+def _fetch_pynet(
+    url: str | None,
+    dest: Path,
+    overwrite: bool,
+    offline: bool | None,
+    keep_zip: bool,
+    progress: bool,
+    callback: ProgressCallback | None,
+    say: Callable[[str], None],
+) -> FetchResult:
     if is_offline(offline):
         raise FetchError(_offline_line("pynet", dest))
     url = pynet_source_url(url)

@@ -12,9 +12,12 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
-__all__ = ["atomic_directory", "atomic_write", "atomic_writer"]
+__all__ = ["atomic_directory", "atomic_write", "atomic_writer", "new_file_mode", "safe_cell", "spreadsheet_csv"]
+
+# Spreadsheets run a cell starting with one of these as a formula (a tab, CR or LF start hides one).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
 
 
 @contextlib.contextmanager
@@ -35,6 +38,30 @@ def atomic_writer(path: str | os.PathLike, *, suffix: str = "") -> Iterator[Bina
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+
+
+def new_file_mode() -> int:
+    """The mode a newly created file gets under this process's umask (0644 under the usual 022): for files
+    written through ``mkstemp``, which creates them 0600, so that other users can read an export or a model."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def safe_cell(value: Any) -> Any:
+    """Neutralise spreadsheet formulas: a string whose first non-blank character is ``= + - @`` (spreadsheets
+    skip leading spaces, so `` =HYPERLINK(...)`` is a formula too) or that starts with a control char gets a
+    leading ``'``."""
+    if isinstance(value, str) and (value.startswith(_FORMULA_START) or value.lstrip().startswith(_FORMULA_START)):
+        return "'" + value
+    return value
+
+
+def spreadsheet_csv(frame: Any) -> str:
+    """CSV text of a pandas DataFrame that a spreadsheet reads as written: formula-like text cells neutralised
+    (:func:`safe_cell`) and RFC 4180 CRLF line ends, so that every cell holding a CR or an LF is quoted (with
+    ``\n`` line ends Python's csv writer leaves a bare CR unquoted, and a spreadsheet starts a new row there)."""
+    return frame.map(safe_cell).to_csv(index=False, lineterminator="\r\n")
 
 
 def atomic_write(path: str | os.PathLike, data: bytes | str) -> Path:

@@ -23,6 +23,8 @@ __all__ = [
     "MAX_PIXELS",
     "ImageSource",
     "array_to_pil",
+    "check_depth_array",
+    "check_image_array",
     "load_depth",
     "load_image",
     "pil_to_array",
@@ -120,6 +122,33 @@ def pil_to_array(image: Image.Image) -> np.ndarray:
     return np.asarray(rgb, dtype=np.float32) / 255.0
 
 
+def check_image_array(image: np.ndarray) -> np.ndarray:
+    """Validate the library's image convention and return a float32 contiguous copy-free view."""
+    array = np.asarray(image)
+    if array.ndim != 3 or array.shape[2] != 3:
+        raise InputError(f"image must have shape (H, W, 3), got {array.shape}")
+    if array.shape[0] < 1 or array.shape[1] < 1:
+        raise InputError(f"image is empty: shape {array.shape}")
+    array = array.astype(np.float32, copy=False)
+    if not np.all(np.isfinite(array)):
+        raise InputError("image contains NaN or infinite values")
+    return np.ascontiguousarray(array)
+
+
+def check_depth_array(depth: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Validate a disparity map (H, W) in [0, 1]; resize it to ``size`` (H, W) when that differs."""
+    array = np.asarray(depth, dtype=np.float32)
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    if array.ndim != 2:
+        raise InputError(f"depth must have shape (H, W), got {array.shape}")
+    if not np.all(np.isfinite(array)):
+        raise InputError("depth map contains NaN or infinite values")
+    if size is not None and array.shape != tuple(size):
+        array = resize_array(array, size)
+    return np.clip(array, 0.0, 1.0)
+
+
 def load_image(source: ImageSource, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Read an image (path, bytes, PIL image or array) as float32 (H, W, 3) RGB in [0, 1].
 
@@ -130,8 +159,6 @@ def load_image(source: ImageSource, *, max_pixels: int = MAX_PIXELS) -> np.ndarr
     (2, 4, 3)
     """
     if isinstance(source, np.ndarray):
-        from .registry import check_image_array
-
         array = source
         if array.ndim == 2:
             array = np.repeat(array[..., None], 3, axis=2)

@@ -30,6 +30,7 @@ import torch
 from PIL import Image
 
 from .backends import AUTO, get_runner, resolve_backend
+from .cache import CACHE_ENV, bokeh_cache_dir  # noqa: F401  (re-exported: pynet.bokeh_cache_dir is public)
 from .device import autocast, resolve_device
 from .errors import InputError, ModelUnavailableError
 from .images import ImageSource, array_to_pil, load_depth, load_image, resize_array
@@ -53,19 +54,8 @@ __all__ = [
 ]
 
 PYNET_WEIGHTS_ENV = "BOKEH_PYNET_WEIGHTS"
-CACHE_ENV = "BOKEH_CACHE"
 PYNET_BACKEND_ENV = "BOKEH_PYNET_BACKEND"  # default backend of the registered method (else "auto")
 WEIGHT_FILES = ("config.json", "model.safetensors")
-
-
-def bokeh_cache_dir() -> Path:
-    """Where this project keeps what it downloads: ``$BOKEH_CACHE``, else ``$XDG_CACHE_HOME/bokeh_model``,
-    else ``~/.cache/bokeh_model`` (the same place other libraries use for their caches)."""
-    raw = os.environ.get(CACHE_ENV, "").strip()
-    if raw:
-        return Path(raw).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "bokeh_model"
 
 
 def default_pynet_dir() -> Path:
@@ -97,7 +87,7 @@ _HOW_TO_PROVIDE = (
     "where every entry point finds it), or provide trained PyNET-Bokeh weights as one of: a folder written by "
     "PyNET.save_pretrained "
     "(config.json + model.safetensors), a Hugging Face Hub model id already in the local cache "
-    "(`huggingface-cli download ID` on a machine with internet), or a conversion of the authors' "
+    "(`hf download ID` on a machine with internet), or a conversion of the authors' "
     "TensorFlow checkpoint (`python -m bokeh_model convert-tf CKPT_PREFIX OUT_DIR`). "
     f"Pass it with --weights or set {PYNET_WEIGHTS_ENV}."
 )

@@ -22,6 +22,7 @@ from typing import Any, Literal
 import numpy as np
 
 from .errors import InputError
+from .images import check_depth_array, check_image_array  # noqa: F401  (methods import them from here)
 
 __all__ = [
     "Method",
@@ -158,35 +159,6 @@ class Method:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
-
-
-def check_image_array(image: np.ndarray) -> np.ndarray:
-    """Validate the library's image convention and return a float32 contiguous copy-free view."""
-    array = np.asarray(image)
-    if array.ndim != 3 or array.shape[2] != 3:
-        raise InputError(f"image must have shape (H, W, 3), got {array.shape}")
-    if array.shape[0] < 1 or array.shape[1] < 1:
-        raise InputError(f"image is empty: shape {array.shape}")
-    array = array.astype(np.float32, copy=False)
-    if not np.all(np.isfinite(array)):
-        raise InputError("image contains NaN or infinite values")
-    return np.ascontiguousarray(array)
-
-
-def check_depth_array(depth: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
-    """Validate a disparity map (H, W) in [0, 1]; resize it to ``size`` (H, W) when that differs."""
-    array = np.asarray(depth, dtype=np.float32)
-    if array.ndim == 3 and array.shape[2] == 1:
-        array = array[..., 0]
-    if array.ndim != 2:
-        raise InputError(f"depth must have shape (H, W), got {array.shape}")
-    if not np.all(np.isfinite(array)):
-        raise InputError("depth map contains NaN or infinite values")
-    if size is not None and array.shape != tuple(size):
-        from .images import resize_array
-
-        array = resize_array(array, size)
-    return np.clip(array, 0.0, 1.0)
 
 
 _REGISTRY: dict[str, Callable[..., Method]] = {}

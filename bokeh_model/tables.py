@@ -172,7 +172,7 @@ def open_dataset(source: str, split: str, *, streaming: bool = False, record: di
             f"dataset {source!r} (split {split!r}) cannot be loaded here: {type(exc).__name__}: {exc}. "
             "EBB! is not on the Hub under an official id: build a copy with `python -m evaluation.ebb build "
             "--source Training.zip --out DIR` (from the AIM 2019/PyNET-Bokeh download) and pass --dataset DIR, "
-            "or download the hub dataset on a machine with internet (`huggingface-cli download --repo-type "
+            "or download the hub dataset on a machine with internet (`hf download --repo-type "
             "dataset ID`) and retry."
         ) from None
     features = getattr(dataset, "features", None) or {}

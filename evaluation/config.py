@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, fields
 
 from bokeh_model.errors import InputError
 from evaluation.metrics import DEFAULT_PROFILE, PROFILES
+from evaluation.run_layout import DEFAULT_RUN, RESULTS_DIR_ENV
 
 __all__ = ["EvalConfig", "parse_assignments"]
 
@@ -88,7 +89,7 @@ class EvalConfig:
     require_lpips: bool = False
     offline: bool = False
     allow_unofficial_lpips: bool = False
-    out: str | os.PathLike = "runs/latest"
+    out: str | os.PathLike = field(default_factory=lambda: os.environ.get(RESULTS_DIR_ENV) or DEFAULT_RUN)
     command: str | None = None
 
     def validate(self) -> None:

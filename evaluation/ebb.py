@@ -40,7 +40,7 @@ from typing import Any
 
 from PIL import Image
 
-from bokeh_model.errors import InputError, ModelUnavailableError
+from bokeh_model.errors import InputError, ModelUnavailableError, program_name
 from evaluation.ebb_depth import DEPTH_CACHE, estimate_depth
 from evaluation.hub_dataset import push_to_hub, write_hub_splits
 
@@ -382,7 +382,7 @@ def fetch_source(source: str, *, progress: bool = True) -> tuple[Path, dict[str,
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m evaluation.ebb build --source PATH --out DIR [--push-to-hub ID --private] [--depth-model ID]``."""
     parser = argparse.ArgumentParser(
-        prog="python -m evaluation.ebb",
+        prog=program_name("python -m evaluation.ebb"),
         description=__doc__.split("\n")[0],
         epilog="Exit codes: 0 ok, 1 failure, 2 bad input, 3 missing depth model.",
     )

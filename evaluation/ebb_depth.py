@@ -13,18 +13,24 @@ import hashlib
 import io
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from PIL import Image
 
 from bokeh_model.errors import ModelUnavailableError
 
-if TYPE_CHECKING:
-    from evaluation.ebb import EbbPair
-
-__all__ = ["DEPTH_CACHE", "depth_model_key", "estimate_depth"]
+__all__ = ["DEPTH_CACHE", "DepthPair", "depth_model_key", "estimate_depth"]
 
 DEPTH_CACHE = ".depth-cache"
+
+
+class DepthPair(Protocol):
+    """What the depth step reads of an :class:`evaluation.ebb.EbbPair` (typed here so this module need not import
+    ``evaluation.ebb``, which imports it)."""
+
+    id: int
+    part: str
+    original: str | None
 
 
 def depth_model_key(depth_model: str) -> str:
@@ -48,7 +54,7 @@ def depth_model_key(depth_model: str) -> str:
 
 def estimate_depth(
     read: Callable[[str], bytes],
-    pairs: Sequence[EbbPair],
+    pairs: Sequence[DepthPair],
     depth_model: str,
     device: str,
     cache: Path,
@@ -72,7 +78,7 @@ def estimate_depth(
 
     folder = cache / depth_model_key(depth_model)
     paths: dict[tuple[str, int], Path] = {}
-    todo: list[tuple[EbbPair, bytes, Path]] = []
+    todo: list[tuple[DepthPair, bytes, Path]] = []
     for pair in pairs:
         original = read(pair.original or "")
         path = folder / f"{pair.part}-{pair.id}-{hashlib.sha256(original).hexdigest()[:16]}.png"

@@ -78,6 +78,6 @@ def push_to_hub(folder: str | os.PathLike, repo_id: str, *, private: bool = Fals
     except Exception as exc:  # noqa: BLE001 - network and auth errors are reported alike
         raise BokehError(
             f"pushing {folder} to the Hub dataset {repo_id!r} failed: {type(exc).__name__}: {exc}. "
-            "This needs internet access and a write token (`huggingface-cli login`)."
+            "This needs internet access and a write token (`hf auth login`)."
         ) from None
     return f"https://huggingface.co/datasets/{repo_id}"

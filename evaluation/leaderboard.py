@@ -20,14 +20,16 @@ from typing import Any
 
 import pandas as pd
 
-from bokeh_model.files import atomic_write
+from bokeh_model.files import atomic_write, spreadsheet_csv
 from evaluation.run_layout import LEADERBOARD, PER_IMAGE, REPORT, RUN_RECORD, TABLE_CSV, TABLE_MD
 
+from .paper_table import PAPER_ROWS
 from .report import distribution_figure, method_colors, mos_figure, runtime_quality_figure, write_report
 
 __all__ = [
     "MOS_COLUMNS",
     "finite_or_none",
+    "is_ebb_run",
     "PAPER_PROFILE",
     "PAPER_ROWS",
     "PAPER_SOURCE",
@@ -45,79 +47,6 @@ PAPER_SOURCE = "reported in paper"
 PAPER_PROFILE = "pynet"
 TABLE_COLUMNS = ["Method", "Hardware", "Runtime s", "PSNR ↑", "SSIM ↑", "LPIPS ↓", "MOS ↓", "Source"]
 MOS_COLUMNS = ["method", "mos", "ci_low", "ci_high", "rank", "sig_rank", "n_ratings"]
-
-# Table 1 of Ignatov, Patel, Timofte, "Rendering Natural Camera Bokeh Effect with Deep Learning" (CVPRW 2020),
-# on the 200-image EBB! test subset (its targets are not public). "normalized_runtime_s" is the paper's
-# runtime normalised by the ai-benchmark.com GPU index. Copied from the paper (Ignatov, Patel, Timofte, CVPRW 2020,
-# Table 1; https://arxiv.org/abs/2006.05698).
-PAPER_ROWS: list[dict[str, Any]] = [
-    {
-        "method": "PyNET",
-        "hardware": "Nvidia Tesla V100",
-        "runtime_s": 0.14,
-        "normalized_runtime_s": 0.14,
-        "psnr": 23.28,
-        "ssim": 0.8780,
-        "lpips": 0.2438,
-        "mos": 0.85,
-        "mos_rank": 1,
-    },
-    {
-        "method": "Zheng et al.",
-        "hardware": "GeForce GTX 2080 Ti",
-        "runtime_s": 0.27,
-        "normalized_runtime_s": 0.26,
-        "psnr": 23.44,
-        "ssim": 0.8874,
-        "lpips": 0.2452,
-        "mos": 0.87,
-        "mos_rank": 2,
-    },
-    {
-        "method": "Dutta et al.",
-        "hardware": "GeForce GTX 1080 Ti",
-        "runtime_s": 0.8,
-        "normalized_runtime_s": 0.57,
-        "psnr": 22.14,
-        "ssim": 0.8633,
-        "lpips": 0.2811,
-        "mos": 0.88,
-        "mos_rank": 3,
-    },
-    {
-        "method": "Purohit et al.",
-        "hardware": "Nvidia TITAN X",
-        "runtime_s": 2.5,
-        "normalized_runtime_s": 1.15,
-        "psnr": 23.62,
-        "ssim": 0.8836,
-        "lpips": 0.2248,
-        "mos": 0.93,
-        "mos_rank": 4,
-    },
-    {
-        "method": "Xiong et al.",
-        "hardware": "GeForce GTX 1080 Ti",
-        "runtime_s": 0.89,
-        "normalized_runtime_s": 0.63,
-        "psnr": 23.93,
-        "ssim": 0.8917,
-        "lpips": 0.2300,
-        "mos": 0.98,
-        "mos_rank": 5,
-    },
-    {
-        "method": "Yang et al.",
-        "hardware": "Nvidia TITAN",
-        "runtime_s": 0.6,
-        "normalized_runtime_s": 0.15,
-        "psnr": 23.18,
-        "ssim": 0.8851,
-        "lpips": 0.2467,
-        "mos": 1.02,
-        "mos_rank": 6,
-    },
-]
 
 _SUBSCRIPTS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
 
@@ -163,10 +92,31 @@ def finite_or_none(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def is_ebb_run(run: dict[str, Any]) -> bool:
+    """Whether a run was measured on EBB! (the data of the paper's Table 1), not on a synthetic or other set."""
+    dataset = run.get("dataset", {}) or {}
+    if dataset.get("synthetic"):
+        return False
+    # val294 is EBB!'s community split; otherwise the dataset's name (e.g. the folder `evaluation.ebb` wrote) says it
+    return dataset.get("split") == "val294" or "ebb" in str(dataset.get("name", "")).lower()
+
+
 def shows_paper_rows(run: dict[str, Any]) -> bool:
-    """Whether the paper's rows belong beside this run: only under the paper's protocol (``pynet``), or with
-    no run at all (the paper's rows alone)."""
-    return run.get("profile") in (None, PAPER_PROFILE)
+    """Whether the paper's rows belong beside this run: only beside EBB! data under the paper's protocol
+    (``pynet``), or with no run at all (the paper's rows alone)."""
+    if not run:
+        return True
+    return run.get("profile") == PAPER_PROFILE and is_ebb_run(run)
+
+
+def _lpips_unofficial(run: dict[str, Any]) -> bool:
+    """The run's LPIPS came from an AlexNet trunk that is not torchvision's published file."""
+    lpips = run.get("lpips") or {}
+    return bool(lpips.get("available")) and (lpips.get("trunk") or {}).get("official") is False
+
+
+# Marks a measured LPIPS cell scored with an unofficial AlexNet trunk (explained in the notes).
+UNOFFICIAL_MARK = " †"
 
 
 def leaderboard_rows(run: dict[str, Any], mos: pd.DataFrame | None = None) -> list[dict[str, Any]]:
@@ -212,6 +162,9 @@ def leaderboard_rows(run: dict[str, Any], mos: pd.DataFrame | None = None) -> li
         )
     if any(row["mos"] is not None for row in measured):
         measured.sort(key=lambda r: (r["mos"] is None, r["mos"] if r["mos"] is not None else 0.0))
+        # One ranking per table: the paper's MOS come from its own study, so beside this run's study they keep
+        # their values but not their ranks (two "1"s in one column read as one ranking).
+        rows = [{**row, "mos_rank": None} for row in rows]
     else:
         measured.sort(key=lambda r: -(r["psnr"] if r["psnr"] is not None else -math.inf))
     return rows + measured
@@ -229,13 +182,15 @@ def _fmt_runtime(value: Any) -> str:
     return f"{number:.2f}" if number >= 0.1 else f"{number:.3g}"
 
 
-def _display(row: dict[str, Any], lpips_available: bool) -> dict[str, str]:
+def _display(row: dict[str, Any], lpips_available: bool, lpips_unofficial: bool = False) -> dict[str, str]:
     mos = "–" if row["mos"] is None else f"{row['mos']:.2f}"
     if row["mos"] is not None and row.get("mos_rank") is not None:
         mos += str(int(row["mos_rank"])).translate(_SUBSCRIPTS)
     lpips = _fmt(row["lpips"], 4)
     if lpips == "–" and row["source"] != PAPER_SOURCE and not lpips_available:
         lpips = "n/a"
+    elif lpips != "–" and row["source"] != PAPER_SOURCE and lpips_unofficial:
+        lpips += UNOFFICIAL_MARK
     return {
         "Method": row["method"],
         "Hardware": row["hardware"],
@@ -278,7 +233,7 @@ def _banners(run: dict[str, Any]) -> list[str]:
     return banners
 
 
-def _notes(run: dict[str, Any]) -> list[str]:
+def _notes(run: dict[str, Any], rows: list[dict[str, Any]] | None = None) -> list[str]:
     dataset = run.get("dataset", {})
     notes = list(run.get("notes") or [])
     fingerprint = dataset.get("fingerprint", {})
@@ -290,22 +245,37 @@ def _notes(run: dict[str, Any]) -> list[str]:
     lpips = run.get("lpips", {})
     if not lpips.get("available", False):
         notes.append(f"LPIPS not computed: {lpips.get('reason', 'unavailable')}")
+    elif _lpips_unofficial(run):
+        notes.append(
+            f"LPIPS values marked{UNOFFICIAL_MARK} were computed with an unofficial AlexNet trunk (SHA-256 "
+            f"{str((lpips.get('trunk') or {}).get('sha256', ''))[:16]}...): not comparable with published LPIPS."
+        )
     notes.append(
         "Runtime: mean seconds per image of the method call after warm-up (CUDA synchronised), on the "
         "hardware shown; never compare runtimes across devices."
     )
     if shows_paper_rows(run):
+        if any(r["mos"] is not None for r in rows or [] if r["source"] != PAPER_SOURCE):
+            notes.append(
+                "MOS ranks (subscripts) rank this run's user study; the paper's MOS come from its own study and "
+                "are shown without ranks."
+            )
         notes.append(
             "Rows marked 'reported in paper' are Table 1 of Ignatov et al. (CVPRW 2020), measured with the "
             "authors' protocol (which the 'pynet' profile follows) on the 200-image EBB! test subset with "
             "private targets: not the same images as the measured rows. Paper runtimes normalised by the GPU "
             "index: " + ", ".join(f"{r['method']} {r['normalized_runtime_s']}" for r in PAPER_ROWS) + " s."
         )
-    else:
+    elif run.get("profile") != PAPER_PROFILE:
         notes.append(
             f"The paper's Table 1 rows are not shown: they were measured with the authors' protocol (profile "
             f"'{PAPER_PROFILE}': 32-px border crop, Gaussian SSIM) on other images, so they are not the same "
             f"metric as profile {run.get('profile')!r}. Run with --profile {PAPER_PROFILE} to see them."
+        )
+    else:
+        notes.append(
+            "The paper's Table 1 rows are not shown: they were measured on EBB!, and this run is not on EBB! data, "
+            "so its numbers are not comparable with them."
         )
     notes.append(
         "MOS ↓: user-study mean opinion score, 0 = almost identical to the target ... 4 = mostly different; "
@@ -327,7 +297,7 @@ def _profile_line(run: dict[str, Any]) -> str:
 def render_markdown(run: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     """``table.md``: a title, banners, the profile, the Table 1 layout, methods not scored and notes."""
     lpips_available = bool(run.get("lpips", {}).get("available"))
-    display = [_display(row, lpips_available) for row in rows]
+    display = [_display(row, lpips_available, _lpips_unofficial(run)) for row in rows]
     lines = ["# Bokeh rendering: Table 1 leaderboard", ""]
     for banner in _banners(run):
         lines += [f"> **{banner}**", ""]
@@ -342,12 +312,12 @@ def render_markdown(run: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         lines += ["**Not scored:**", ""]
         lines += [f"- **{entry.get('method')}**: {entry.get('reason')}" for entry in skipped]
         lines.append("")
-    lines += [f"- {note}" for note in _notes(run)]
+    lines += [f"- {note}" for note in _notes(run, rows)]
     return "\n".join(lines) + "\n"
 
 
-def _table_frame(rows: list[dict[str, Any]], lpips_available: bool) -> pd.DataFrame:
-    frame = pd.DataFrame([_display(row, lpips_available) for row in rows], columns=TABLE_COLUMNS)
+def _table_frame(rows: list[dict[str, Any]], lpips_available: bool, lpips_unofficial: bool = False) -> pd.DataFrame:
+    frame = pd.DataFrame([_display(row, lpips_available, lpips_unofficial) for row in rows], columns=TABLE_COLUMNS)
     return frame
 
 
@@ -416,7 +386,7 @@ def rebuild_tables(out_dir: str | os.PathLike) -> None:
     mos = read_mos(folder)
     rows = leaderboard_rows(run, mos)
     lpips_available = bool(run.get("lpips", {}).get("available"))
-    atomic_write(folder / TABLE_CSV, _csv_frame(rows).to_csv(index=False))
+    atomic_write(folder / TABLE_CSV, spreadsheet_csv(_csv_frame(rows)))  # method labels are free text
     atomic_write(folder / TABLE_MD, render_markdown(run, rows))
     board = {
         "columns": TABLE_COLUMNS,
@@ -437,11 +407,11 @@ def rebuild_tables(out_dir: str | os.PathLike) -> None:
         "lpips": run.get("lpips"),
         "has_mos": mos is not None,
         "rows": rows,
-        "table": _table_frame(rows, lpips_available).to_dict(orient="records"),
+        "table": _table_frame(rows, lpips_available, _lpips_unofficial(run)).to_dict(orient="records"),
         "banners": _banners(run),
         "coverage": run.get("dataset", {}).get("coverage"),
         "skipped_methods": run.get("skipped_methods") or [],
-        "notes": _notes(run),
+        "notes": _notes(run, rows),
     }
     atomic_write(folder / LEADERBOARD, json.dumps(board, indent=2, ensure_ascii=False))
     title = "Bokeh evaluation: " + (
@@ -454,7 +424,7 @@ def rebuild_tables(out_dir: str | os.PathLike) -> None:
         leaderboard_figures(folder),
         title=f"{title} (profile {run.get('profile')})",
         banners=board["banners"],
-        table=_table_frame(rows, lpips_available),
+        table=_table_frame(rows, lpips_available, _lpips_unofficial(run)),
         skipped=board["skipped_methods"],
         notes=board["notes"],
         colors=_colors(run, mos),
@@ -480,4 +450,4 @@ def load_leaderboard(out_dir: str | os.PathLike | None) -> pd.DataFrame:
         return pd.DataFrame(board["table"], columns=board.get("columns", TABLE_COLUMNS))
     run = _read_run(folder)
     rows = leaderboard_rows(run, read_mos(folder))
-    return _table_frame(rows, bool(run.get("lpips", {}).get("available")))
+    return _table_frame(rows, bool(run.get("lpips", {}).get("available")), _lpips_unofficial(run))

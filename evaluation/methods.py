@@ -152,7 +152,14 @@ def resolve_methods(config: EvalConfig, device: str) -> tuple[list[MethodRun], l
         raise InputError(f"--param/--option given for {stray}, which are not run; run labels: {labels}")
     if not runs and not skipped:
         raise InputError("no method to evaluate: give --methods NAME or --predictions DIR")
+    if not runs:  # a run that scores nothing must not succeed with a table of targets only
+        raise ModelUnavailableError(_nothing_runs(skipped))
     return runs, skipped
+
+
+def _nothing_runs(skipped: list[dict[str, str]]) -> str:
+    reasons = "; ".join(f"{entry['method']}: {entry['reason']}" for entry in skipped)
+    return f"no method can be scored here, so nothing was evaluated ({reasons})"
 
 
 def skip_methods_without_depth(
@@ -183,7 +190,11 @@ def skip_methods_without_depth(
     )
     if config.methods is not None:
         raise ModelUnavailableError(f"method(s) {[run.label for run in needy]} {reason}")
-    return [run for run in runs if run not in needy], [{"method": run.label, "reason": reason} for run in needy]
+    kept = [run for run in runs if run not in needy]
+    skipped = [{"method": run.label, "reason": reason} for run in needy]
+    if not kept:
+        raise ModelUnavailableError(_nothing_runs(skipped))
+    return kept, skipped
 
 
 def find_prediction(folder: Path, sample_id: str) -> Path | None:

@@ -115,6 +115,12 @@ class MetricProfile:
     ssim: Callable[[np.ndarray, np.ndarray], float]
     quantize: bool = True
     notes: tuple[str, ...] = field(default_factory=tuple)
+    ssim_window: int = 11  # the SSIM window's side: the cropped image must be at least this large
+
+    @property
+    def min_side(self) -> int:
+        """The smallest image side (pixels) this profile can score: the border crop plus one SSIM window."""
+        return 2 * self.border + self.ssim_window
 
     def crop(self, image: np.ndarray) -> np.ndarray:
         """Remove ``border`` pixels from every side (no-op for 0).
@@ -148,6 +154,7 @@ PROFILES: dict[str, MetricProfile] = {
         psnr=psnr_dmshn,
         ssim=ssim_dmshn,
         notes=("SSIM: 7x7 uniform window, sample covariance, data range 255 (not comparable with 'pynet')",),
+        ssim_window=7,
     ),
 }
 DEFAULT_PROFILE = "pynet"

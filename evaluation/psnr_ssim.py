@@ -160,7 +160,10 @@ _FASTMATH = {"reassoc", "nsz", "contract"}
 
 @functools.cache
 def _strip_kernel() -> Callable[..., float]:
-    """The fused SSIM loop of one strip, compiled by numba on first use (and cached on disk)."""
+    """The fused SSIM loop of one strip, compiled by numba on first use (and cached on disk, in the user's cache)."""
+    from bokeh_model.cache import use_user_numba_cache
+
+    use_user_numba_cache()
     from numba import njit
 
     @njit(nogil=True, cache=True, fastmath=_FASTMATH)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -17,6 +18,14 @@ import pandas as pd
 from bokeh_model.files import atomic_write
 
 __all__ = ["distribution_figure", "method_colors", "mos_figure", "runtime_quality_figure", "write_report"]
+
+_CODE_SPAN = re.compile(r"`([^`]+)`")
+
+
+def _text_html(text: str) -> str:
+    """Escaped text with its Markdown code spans (`` `cmd` ``) as ``<code>``, so no backticks show on the page."""
+    return _CODE_SPAN.sub(r"<code>\1</code>", html.escape(text))
+
 
 _METRIC_LABELS = {"psnr": "PSNR ↑ (dB)", "ssim": "SSIM ↑", "lpips": "LPIPS ↓"}
 # Plotly's default qualitative palette followed by Dark24's first colours: distinct for up to 20 methods.
@@ -207,12 +216,12 @@ def write_report(
     if skipped:
         parts.append("<h2>Not scored</h2><ul class='skipped'>")
         parts += [
-            f"<li><b>{html.escape(str(s.get('method')))}</b>: {html.escape(str(s.get('reason')))}</li>" for s in skipped
+            f"<li><b>{html.escape(str(s.get('method')))}</b>: {_text_html(str(s.get('reason')))}</li>" for s in skipped
         ]
         parts.append("</ul>")
     if notes:
         parts.append("<h2>Notes</h2>")
-        parts += [f"<p class='note'>{html.escape(note)}</p>" for note in notes]
+        parts += [f"<p class='note'>{_text_html(note)}</p>" for note in notes]
     parts.append("<h2>Charts</h2>" if figures else "<p class='note'>No charts: no method was scored in this run.</p>")
     for index, figure in enumerate(figures):
         parts.append(figure.to_html(full_html=False, include_plotlyjs=index == 0))  # type: ignore[attr-defined]

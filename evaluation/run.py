@@ -32,7 +32,7 @@ if __package__ in (None, "") and importlib.util.find_spec("bokeh_model") is None
     # Run by path from a checkout that was never installed: say how to fix it instead of a ModuleNotFoundError.
     sys.exit("error: the bokeh packages are not installed in this Python; run `pip install -e .` in the checkout")
 
-from bokeh_model.errors import run_reporting_errors  # noqa: E402
+from bokeh_model.errors import program_name, run_reporting_errors  # noqa: E402
 from evaluation.config import EvalConfig  # noqa: E402
 from evaluation.metrics import PROFILES  # noqa: E402
 from evaluation.runner import evaluate_predictions, run_evaluation  # noqa: E402
@@ -52,7 +52,7 @@ _DEFAULTS = EvalConfig()
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python evaluation/run.py",
+        prog=program_name("python evaluation/run.py"),
         description="Score bokeh methods with PSNR / SSIM / LPIPS and runtime; write Table 1 style leaderboards.",
         epilog="Exit codes: 0 ok, 1 failure, 2 bad input, 3 missing model / weights / LPIPS trunk / dataset.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -142,7 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="score LPIPS with an AlexNet trunk whose SHA-256 is not torchvision's (recorded in run.json)",
     )
-    parser.add_argument("--out", default=str(_DEFAULTS.out), help="output folder (default: runs/latest)")
+    parser.add_argument(
+        "--out",
+        default=str(EvalConfig().out),  # read now: $BOKEH_RESULTS_DIR may be set after this module was imported
+        help="output folder (default: $BOKEH_RESULTS_DIR, else runs/latest in the working directory)",
+    )
     return parser
 
 

@@ -15,11 +15,14 @@ builds its paths here, so the layout can change in one place::
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 __all__ = [
+    "DEFAULT_RUN",
     "DEPTH",
     "DERIVED_FILES",
+    "RESULTS_DIR_ENV",
     "INPUTS",
     "LEADERBOARD",
     "PER_IMAGE",
@@ -36,11 +39,16 @@ __all__ = [
     "method_dir",
     "prediction_path",
     "predictions_dir",
+    "remove_other_ids",
     "shard_path",
     "shards_dir",
     "targets_dir",
 ]
 
+# Where `bokeh-eval` writes and the Space's leaderboard reads when nothing else is said: relative to the working
+# directory (an installed package has no checkout to put it in); $BOKEH_RESULTS_DIR moves both.
+DEFAULT_RUN = "runs/latest"
+RESULTS_DIR_ENV = "BOKEH_RESULTS_DIR"
 PREDICTIONS = "predictions"
 TARGETS = "targets"
 INPUTS = "inputs"
@@ -79,6 +87,22 @@ def targets_dir(run: str | Path) -> Path:
 def inputs_dir(run: str | Path) -> Path:
     """``RUN/inputs``: the input photos' original bytes, named ``<id>.<ext>``."""
     return Path(run) / INPUTS
+
+
+def remove_other_ids(run: str | Path, ids: Iterable[str]) -> list[Path]:
+    """Delete the per-id files (predictions, sidecars, targets, inputs) of ids not in ``ids``: what an earlier run
+    with more ids left behind, which a user study built from this folder would otherwise rate. Returns them."""
+    keep = set(ids)
+    folders = [targets_dir(run), inputs_dir(run)]
+    if predictions_dir(run).is_dir():
+        folders += sorted(p for p in predictions_dir(run).iterdir() if p.is_dir())
+    removed = []
+    for folder in folders:
+        for path in sorted(folder.glob("*")) if folder.is_dir() else []:
+            if path.is_file() and path.stem not in keep:  # files are named <id><one suffix>
+                path.unlink()
+                removed.append(path)
+    return removed
 
 
 def depth_dir(run: str | Path) -> Path:

@@ -36,7 +36,7 @@ from evaluation.metrics import (
     verify_lpips_trunk,
 )
 from evaluation.record import build_run_record, coverage_of, merge_shards, write_run_files
-from evaluation.run_layout import DERIVED_FILES, shard_path, shards_dir
+from evaluation.run_layout import DERIVED_FILES, remove_other_ids, shard_path, shards_dir
 from evaluation.scoring import ShardContext, score_shard
 
 __all__ = ["evaluate_predictions", "run_evaluation"]
@@ -183,6 +183,7 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any]:
         return {}
 
     merged = merge_shards(out, world, runs, skipped, ids, source)
+    remove_other_ids(out, merged.hashes)  # a rerun on fewer ids leaves none of the old ids' files behind
     available = len(all_ids) if all_ids is not None else None
     record = build_run_record(
         merged,

@@ -29,14 +29,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bokeh_model.errors import EXIT_BAD_INPUT, run_reporting_errors
+from bokeh_model.errors import EXIT_BAD_INPUT, program_name, run_reporting_errors
 
 __all__ = ["build_parser", "main", "portal_from_args", "study_command"]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m evaluation.submit",
+        prog=program_name("python -m evaluation.submit"),
         description="EBB! evaluation portal: submit predictions, score them under both profiles, list results.",
         epilog="Exit codes: 0 ok, 1 failure, 2 bad input or refused submission, 3 dataset or model missing.",
     )
@@ -213,8 +213,10 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None = None, *, hf_api: 
         print(paper.to_string(index=False))
         for note in notes:
             print(f"- {note}")
-        if args.csv:
-            board.to_csv(args.csv, index=False)
+        if args.csv:  # submitters' free text (method, authors): neutralised for spreadsheets
+            from bokeh_model.files import atomic_write, spreadsheet_csv
+
+            atomic_write(args.csv, spreadsheet_csv(board))
         return 0
     if command == "withdraw":
         _organizer(portal, args)

@@ -31,11 +31,12 @@ from PIL import Image
 from bokeh_model.errors import InputError, ModelUnavailableError
 from bokeh_model.tables import cache_root
 
-from .dataset import EvalSource, Sample
+from .samples import EvalSource, Sample
 
 __all__ = [
     "BANNER",
     "GENERATOR_VERSION",
+    "SYNTHETIC_MAX_PIXELS",
     "SyntheticSource",
     "make_scene",
     "reference_renderer",
@@ -43,6 +44,9 @@ __all__ = [
 ]
 
 GENERATOR_VERSION = 1
+# The thin-lens reference is a direct scatter (about a second per 256x192 scene, linear in pixels): 1024x768 is
+# about 16 s a scene, the largest size the benchmark builds.
+SYNTHETIC_MAX_PIXELS = 1024 * 768
 BANNER = "SYNTHETIC SAMPLE, NOT EBB!  (procedural RGB-D scenes, thin-lens reference targets)"
 
 
@@ -154,6 +158,11 @@ class SyntheticSource(EvalSource):
             raise InputError(
                 f"synthetic scenes must be at least 80x80 (the pynet profile crops 32 px), got {width}x{height}"
             )
+        if height * width > SYNTHETIC_MAX_PIXELS:
+            raise InputError(
+                f"synthetic scenes of {width}x{height} are above {SYNTHETIC_MAX_PIXELS} pixels (1024x768); the exact "
+                "thin-lens targets take about a second per 50,000 pixels. Choose a smaller --synthetic-size."
+            )
         options = {
             "version": GENERATOR_VERSION,
             "num_scenes": num_scenes,
@@ -186,7 +195,13 @@ class SyntheticSource(EvalSource):
             image, disparity, focus = make_scene(
                 self.options["seed"] + index, self.options["height"], self.options["width"]
             )
-            target = render(image, disparity, strength=self.options["strength"], focus_disparity=focus)
+            target = render(
+                image,
+                disparity,
+                strength=self.options["strength"],
+                focus_disparity=focus,
+                max_pixels=SYNTHETIC_MAX_PIXELS,  # the size was checked above; the user asked for it
+            )
             rows.append(
                 {
                     "id": str(index),

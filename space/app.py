@@ -12,11 +12,12 @@ import gradio as gr
 from .compare_tab import build_compare_tab
 from .config import SpaceSettings
 from .fetching import start_background_fetch
+from .leaderboard_tab import CSS as LEADERBOARD_CSS
 from .leaderboard_tab import build_leaderboard_tab
 from .render_tab import build_render_tab
 from .status_tab import build_status_tab, follow_model_changes, status_banner
 from .study_tab import build_study_ui, tune_queue
-from .submit_tab import build_portal_board, build_portal_tab, get_portal
+from .submit_tab import build_portal_board, build_portal_tab, get_portal, portal_closed_reason
 
 __all__ = ["build_app", "launch"]
 
@@ -34,12 +35,16 @@ CSS = """
 #render-message p { font-size: .9rem; margin: 0; }
 #method-note p { font-size: .85rem; margin: 0; }
 #compare-gallery .grid-wrap { height: auto !important; max-height: none !important; overflow-y: visible !important; }
+#compare-gallery .caption-label { white-space: normal !important; overflow: visible !important;
+  text-overflow: clip !important; max-width: 100% !important; }
+#photo-note p { font-size: .9rem; margin: 0; color: var(--error-text-color, #b91c1c); }
 @media (max-width: 640px) {
   #intro p { display: none; }
   #status-banner p { font-size: .72rem; line-height: 1.25; }
   #intro h1 { font-size: 1.05rem; }
   #photo, #result, #depth_view { height: 250px !important; max-height: 250px !important; }
   #photo img, #result img, #depth_view img { max-height: 220px !important; }
+  #compare-gallery .caption-label { font-size: .7rem !important; padding: 1px 4px !important; }
 }
 """
 
@@ -75,11 +80,11 @@ def build_app(settings: SpaceSettings | None = None) -> gr.Blocks:
     with warnings.catch_warnings():
         # css in Blocks() (deprecated for launch()) so that every way of launching, tests included, gets it
         warnings.simplefilter("ignore")
-        blocks = gr.Blocks(title="PyNET-Bokeh: natural camera bokeh", css=CSS)
+        blocks = gr.Blocks(title="PyNET-Bokeh: natural camera bokeh", css=CSS + LEADERBOARD_CSS)
     with blocks as demo:
         gr.Markdown(INTRO, elem_id="intro")
-        # Evaluated at every page load: models fetched in the background change it without a restart.
-        banner = gr.Markdown(lambda: status_banner(settings), elem_id="status-banner")
+        # Evaluated again at every page load (below): models fetched in the background change it without a restart.
+        banner = gr.Markdown(status_banner(settings), elem_id="status-banner")
         with gr.Tabs() as tabs:
             with gr.Tab("Render", id="render"):
                 shared = build_render_tab(settings)
@@ -93,7 +98,7 @@ def build_app(settings: SpaceSettings | None = None) -> gr.Blocks:
                     build_portal_board(portal)(leaderboard_tab.select)  # fresh rows whenever the tab is opened
                 else:
                     gr.Markdown(
-                        f"The evaluation portal is not set up on this server: {portal.not_configured_reason()} "
+                        f"The evaluation portal is not open on this server: {portal_closed_reason(portal)} "
                         "The Portal tab explains how researchers submit."
                     )
             with gr.Tab("Portal", id="portal"):
@@ -105,6 +110,7 @@ def build_app(settings: SpaceSettings | None = None) -> gr.Blocks:
         follow_model_changes(demo, settings, banner, shared.get("method"))  # models fetched while running
         # A rater link (?study=...) opens the Study tab directly.
         demo.load(_initial_tab, None, tabs, api_visibility="private")
+        demo.load(lambda: status_banner(settings), None, banner, api_visibility="private")
     # Renders share `concurrency` slots; the study's own handlers have no limit (they are cheap and many raters
     # may submit at once), and the queue is long enough for a crowd of raters.
     demo.queue(default_concurrency_limit=settings.concurrency, max_size=512)

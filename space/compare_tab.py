@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -10,9 +11,17 @@ import pandas as pd
 from .config import SpaceSettings
 from .controls import depth_preview, export_image
 from .render_tab import user_errors
-from .services import compute_depth, method_infos, prepare_photo, render_photo
+from .services import DepthResult, compute_depth, method_infos, prepare_photo, render_photo
+from .visitor import visitor_reason
 
 __all__ = ["build_compare_tab"]
+
+COLUMNS = ["method", "runtime s", "note"]
+
+
+def _short_depth(depth: DepthResult) -> str:
+    # a caption sits over its picture: the long label of approximate depth covered the whole depth map on a phone
+    return "approximate" if depth.approximate else depth.label
 
 
 def build_compare_tab(settings: SpaceSettings, shared: dict[str, gr.components.Component]) -> None:
@@ -31,7 +40,8 @@ def build_compare_tab(settings: SpaceSettings, shared: dict[str, gr.components.C
         elem_id="compare-gallery",
         buttons=["download", "fullscreen"],
     )
-    table = gr.DataFrame(label="Runtime", interactive=False, elem_id="compare-table")
+    # named columns from the start (an empty DataFrame shows the headers "1 2 3")
+    table = gr.DataFrame(pd.DataFrame(columns=COLUMNS), label="Runtime", interactive=False, elem_id="compare-table")
 
     def compare(
         photo: str | None, focus_x: float, focus_y: float, depth_source: str, depth_map: str | None
@@ -47,19 +57,21 @@ def build_compare_tab(settings: SpaceSettings, shared: dict[str, gr.components.C
             depth = compute_depth(image, depth_source, settings, focus_xy=focus, uploaded=depth_map)
             items: list[tuple[Any, str]] = [
                 (export_image(image, "jpeg"), "input photo"),
-                (export_image(depth_preview(depth.depth), "jpeg"), f"depth: {depth.label}"),
+                (export_image(depth_preview(depth.depth), "jpeg"), f"depth: {_short_depth(depth)}"),
             ]
             rows = []
             for info in method_infos(settings):
                 if not info.available:
-                    rows.append({"method": info.name, "runtime s": None, "note": f"unavailable: {info.reason}"})
+                    reason = visitor_reason(info.name, info.reason)  # one line, no server paths
+                    rows.append({"method": info.name, "runtime s": None, "note": f"unavailable: {reason}"})
                     continue
                 result = render_photo(image, info.name, settings, focus_xy=focus, depth=depth)
-                items.append((export_image(result.image, "jpeg"), f"{info.name} ({result.seconds:.2f} s)"))
+                name = f"{Path(photo).stem}_{info.name}"  # downloads as <photo>_<method>.jpg
+                items.append((export_image(result.image, "jpeg", name=name), f"{info.name} ({result.seconds:.2f} s)"))
                 rows.append(
                     {"method": info.name, "runtime s": round(result.seconds, 3), "note": " ".join(result.notes)}
                 )
-            return items, pd.DataFrame(rows)
+            return items, pd.DataFrame(rows, columns=COLUMNS)
 
     button.click(
         compare,

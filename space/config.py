@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from evaluation.run_layout import DEFAULT_RUN, RESULTS_DIR_ENV
+
 __all__ = ["EXAMPLES_DIR", "SpaceSettings"]
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
@@ -56,7 +58,7 @@ class SpaceSettings:
     pynet_weights: str | None = None
     depth_model: str = "Intel/dpt-hybrid-midas"
     depth_choices: tuple[str, ...] = ("dpt-hybrid", "depth-anything-v2-small")
-    results_dir: Path = field(default_factory=lambda: ROOT / "runs" / "latest")
+    results_dir: Path = field(default_factory=lambda: Path(DEFAULT_RUN).absolute())
     study_db: str | None = None
     organizer_token: str | None = None
     max_render_side: int = 2048
@@ -73,7 +75,8 @@ class SpaceSettings:
             pynet_weights=os.environ.get("BOKEH_PYNET_WEIGHTS") or None,
             depth_model=os.environ.get("BOKEH_DEPTH_MODEL") or DEFAULT_DEPTH_MODEL,
             depth_choices=_choices("BOKEH_DEPTH_CHOICES", cls.depth_choices),
-            results_dir=Path(os.environ.get("BOKEH_RESULTS_DIR") or ROOT / "runs" / "latest"),
+            # where bokeh-eval writes by default: the working directory, not the installed package's folder
+            results_dir=Path(os.environ.get(RESULTS_DIR_ENV) or DEFAULT_RUN).absolute(),
             study_db=os.environ.get("BOKEH_STUDY_DB") or None,
             organizer_token=os.environ.get("BOKEH_ORGANIZER_TOKEN") or None,
             max_render_side=_int("BOKEH_MAX_RENDER_SIDE", 2048),

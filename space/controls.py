@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import tempfile
 import time
-import types
 import uuid
 from pathlib import Path
 from typing import Any
@@ -30,10 +31,17 @@ __all__ = [
 
 _EXPORT_DIR = Path(tempfile.gettempdir()) / "bokeh-space-outputs"
 _EXPORT_MAX_AGE_S = 15 * 60
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-def _path_only(self: gr.Image, payload: Any) -> str | None:
-    return None if payload is None else str(payload.path)
+_PATH_ONLY_IDS: set[str] = set()  # elem_ids of the photo_input components
+_IMAGE_PREPROCESS = gr.Image.preprocess
+
+
+def _preprocess(self: gr.Image, payload: Any) -> Any:
+    if getattr(self, "elem_id", None) in _PATH_ONLY_IDS:
+        return None if payload is None else str(payload.path)
+    return _IMAGE_PREPROCESS(self, payload)
 
 
 def photo_input(**kwargs: Any) -> gr.Image:
@@ -41,11 +49,16 @@ def photo_input(**kwargs: Any) -> gr.Image:
 
     Gradio's own pre-processing opens uploads with PIL and answers a broken file with a generic error;
     passing the path lets :func:`bokeh_model.load_image` name the problem (truncated, not an image, too
-    large, odd mode) in the page. (A subclass would make Gradio write a ``.pyi`` stub into the source tree.)
+    large, odd mode) in the page. The path-only pre-processing is keyed on ``elem_id`` (required) in a wrapper of
+    ``gr.Image.preprocess``, not set on the instance: any handler that returns an update (``gr.skip()``) to the
+    component makes Gradio build a fresh ``gr.Image`` for the session, and a per-instance method was lost then
+    (the next broken upload failed in Gradio's own decoding). A subclass would make Gradio write a ``.pyi`` stub
+    into the source tree.
     """
-    image = gr.Image(type="filepath", **kwargs)
-    image.preprocess = types.MethodType(_path_only, image)  # type: ignore[method-assign]
-    return image
+    if gr.Image.preprocess is not _preprocess:
+        gr.Image.preprocess = _preprocess  # type: ignore[method-assign]
+    _PATH_ONLY_IDS.add(kwargs["elem_id"])
+    return gr.Image(type="filepath", **kwargs)
 
 
 # Set by clicking on the photo rather than with a slider.
@@ -99,7 +112,7 @@ def depth_preview(depth: np.ndarray) -> np.ndarray:
     return np.round(np.clip(depth, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def export_image(image: np.ndarray, kind: str = "png") -> str:
+def export_image(image: np.ndarray, kind: str = "png", name: str | None = None) -> str:
     """Write an output image to a temporary file and return its path, for Gradio to serve.
 
     Encoding ourselves is much faster than Gradio's defaults for a 1-megapixel result (measured: PNG at
@@ -110,19 +123,27 @@ def export_image(image: np.ndarray, kind: str = "png") -> str:
         image: float (H, W, 3) in [0, 1] or uint8 (H, W[, 3]).
         kind: ``"png"`` (lossless), ``"download"`` (JPEG q95 without chroma subsampling, for large results)
             or ``"jpeg"`` (previews).
+        name: the file's name without extension (what a download is saved as, e.g. ``chelsea_lens``); each
+            file gets a folder of its own, so equal names never collide. Default: a random id.
     """
     _EXPORT_DIR.mkdir(parents=True, exist_ok=True)
     now = time.time()
     for old in _EXPORT_DIR.iterdir():
         try:
             if now - old.stat().st_mtime > _EXPORT_MAX_AGE_S:
-                old.unlink()
+                shutil.rmtree(old) if old.is_dir() else old.unlink()
         except OSError:
             pass  # another request removed it first
     if image.dtype != np.uint8:  # OpenCV rounds and saturates in one pass: 10x faster than NumPy on 12 MP
         image = cv2.convertScaleAbs(np.clip(image, 0.0, 1.0, dtype=np.float32), alpha=255.0)
     picture = Image.fromarray(image)
-    path = _EXPORT_DIR / f"{uuid.uuid4().hex}.{'png' if kind == 'png' else 'jpg'}"  # unique: nobody reads it yet
+    suffix = "png" if kind == "png" else "jpg"
+    if name:
+        folder = _EXPORT_DIR / uuid.uuid4().hex  # unique: nobody reads it yet
+        folder.mkdir()
+        path = folder / f"{_SAFE_NAME.sub('_', name).strip('._')[:120] or 'image'}.{suffix}"
+    else:
+        path = _EXPORT_DIR / f"{uuid.uuid4().hex}.{suffix}"
     if kind == "png":
         picture.save(path, format="PNG", compress_level=1)
     elif kind == "download":  # full-resolution photos: visually lossless, a fraction of a PNG's size and time

@@ -14,6 +14,7 @@ allocates a GPU only inside such calls); elsewhere it returns the function uncha
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -36,6 +37,7 @@ __all__ = [
 ]
 
 FETCH_ENV = "BOKEH_FETCH_MODELS"
+log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -142,9 +144,11 @@ def _run(settings: SpaceSettings) -> None:
             result = job()
         except FetchError as exc:
             _set(item, state="failed", detail=str(exc))
+            log.warning("background fetch of %s failed: %s", item, exc)  # one line: an expected failure
             continue
         except Exception as exc:  # noqa: BLE001 - the app keeps serving; the card shows what went wrong
             _set(item, state="failed", detail=f"{type(exc).__name__}: {exc}")
+            log.exception("background fetch of %s failed", item)  # unexpected: keep the traceback
             continue
         _set(item, state="ready", detail=f"{result.status} at {result.path}")
 

@@ -8,17 +8,19 @@ data, without the paper's rows. Every chart gives a method the same colour.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 import pandas as pd
 
+from evaluation.leaderboard import is_ebb_run
 from evaluation.report import method_colors
 
 from .config import SpaceSettings
 
-__all__ = ["build_leaderboard_tab", "is_ebb_run", "leaderboard_view", "method_colours"]
+__all__ = ["CSS", "build_leaderboard_tab", "is_ebb_run", "leaderboard_view", "method_colours"]
 
 MAX_FIGURES = 3  # runtime vs quality, per-image metric distributions, MOS with confidence intervals
 
@@ -32,15 +34,6 @@ def _read_run(folder: Path) -> dict[str, Any] | None:
     except (OSError, json.JSONDecodeError):
         return None
     return run if run.get("status") == "complete" else None
-
-
-def is_ebb_run(run: dict[str, Any]) -> bool:
-    """Whether a run was measured on EBB! (the data of the paper's Table 1), not on a synthetic or other set."""
-    dataset = run.get("dataset", {}) or {}
-    if dataset.get("synthetic"):
-        return False
-    # val294 is EBB!'s community split; otherwise the dataset's name (e.g. the folder `evaluation.ebb` wrote) says it
-    return dataset.get("split") == "val294" or "ebb" in str(dataset.get("name", "")).lower()
 
 
 def _data_name(run: dict[str, Any]) -> str:
@@ -81,6 +74,69 @@ def _recolour(figures: list[Any]) -> list[Any]:
     return figures
 
 
+# The columns a reader compares come first, so that on a phone (390 px) Method, PSNR, SSIM and MOS are on screen
+# without scrolling sideways; LPIPS and the rest follow, with a hint that the table scrolls.
+KEY_COLUMNS = ["Method", "PSNR ↑", "SSIM ↑", "MOS ↓", "LPIPS ↓", "Runtime s"]
+# Headers break only between words (not "LPIP / S"); on a phone a hint says that more columns follow.
+CSS = """
+#leaderboard-table th, #leaderboard-table th *, #leaderboard-paper-table th, #leaderboard-paper-table th * {
+  word-break: keep-all !important; overflow-wrap: normal !important; hyphens: none !important; }
+#leaderboard-scroll-hint { display: none; }
+@media (min-width: 641px) { #leaderboard-table th, #leaderboard-table th * { white-space: nowrap !important; } }
+@media (max-width: 640px) {
+  #leaderboard-scroll-hint { display: block; font-size: .8rem; margin: 0; }
+  #leaderboard-table th, #leaderboard-table td { padding: 4px 5px !important; font-size: .78rem !important; }
+}
+"""
+
+
+def _key_columns_first(table: pd.DataFrame) -> pd.DataFrame:
+    first = [c for c in KEY_COLUMNS if c in table.columns]
+    return table[first + [c for c in table.columns if c not in first]]
+
+
+def _decade_label(power: int) -> str:
+    seconds = 10.0**power
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:g} µs"
+    if seconds < 1:
+        return f"{seconds * 1e3:g} ms"
+    return f"{seconds:g} s"
+
+
+def _fit_figures(figures: list[Any]) -> list[Any]:
+    """Charts readable from 390 px up: titles wrapped (a long title was cut on a phone), the legend under the plot
+    (it squeezed the subplots until their titles collided), smaller subplot titles, room for the axis labels, and
+    a log axis ticked once per decade instead of at every digit."""
+    for figure in figures:
+        title = str(figure.layout.title.text or "")
+        if " (" in title:  # "Runtime vs PSNR (measured ...)" -> the qualifier on a smaller second line
+            head, _, tail = title.rpartition(" (")
+            title = f"{head}<br><sup>({tail}</sup>"
+        figure.update_layout(
+            title={"text": title, "font": {"size": 15}, "x": 0.01, "xanchor": "left"},
+            margin={"l": 56, "r": 12, "t": 72, "b": 48},
+            legend={"orientation": "h", "yanchor": "top", "y": -0.12, "x": 0},
+            autosize=True,
+        )
+        figure.update_annotations(font_size=12)
+        figure.update_yaxes(automargin=True, title_standoff=4)
+        figure.update_xaxes(automargin=True)
+        if figure.layout.xaxis.type == "log":
+            values = [v for trace in figure.data for v in (trace.x if trace.x is not None else ()) if v and v > 0]
+            if values:
+                low = math.floor(math.log10(min(values)))
+                high = max(low + 1, math.ceil(math.log10(max(values))))
+                decades = list(range(low, high + 1))
+                figure.update_xaxes(
+                    range=[low - 0.05, high + 0.05],
+                    tickvals=[10.0**k for k in decades],
+                    ticktext=[_decade_label(k) for k in decades],
+                    minor={"showgrid": False, "ticks": ""},
+                )
+    return figures
+
+
 def _contents(settings: SpaceSettings) -> tuple[str, str, pd.DataFrame, list[Any], pd.DataFrame | None]:
     """(banner, explanation, measured table, charts, the paper's table shown apart or None)."""
     from evaluation.leaderboard import PAPER_SOURCE, leaderboard_figures, load_leaderboard
@@ -88,17 +144,16 @@ def _contents(settings: SpaceSettings) -> tuple[str, str, pd.DataFrame, list[Any
     folder = settings.results_dir
     run = _read_run(folder)
     paper = load_leaderboard(None)
-    if run is None:
+    if run is None:  # no server path and no command for visitors: the README says how to run an evaluation
         text = (
-            f"No evaluation results in `{folder}` yet. Run `python evaluation/run.py --out {folder} --dataset ...` "
-            "on EBB! and press Refresh. The paper's own Table 1 (reported, not measured here) is below."
+            "No evaluation results on this Space yet. The paper's own Table 1 (reported, not measured here) is below."
         )
         return "", text, paper.iloc[0:0], [], paper
-    table = load_leaderboard(folder)
-    figures = _recolour(leaderboard_figures(folder)[:MAX_FIGURES])
+    table = _key_columns_first(load_leaderboard(folder))
+    figures = _fit_figures(_recolour(leaderboard_figures(folder)[:MAX_FIGURES]))
     if is_ebb_run(run):
         text = (
-            f"Results from `{folder}`, measured on {_data_name(run)}. Rows marked *{PAPER_SOURCE}* are copied from "
+            f"Measured on {_data_name(run)}. Rows marked *{PAPER_SOURCE}* are copied from "
             "the paper's Table 1 (the 200-image EBB! test subset with private targets, their hardware); the others "
             "were measured by `evaluation/run.py`."
         )
@@ -108,7 +163,7 @@ def _contents(settings: SpaceSettings) -> tuple[str, str, pd.DataFrame, list[Any
         f"⚠ **Not EBB!** These results were measured on {_data_name(run)}. They are not comparable with the "
         "paper's Table 1, so its rows are not shown here; run the evaluation on EBB! to compare with them."
     )
-    text = f"Results from `{folder}`."
+    text = "Measured by this project's evaluation (`evaluation/run.py`)."
     return banner, text, measured, figures, None
 
 
@@ -132,6 +187,7 @@ def build_leaderboard_tab(settings: SpaceSettings) -> None:
     banner_text, text, table, figures, paper = _contents(settings)
     banner = gr.Markdown(banner_text, visible=bool(banner_text), elem_id="leaderboard-banner")
     note = gr.Markdown(text, elem_id="leaderboard-note")
+    gr.Markdown("Swipe the table sideways for hardware and source →", elem_id="leaderboard-scroll-hint")
     frame = gr.DataFrame(
         table,
         interactive=False,
@@ -159,9 +215,15 @@ def build_leaderboard_tab(settings: SpaceSettings) -> None:
         for i in range(MAX_FIGURES)
     ]
     refresh = gr.Button("Refresh", elem_id="leaderboard-refresh")
-    refresh.click(
-        lambda: leaderboard_view(settings),
-        None,
-        [banner, note, frame, paper_box, paper_frame, *charts],
-        api_name="leaderboard",
-    )
+    outputs = [banner, note, frame, paper_box, paper_frame, *charts]
+
+    def leaderboard() -> tuple[Any, ...]:
+        """The leaderboard as it is now: banner, note, measured table, the paper's table and the charts."""
+        return leaderboard_view(settings)
+
+    refresh.click(leaderboard, None, outputs, api_name="leaderboard")
+    # Read again at every page load: results written after the server started (a new run, a study's MOS) show
+    # without pressing Refresh. (The values above are only what the server saw when it started.)
+    demo = gr.context.Context.root_block
+    if demo is not None:
+        demo.load(leaderboard, None, outputs, api_visibility="private")

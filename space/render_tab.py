@@ -11,6 +11,9 @@ Interaction rules (what a visitor can count on):
 - Uploads are checked when they arrive (size in megapixels, not an image, depth map of another photo).
 - The download is the photo's own size (up to ``max_photo_mp``); depth and blur are computed at processing
   resolution and brought back with guided upsampling.
+
+Why one file: the tab's handlers are closures over its components (photo, result, controls, messages); split
+apart, a dozen components would be passed between modules.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -50,6 +54,7 @@ from .services import (
     prepare_photo,
     render_photo,
 )
+from .visitor import error_text, visitor_reason
 
 __all__ = ["PHOTO_HEIGHT", "build_render_tab", "make_render_fn", "readable", "render_outputs", "user_errors"]
 
@@ -72,7 +77,7 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except gr.Error as exc:
-        log.warning("refused: %s", exc)
+        log.warning("refused: %s", error_text(exc))
         raise
     except BokehError as exc:
         message = readable(str(exc))
@@ -93,7 +98,9 @@ def _describe_method(infos: list, name: str | None) -> str:
     info = next((i for i in infos if i.name == name), None)
     if info is None:
         return "No method is available."
-    return info.description if info.available else f"⚠ **{info.name} is unavailable here:** {info.reason}"
+    if info.available:
+        return info.description
+    return f"⚠ **{info.name} is unavailable here:** {visitor_reason(info.name, info.reason)}"
 
 
 @dataclass
@@ -143,7 +150,9 @@ def render_outputs(
     )
     encode_start = time.perf_counter()
     height, width = result.image.shape[:2]
-    download = export_image(result.image, "png" if height * width <= PNG_MAX_PIXELS else "download")
+    # the download is named after the photo and the method (chelsea_lens.png), not a random id
+    name = f"{Path(photo).stem}_{method}" if isinstance(photo, str) else method
+    download = export_image(result.image, "png" if height * width <= PNG_MAX_PIXELS else "download", name=name)
     preview = result.preview if result.preview is not None else result.image
     pair = (export_image(prepared.work, "jpeg"), export_image(preview, "jpeg"))
     depth_img = None if result.depth is None else export_image(depth_preview(result.depth.depth), "png")
@@ -199,12 +208,21 @@ def make_render_fn(settings: SpaceSettings) -> Callable[..., tuple[Any, Any, Any
     return render
 
 
+_SHOW_RESULT_JS = """() => {
+  const result = document.querySelector('#result-column');
+  if (!result) return;
+  const box = result.getBoundingClientRect();
+  if (box.top < 0 || box.top > window.innerHeight * 0.5) result.scrollIntoView({block: 'start'});
+}"""
+
+
 class _LatestRender:
     """Per page session, the sequence number of the newest render request: older renders' results are dropped."""
 
     def __init__(self, max_sessions: int = 4096) -> None:
         self._counter = itertools.count(1)
         self._latest: OrderedDict[str, int] = OrderedDict()
+        self._shown: set[str] = set()  # sessions whose page shows a result
         self._lock = threading.Lock()
         self._max = max_sessions
 
@@ -214,12 +232,19 @@ class _LatestRender:
             self._latest[session] = number
             self._latest.move_to_end(session)
             while len(self._latest) > self._max:
-                self._latest.popitem(last=False)
+                self._shown.discard(self._latest.popitem(last=False)[0])
             return number
 
     def is_latest(self, session: str, number: int) -> bool:
         with self._lock:
             return self._latest.get(session, number) == number
+
+    def shown(self, session: str, value: bool | None = None) -> bool:
+        """Whether the session's page shows a result (set it with ``value``)."""
+        with self._lock:
+            if value is not None and session in self._latest:
+                (self._shown.add if value else self._shown.discard)(session)
+            return session in self._shown
 
 
 def build_render_tab(settings: SpaceSettings) -> dict[str, gr.components.Component]:
@@ -250,6 +275,9 @@ def build_render_tab(settings: SpaceSettings) -> dict[str, gr.components.Compone
                 sources=["upload", "clipboard"],
                 elem_id="photo",
             )
+            # A refused upload is explained right under the photo: on a phone the message beside Render is
+            # below the fold.
+            photo_note = gr.Markdown(elem_id="photo-note")
         with gr.Column(scale=4, min_width=300, elem_id="result-column"), gr.Tabs(elem_id="result-tabs"):
             with gr.Tab("Before / after", id="result-tab", elem_id="result-tab"):
                 before_after = gr.ImageSlider(
@@ -298,7 +326,10 @@ def build_render_tab(settings: SpaceSettings) -> dict[str, gr.components.Compone
                 # fresh copy of it without photo_input's path-only pre-processing.
                 with gr.Column(visible=False) as depth_box:
                     depth_map = photo_input(
-                        label="Depth map (near = bright, same shape as the photo)", height=160, elem_id="depth_upload"
+                        label="Depth map (near = bright, same shape as the photo)",
+                        height=160,
+                        sources=["upload", "clipboard"],  # a webcam picture is no depth map
+                        elem_id="depth_upload",
                     )
                     # the verdict on an upload, also here: the message beside Render is scrolled away when the
                     # Advanced section is open (seen in the browser at 1366x768 and 390x844)
@@ -310,7 +341,7 @@ def build_render_tab(settings: SpaceSettings) -> dict[str, gr.components.Compone
     notes = gr.Markdown(elem_id="render-info")
     # The named /render API: same inputs as the page, but errors raise (clients need an error, not a kept
     # result). Its button is never shown; the page's own handlers below are private.
-    params_json = gr.Textbox(visible=False, elem_id="params_json")
+    params_json = gr.Textbox(visible=False, label="params", elem_id="params_json")
     api_button = gr.Button(visible=False, elem_id="render-api")
     api_button.click(
         make_render_fn(settings),
@@ -342,23 +373,26 @@ def build_render_tab(settings: SpaceSettings) -> dict[str, gr.components.Compone
         # Availability is checked again at every render: models fetched in the background appear without a restart.
         info = {i.name: i for i in method_infos(settings)}.get(name)
         if info is not None and not info.available:
-            text = f"{name} cannot run here: {info.reason}"
+            text = f"{name} cannot run here: {visitor_reason(name, info.reason)}"
             gr.Warning(text)
-            return (*skip, f"⚠ {readable(text)}", gr.skip())
+            return (*skip, f"⚠ {text}", gr.skip())
         try:
             out = render_outputs(settings, photo_path, name, x, y, source, depth_path, chosen_params(name, values))
         except (BokehError, gr.Error) as exc:
-            text = readable(str(exc))
+            text = readable(error_text(exc))
             log.warning("refused: %s", text)  # an expected user error: one line, no traceback
             gr.Warning(text)
-            return (*skip, f"⚠ {text}\n\nThe previous result is kept.", gr.skip())
+            kept = "\n\nThe previous result is kept." if latest.shown(session) else ""
+            return (*skip, f"⚠ {text}{kept}", gr.skip())
         except Exception as exc:  # a bug: keep the page's result, say so, and keep the traceback in the log
             log.exception("unexpected error while rendering")
             text = f"Unexpected error ({type(exc).__name__}): {readable(str(exc))}"
             gr.Warning(text)
-            return (*skip, f"⚠ {text}\n\nThe previous result is kept.", gr.skip())
+            kept = "\n\nThe previous result is kept." if latest.shown(session) else ""
+            return (*skip, f"⚠ {text}{kept}", gr.skip())
         if not latest.is_latest(session, number):
             return (*skip, gr.skip(), gr.skip())  # a newer click or Render is on its way: do not flash this one
+        latest.shown(session, True)
         return out.pair, out.depth, gr.update(value=out.download, interactive=True), out.summary, out.notes
 
     # Gradio injects gr.Request only into positional parameters: it comes first.
@@ -378,6 +412,8 @@ def build_render_tab(settings: SpaceSettings) -> dict[str, gr.components.Compone
         return int(evt.index[0]), int(evt.index[1])
 
     outputs = [before_after, depth_view, download, message, notes]
+    # On a phone Render sits below the result: bring the result into view when it is tapped.
+    render_button.click(None, None, None, js=_SHOW_RESULT_JS, api_visibility="private", queue=False)
     render_button.click(
         on_render,
         [photo, method, focus_x, focus_y, depth_source, depth_map, *control_components],
@@ -418,15 +454,17 @@ def build_render_tab(settings: SpaceSettings) -> dict[str, gr.components.Compone
         api_visibility="private",
     )
 
-    def check_photo(path: str | None) -> tuple[Any, Any]:
+    def check_photo(path: str | None) -> tuple[Any, Any, Any]:
+        # On every new photo (upload, paste or example): a good one clears an earlier refusal's warning.
         if not path:
-            return gr.skip(), gr.skip()
-        problem = photo_size_problem(path, settings.max_photo_mp)
+            return gr.skip(), gr.skip(), gr.skip()
+        problem = photo_size_problem(path, settings.max_photo_mp)  # header, pixel count, and a full decode
         if problem is None:
-            return gr.skip(), "Click on the photo to choose what stays sharp."
+            return gr.skip(), "Click on the photo to choose what stays sharp.", ""
+        # An expected user error: one log line. No gr.Warning: in an un-queued handler Gradio shows no toast and
+        # writes it to the server's stderr as a Python warning instead (two more lines per refusal).
         log.warning("refused upload: %s", problem)
-        gr.Warning(problem)
-        return None, f"⚠ {problem}"
+        return None, f"⚠ {problem}", f"⚠ {problem}"
 
     def check_depth(depth_path: str | None, photo_path: str | None) -> tuple[Any, Any]:
         if not depth_path:
@@ -434,7 +472,7 @@ def build_render_tab(settings: SpaceSettings) -> dict[str, gr.components.Compone
         if not photo_path:
             return gr.skip(), "Depth map loaded; upload the photo it belongs to."
         try:
-            problem = photo_size_problem(photo_path, settings.max_photo_mp)
+            problem = photo_size_problem(photo_path, settings.max_photo_mp, decode=False)  # decoded on arrival
             if problem:
                 raise gr.Error(problem)
             from PIL import Image
@@ -443,16 +481,13 @@ def build_render_tab(settings: SpaceSettings) -> dict[str, gr.components.Compone
                 shape = (image.height, image.width)
             _, found = check_depth_upload(depth_path, shape)
         except (BokehError, gr.Error) as exc:
-            text = readable(str(exc))
-            log.warning("refused depth upload: %s", text)
-            gr.Warning(text)
+            text = readable(error_text(exc))
+            log.warning("refused depth upload: %s", text)  # one line (un-queued: no toast, see check_photo)
             return None, f"⚠ {text}"
         text = " ".join(found) if found else "Depth map accepted."
-        if found:
-            gr.Info(text)
         return gr.skip(), text
 
-    photo.upload(check_photo, photo, [photo, message], api_visibility="private", queue=False)
+    photo.change(check_photo, photo, [photo, message, photo_note], api_visibility="private", queue=False)
 
     def on_depth_upload(depth_path: str | None, photo_path: str | None) -> tuple[Any, Any, Any]:
         kept, text = check_depth(depth_path, photo_path)

@@ -124,10 +124,12 @@ class PreparedPhoto:
         return min(int(xy[0] * self.scale), width - 1), min(int(xy[1] * self.scale), height - 1)
 
 
-def photo_size_problem(path: str, max_megapixels: float) -> str | None:
-    """Why an uploaded file cannot be used (not an image, too many pixels), from its header only; else ``None``.
+def photo_size_problem(path: str, max_megapixels: float, *, decode: bool = True) -> str | None:
+    """Why an uploaded file cannot be used (not an image, too many pixels, truncated or corrupt), else ``None``.
 
-    Reading the header costs milliseconds even for a 400 MP file, so uploads are checked when they arrive.
+    The pixel count comes from the header (milliseconds even for a 400 MP file); a photo within the limit is then
+    decoded once (``decode``; a JPEG at 1/8 scale, which still reads all of its data), so a truncated file is
+    refused when it arrives, not at the first render.
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -135,6 +137,10 @@ def photo_size_problem(path: str, max_megapixels: float) -> str | None:
     try:
         with Image.open(path) as image:
             width, height = image.size
+            if decode and width * height <= max_megapixels * 1e6:
+                if image.format == "JPEG":
+                    image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
+                image.load()
     except UnidentifiedImageError:
         return f"{name} is not an image file this app can read (PNG, JPEG, WebP, TIFF, ...)."
     except (OSError, ValueError, SyntaxError) as exc:
@@ -144,7 +150,7 @@ def photo_size_problem(path: str, max_megapixels: float) -> str | None:
     if width * height > max_megapixels * 1e6:
         return (
             f"{name} is {width * height / 1e6:.0f} MP ({width}x{height}); this app takes photos up to "
-            f"{max_megapixels:g} MP. Downscale it first, or use `python -m bokeh_model render` (no size limit)."
+            f"{max_megapixels:g} MP. Downscale it first."
         )
     return None
 
@@ -153,7 +159,7 @@ def prepare_photo(source: ImageSource, max_side: int, max_megapixels: float = 24
     """Decode an upload; keep it at its own size (up to ``max_megapixels``) and make the processing copy."""
     start = time.perf_counter()
     if isinstance(source, (str, Path)):
-        problem = photo_size_problem(str(source), max_megapixels)
+        problem = photo_size_problem(str(source), max_megapixels, decode=False)  # load_image decodes it
         if problem:
             raise InputError(problem)
     full = load_image(source)

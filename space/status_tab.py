@@ -14,6 +14,7 @@ import gradio as gr
 from .config import SpaceSettings
 from .fetching import background_fetch_enabled, fetch_snapshot
 from .services import status_rows
+from .visitor import hide_paths
 
 __all__ = ["build_status_tab", "follow_model_changes", "method_choices", "render_status_cards", "status_banner"]
 
@@ -37,26 +38,40 @@ _CSS = """
 """
 
 
+_BUSY = ("waiting", "downloading", "converting")
+_BANNER = {  # component -> (being fetched, fetch failed, not installed)
+    "PyNET-Bokeh weights": (
+        "**PyNET-Bokeh weights are being downloaded in the background** (PyNET becomes available when ready)",
+        "**PyNET-Bokeh weights could not be downloaded**, so PyNET is listed as unavailable",
+        "**PyNET-Bokeh weights are not installed here**, so PyNET is listed as unavailable",
+    ),
+    "Depth model": (
+        "**the depth model is being downloaded**; until then depth is an *approximate* estimate (labelled)",
+        "**the depth model could not be downloaded**, so depth is an *approximate* estimate (labelled as such)",
+        "**no depth model is installed**, so depth is an *approximate* estimate (labelled as such)",
+    ),
+}
+
+
 def status_banner(settings: SpaceSettings) -> str:
-    """One honest line at the top of the page about what this instance can and cannot do."""
+    """One honest line at the top of the page about what this instance can and cannot do.
+
+    It follows the background fetch's real state: "being downloaded" only while that item's download is queued or
+    running, "could not be downloaded" after it failed, nothing once the component is ready.
+    """
     rows = {row["component"]: row for row in status_rows(settings)}
-    fetching = background_fetch_enabled()
-    parts = []
-    if rows["PyNET-Bokeh weights"]["state"] != "ready":
-        parts.append(
-            "**PyNET-Bokeh weights are being downloaded in the background** (PyNET becomes available when ready)"
-            if fetching
-            else "**PyNET-Bokeh weights are not installed here**, so PyNET is listed as unavailable"
-        )
-    if rows["Depth model"]["state"] != "ready":
-        parts.append(
-            "**the depth model is being downloaded**; until then depth is an *approximate* estimate (labelled)"
-            if fetching
-            else "**no depth model is installed**, so depth is an *approximate* estimate (labelled as such)"
-        )
+    fetched = {entry["item"]: entry["state"] for entry in fetch_snapshot()}
+    parts, busy, failed = [], False, False
+    for component, (fetching, broken, missing) in _BANNER.items():
+        if rows[component]["ok"]:
+            continue
+        state = fetched.get(component)
+        busy, failed = busy or state in _BUSY, failed or state == "failed"
+        parts.append(fetching if state in _BUSY else broken if state == "failed" else missing)
     if not parts:
         return ""
-    return "ℹ️ " + "; ".join(parts) + ". The Status tab shows " + ("progress." if fetching else "how to add them.")
+    tail = "progress" if busy else ("what went wrong" if failed else "how to add them")
+    return "ℹ️ " + "; ".join(parts) + f". The Status tab shows {tail}."
 
 
 def method_choices(settings: SpaceSettings) -> list[tuple[str, str]]:
@@ -117,12 +132,14 @@ def _card(row: dict[str, Any]) -> str:
             )
         elif progress["done"]:
             parts.append(f"<p>{_megabytes(progress['done'])} so far</p>")
+    # no server paths on a public page: a folder is named by its last part
     if progress is not None and progress["state"] == "failed":
-        parts.append(f"<p>Download failed: {html.escape(progress['detail'])}</p>")
+        parts.append(f"<p>Download failed: {html.escape(hide_paths(progress['detail']))}</p>")
     if row.get("detail"):
-        parts.append(f"<p>{html.escape(str(row['detail']))}</p>")
+        parts.append(f"<p>{html.escape(hide_paths(str(row['detail'])))}</p>")
     if row.get("how to provide") and not row.get("ok"):
-        parts.append(f"<details><summary>How to provide it</summary>{html.escape(row['how to provide'])}</details>")
+        how = html.escape(hide_paths(row["how to provide"]))
+        parts.append(f"<details><summary>How to provide it</summary>{how}</details>")
     parts.append("</div>")
     return "".join(parts)
 
@@ -133,8 +150,10 @@ def render_status_cards(settings: SpaceSettings) -> str:
 
 
 def build_status_tab(settings: SpaceSettings) -> None:
-    # A callable value is evaluated at every page load, so a new visitor never sees the start-up state.
-    cards = gr.HTML(lambda: render_status_cards(settings), elem_id="status-cards")
+    cards = gr.HTML(render_status_cards(settings), elem_id="status-cards")
+    demo = gr.context.Context.root_block
+    if demo is not None:  # evaluated again at every page load, so a new visitor never sees the start-up state
+        demo.load(lambda: render_status_cards(settings), None, cards, api_visibility="private")
     refresh = gr.Button("Refresh", elem_id="status-refresh")
     refresh.click(lambda: render_status_cards(settings), None, cards, api_name="status")
 

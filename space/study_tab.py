@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hmac
 import html
+import logging
 import os
 
 import gradio as gr
@@ -32,6 +33,7 @@ from user_study.service import StudyError, get_service
 
 __all__ = ["build_demo", "build_study_ui", "tune_queue"]
 
+log = logging.getLogger(__name__)
 _TOKEN_TRIES = RateLimiter(ApiLimits.token_tries_per_min / 60.0, ApiLimits.token_burst)
 
 
@@ -43,6 +45,27 @@ def _check_token(expected: str | None, given: str | None, client: str = "local")
         if wait > 0:
             raise gr.Error(f"Too many wrong organizer tokens: try again in {wait:.0f} s.")
         raise gr.Error("Wrong organizer token.")
+
+
+def _refused(text: str) -> str:
+    """An expected organizer mistake (wrong token, no study id): a toast, one log line, no traceback, and the text
+    for the panel's message (outputs keep their values instead of turning into red "Error" badges)."""
+    log.warning("study tab: refused: %s", text)
+    shown = html.escape(text, quote=False)  # a toast and Markdown render HTML: a study id is shown as text
+    gr.Warning(shown)
+    return f"⚠ {shown}"
+
+
+def _public_url(request: gr.Request | None, path: str) -> str:
+    """``path`` as an absolute URL of this server, as the visitor's browser reached it (proxy headers first)."""
+    headers = dict(getattr(request, "headers", None) or {})
+    host = (headers.get("x-forwarded-host") or headers.get("host") or "").split(",")[0].strip()
+    if not host:
+        return path
+    proto = (headers.get("x-forwarded-proto") or "").split(",")[0].strip() or (
+        "https" if os.environ.get("SPACE_ID") else "http"
+    )
+    return f"{proto}://{host}{path}"
 
 
 def _client(request: gr.Request | None) -> str:
@@ -108,17 +131,23 @@ def build_study_ui(db_url: str | None = None, organizer_token: str | None = None
         link_btn = gr.Button("Rater link", scale=1)
     link_out = gr.Markdown(elem_id="study-link")
 
-    def make_link(study: str) -> str:
+    def make_link(study: str, request: gr.Request = None) -> str:
         study = str(study or "").strip()
         if not study:
             return "Enter a study id."
-        url = rater_link(study, rater="RATER_ID")
         try:
             title = svc.study_config(study).title
         except StudyError:
-            return f"No study with the id `{html.escape(study)}`."
+            # escaped as text (not in a code span, where the entities would show literally)
+            return f"No study with the id “{html.escape(study)}”."
+        # absolute, to copy into a crowd platform; the page asks for the rater's id when the link has none
+        url = _public_url(request, rater_link(study))
         # escaped: the id and title are shown as text, never as HTML
-        return f'**{html.escape(title)}**: <a href="{html.escape(url)}" target="_blank">{html.escape(url)}</a>'
+        return (
+            f'**{html.escape(title)}**: <a href="{html.escape(url)}" target="_blank">{html.escape(url)}</a>'
+            f"<br>Add <code>&amp;rater=…</code> with each rater's id to give everyone their own link; without it, "
+            "raters type their id or invite code on the page."
+        )
 
     link_btn.click(make_link, [link_study], [link_out], api_visibility="private")
 
@@ -128,25 +157,30 @@ def build_study_ui(db_url: str | None = None, organizer_token: str | None = None
             gr.Markdown("The organizer view is disabled: set `BOKEH_ORGANIZER_TOKEN` on the server.")
             return
         with gr.Row():
-            tok = gr.Textbox(label="Organizer token", type="password")
-            org_study = gr.Textbox(label="Study id")
-            status_btn = gr.Button("Status")
-            agg_btn = gr.Button("Results")
-        summary = gr.Markdown()
-        per_method = gr.DataFrame(label="Progress per method", max_height=300)
-        qc_table = gr.DataFrame(label="QC exclusions (failed checks)", max_height=300)
-        mos_table = gr.DataFrame(label="MOS (lower is better)", max_height=300)
-        chart = gr.Plot()
+            tok = gr.Textbox(label="Organizer token", type="password", elem_id="study-org-token")
+            org_study = gr.Textbox(label="Study id", elem_id="study-org-id")
+            status_btn = gr.Button("Status", elem_id="study-status")
+            agg_btn = gr.Button("Results", elem_id="study-results")
+        summary = gr.Markdown(elem_id="study-summary")
+        # hidden until there is something to show (empty tables show the headers "1 2 3", an empty chart axes)
+        per_method = gr.DataFrame(label="Progress per method", max_height=300, visible=False, elem_id="study-progress")
+        qc_table = gr.DataFrame(
+            label="QC exclusions (failed checks)", max_height=300, visible=False, elem_id="study-qc"
+        )
+        mos_table = gr.DataFrame(label="MOS (lower is better)", max_height=300, visible=False, elem_id="study-mos")
+        chart = gr.Plot(visible=False, elem_id="study-chart")
         gr.Markdown("**Export** (the file is built for this request and deleted on the server right after):")
         gr.HTML(_EXPORT_FORM)
 
         def org_status(t: str, study: str, request: gr.Request = None):
-            _check_token(token, t, _client(request))
             try:
+                _check_token(token, t, _client(request))
+                if not str(study or "").strip():
+                    raise StudyError("Enter the study id first.")
                 info = svc.status(study.strip())
                 frame = svc.ratings_frame(study.strip())
-            except StudyError as exc:
-                raise gr.Error(html.escape(str(exc))) from None
+            except (gr.Error, StudyError) as exc:
+                return _refused(str(getattr(exc, "message", exc))), gr.skip(), gr.skip()
             from user_study.report import qc_tables
 
             decisions, _ = qc_tables(svc, study.strip(), frame)
@@ -157,21 +191,33 @@ def build_study_ui(db_url: str | None = None, organizer_token: str | None = None
                 f"{s['open']} open, {s['completed']} completed, {s['expired']} expired; "
                 f"manual exclusions: {info['excluded_manual']}; failed QC checks: {len(failed)}."
             )
-            return text, info["per_method"], failed
+            return (
+                text,
+                gr.update(value=info["per_method"], visible=len(info["per_method"]) > 0),
+                gr.update(value=failed, visible=len(failed) > 0),
+            )
 
         def org_results(t: str, study: str, request: gr.Request = None):
-            _check_token(token, t, _client(request))
             from user_study.report import compute_results, mos_figure
 
             try:
+                _check_token(token, t, _client(request))
+                if not str(study or "").strip():
+                    raise StudyError("Enter the study id first.")
                 res = compute_results(svc, study.strip(), rounds=200)
-            except StudyError as exc:
-                raise gr.Error(html.escape(str(exc))) from None
+            except (gr.Error, StudyError) as exc:
+                return _refused(str(getattr(exc, "message", exc))), gr.skip(), gr.skip()
             table = res["mos"] if res["mode"] == "mos" else res["bt"]
-            return table, mos_figure(table, res["mode"])
+            if not len(table):  # no chart with empty axes: say that there is nothing yet
+                return "No ratings to analyse yet.", gr.update(visible=False), gr.update(visible=False)
+            return (
+                gr.skip(),
+                gr.update(value=table, visible=True),
+                gr.update(value=mos_figure(table, res["mode"]), visible=True),
+            )
 
         status_btn.click(org_status, [tok, org_study], [summary, per_method, qc_table], api_visibility="private")
-        agg_btn.click(org_results, [tok, org_study], [mos_table, chart], api_visibility="private")
+        agg_btn.click(org_results, [tok, org_study], [summary, mos_table, chart], api_visibility="private")
 
 
 def build_demo(db_url: str | None = None, organizer_token: str | None = None) -> gr.Blocks:

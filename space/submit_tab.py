@@ -31,7 +31,7 @@ from evaluation.portal.board import PAPER_COLUMNS
 
 from .config import SpaceSettings
 
-__all__ = ["build_portal_board", "build_portal_tab", "get_portal"]
+__all__ = ["build_portal_board", "build_portal_tab", "get_portal", "portal_closed_reason"]
 
 LICENCES = ["MIT", "Apache-2.0", "BSD-3-Clause", "CC BY 4.0", "CC BY-NC-SA 4.0", "GPL-3.0", "other (say in notes)"]
 SORTS = [("PSNR ↑", "psnr"), ("SSIM ↑", "ssim"), ("LPIPS ↓", "lpips"), ("Runtime s", "runtime")]
@@ -49,6 +49,11 @@ def get_portal() -> Portal:
             if _portal.configured:
                 _portal.start_worker()
         return _portal
+
+
+def portal_closed_reason(portal: Portal) -> str:
+    """Why the portal takes no submissions, in one line for visitors (the setup recipe is in the README)."""
+    return portal.not_configured_reason().split(":", 1)[0].rstrip(".") + "."
 
 
 def _esc(text: Any) -> str:
@@ -215,10 +220,12 @@ def build_portal_tab(
     )
     if max_upload_mb:
         intro += f" This server accepts uploads up to {max_upload_mb} MB."
-    if not portal.configured:
-        intro += f"\n\n⚠️ {portal.not_configured_reason()}"
     with gr.Tabs():
         with gr.Tab("Submit", id="portal-submit") as submit_tab:
+            if not portal.configured:  # said first, and the form below is disabled (not a late refusal)
+                gr.Markdown(
+                    f"⚠️ **Submissions are closed here:** {portal_closed_reason(portal)}", elem_id="portal-closed"
+                )
             gr.Markdown(intro)
             if login:
                 gr.LoginButton(elem_id="portal-login")
@@ -259,6 +266,11 @@ def build_portal_tab(
                 withdraw = gr.Button("Withdraw from the leaderboard", variant="stop", elem_id="portal-withdraw")
             timer = gr.Timer(1.5, active=False)
             watch = [mine_table, progress, timer, withdraw_id]
+            if not portal.configured:
+                form = [token, submitter_name, method, authors, link, hardware_in, runtime, licence, split]
+                form += [uses_depth, extra_data, extra_note, upload, send, withdraw_id, withdraw]
+                for component in form:
+                    component.interactive = False
 
             def submit(
                 file: str | None,
@@ -341,17 +353,19 @@ def build_portal_tab(
                 hide = gr.Button("Hide", variant="stop", elem_id="portal-hide")
                 unhide = gr.Button("Show again", elem_id="portal-unhide")
             org_result = gr.Markdown(elem_id="portal-org-result")
-            audit = gr.DataFrame(interactive=False, label="Audit log", elem_id="portal-audit")
+            # hidden while empty (an empty DataFrame shows the headers "1 2 3")
+            audit = gr.DataFrame(interactive=False, label="Audit log", visible=False, elem_id="portal-audit")
 
-            def organizer(action: str, token_v: str, sub_id: str, reason: str) -> tuple[str, pd.DataFrame]:
+            def organizer(action: str, token_v: str, sub_id: str, reason: str) -> tuple[str, Any]:
                 try:
                     getattr(portal, action)(sub_id.strip(), reason, token_v)
                     text = f"{_esc(sub_id)}: {'hidden' if action == 'hide' else 'shown again'}."
                 except PortalError as exc:
                     text = f"❌ {_esc(exc)}"
                     if "organizer" in str(exc):
-                        return text, pd.DataFrame()
-                return text, pd.DataFrame(portal.store.audit_log()).fillna("")
+                        return text, gr.update(value=pd.DataFrame(), visible=False)
+                log = pd.DataFrame(portal.store.audit_log()).fillna("")
+                return text, gr.update(value=log, visible=len(log) > 0)
 
             hide.click(
                 lambda *a: organizer("hide", *a),

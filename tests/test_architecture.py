@@ -180,6 +180,87 @@ def test_imports_point_one_way_and_skip_private_names() -> None:
     )
 
 
+def _module_graph(files: dict[str, Path], sources: dict[str, str] | None = None) -> dict[str, set[str]]:
+    """module -> the product modules it imports (``from pkg import mod`` counts as an import of ``pkg.mod``)."""
+    graph = {}
+    for name, path in files.items():
+        edges = set()
+        for imp in _imports(path, (sources or {}).get(name)):
+            submodules = {f"{imp.module}.{n}" for n in imp.names if f"{imp.module}.{n}" in files}
+            edges |= submodules or ({imp.module} if imp.module in files else set())
+        edges.discard(name)
+        graph[name] = edges
+    return graph
+
+
+def _import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Each import circle (a strongly connected group of modules) as one path ``a -> b -> ... -> a``."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    groups: list[set[str]] = []
+
+    def visit(node: str) -> None:  # Tarjan's algorithm; the module graph is shallow enough for recursion
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            group = set()
+            while True:
+                member = stack.pop()
+                group.add(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                groups.append(group)
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    cycles = []
+    for group in groups:  # name the shortest circle through the group's first module (breadth-first)
+        start = min(group)
+        parent: dict[str, str] = {}
+        queue = [start]
+        while start not in parent:
+            node = queue.pop(0)
+            for nxt in sorted(graph[node] & group):
+                if nxt not in parent:
+                    parent[nxt] = node
+                    queue.append(nxt)
+        path, node = [start], parent[start]
+        while node != start:
+            path.append(node)
+            node = parent[node]
+        cycles.append([start, *reversed(path[1:]), start])
+    return sorted(cycles)
+
+
+def test_the_cycle_finder_names_each_circle() -> None:
+    """The checker itself: a two-module and a three-module circle are named; a one-way chain is not."""
+    graph = {"a": {"b"}, "b": {"a"}, "c": {"d"}, "d": {"e"}, "e": {"c", "f"}, "f": set()}
+    assert _import_cycles(graph) == [["a", "b", "a"], ["c", "d", "e", "c"]]
+    assert _import_cycles({"a": {"b"}, "b": {"c"}, "c": set()}) == []
+    files = {"evaluation.x": ROOT / "evaluation" / "x.py", "evaluation.y": ROOT / "evaluation" / "y.py"}
+    sources = {"evaluation.x": "from . import y", "evaluation.y": "def f():\n    from .x import g\n"}
+    assert _import_cycles(_module_graph(files, sources)) == [["evaluation.x", "evaluation.y", "evaluation.x"]]
+
+
+def test_no_import_circles_inside_a_package() -> None:
+    """Modules of a room never import each other in a circle (function-level and ``TYPE_CHECKING`` imports
+    count): a name both sides need lives in a module that both import, so imports go one way."""
+    modules = {_module_name(path): path for path in _product_files()}
+    cycles = _import_cycles(_module_graph(modules))
+    assert not cycles, f"{len(cycles)} import circle(s); move the shared names so imports go one way:\n" + "\n".join(
+        " -> ".join(cycle) for cycle in cycles
+    )
+
+
 def test_no_module_over_500_lines_without_a_reason() -> None:
     """A file over 500 lines tells one story and says why at its top (a module docstring line 'Why one file: ...')."""
     offenders = []

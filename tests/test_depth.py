@@ -53,7 +53,7 @@ def test_default_model_id(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_status_of_local_folder_and_missing_models(tiny_dpt: str, tmp_path: Path) -> None:
     assert depth_model_status(tiny_dpt) == (True, "")
     ok, reason = depth_model_status("Intel/dpt-hybrid-midas")
-    assert not ok and "Intel/dpt-hybrid-midas" in reason and "huggingface-cli download" in reason
+    assert not ok and "Intel/dpt-hybrid-midas" in reason and "hf download" in reason
     (tmp_path / "config.json").write_text("{}")
     ok, reason = depth_model_status(str(tmp_path))
     assert not ok and "model.safetensors" in reason and "preprocessor_config.json" in reason
@@ -92,7 +92,7 @@ def test_shared_estimator(tiny_dpt: str) -> None:
 
 
 def test_missing_model_raises_clear_error(photo: np.ndarray) -> None:
-    with pytest.raises(ModelUnavailableError, match=r"Intel/dpt-hybrid-midas.*huggingface-cli download"):
+    with pytest.raises(ModelUnavailableError, match=r"Intel/dpt-hybrid-midas.*hf download"):
         DepthEstimator("Intel/dpt-hybrid-midas", device="cpu").estimate(photo)
     with pytest.raises(ModelUnavailableError, match="does not exist"):
         DepthEstimator("/no/such/folder", device="cpu").estimate(photo)
@@ -148,7 +148,7 @@ def test_depth_cli(tiny_dpt: str, tmp_path: Path, photo: np.ndarray, capsys: pyt
     assert main(["depth", str(source), str(tmp_path / "a.png"), "--approximate", "--focus", "60,45"]) == 0
     assert "APPROXIMATE" in capsys.readouterr().out
     assert main(["depth", str(source), str(tmp_path / "m.png"), "--depth-model", "Intel/dpt-hybrid-midas"]) == 3
-    assert "huggingface-cli download" in capsys.readouterr().err
+    assert "hf download" in capsys.readouterr().err
     (tmp_path / "junk.png").write_bytes(b"not an image")
     assert main(["depth", str(tmp_path / "junk.png"), str(tmp_path / "j.png"), "--approximate"]) == 2
 

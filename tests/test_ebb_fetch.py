@@ -66,6 +66,7 @@ def test_build_from_url_offline_or_unreachable_exits_3(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("BOKEH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr("bokeh_model.download._sleep", lambda seconds: None)  # no pauses between the retries
     out = tmp_path / "out"
     assert ebb.main(["build", "--source", "http://127.0.0.1:9/Training.zip", "--out", str(out)]) == 3  # offline
     assert "offline" in capsys.readouterr().err

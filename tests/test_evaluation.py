@@ -105,9 +105,8 @@ def test_synthetic_run_writes_every_output(tmp_path, capsys):
 
     table = pd.read_csv(out / "table.csv")
     assert list(table.columns[:7]) == ["Method", "Hardware", "Runtime s", "PSNR ↑", "SSIM ↑", "LPIPS ↓", "MOS ↓"]
-    assert (table["Source"] == "reported in paper").sum() == 6
-    assert table.loc[table["Method"] == "PyNET", "PSNR ↑"].item() == 23.28
-    measured = table[table["Source"] != "reported in paper"]
+    assert (table["Source"] == "reported in paper").sum() == 0  # the paper's rows only beside EBB! data
+    measured = table
     assert set(measured["Method"]) == {"eval_test_blur", "blur4"}
     assert measured["PSNR ↑"].notna().all() and measured["LPIPS ↓"].isna().all()
 

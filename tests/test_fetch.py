@@ -120,7 +120,7 @@ def test_checksum_mismatch_and_unreachable_leave_nothing(tmp_path: Path) -> None
             download(server.url("/missing"), tmp_path / "y", progress=False)
         port = server.port
     with pytest.raises(FetchError, match="cannot reach"):
-        download(f"http://127.0.0.1:{port}/x", tmp_path / "z", progress=False)  # server stopped
+        download(f"http://127.0.0.1:{port}/x", tmp_path / "z", progress=False, retries=0)  # server stopped
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 

@@ -79,9 +79,21 @@ def cmd_create(args: argparse.Namespace) -> int:
     )
     items = svc.items_frame(sid)
     print(f"created study {sid}: {items['kind'].value_counts().to_dict()} items, config sha256 {cfg.sha256()[:12]}")
-    from user_study.rater_api import rater_link
+    from user_study.rater_api import is_prolific_url, prolific_link, rater_link
 
-    print(f"rater link: <space url>{rater_link(sid)}&rater=<id>   (Prolific: &PROLIFIC_PID={{{{%PROLIFIC_PID%}}}})")
+    print(f"rater link: <space url>{rater_link(sid)}&rater=<id>")
+    print(f"Prolific study URL: <space url>{prolific_link(sid)}")
+    if not cfg.completion_code:
+        print(
+            "warning: no --completion-code: every session gets its own completion code, which Prolific cannot know; "
+            "for Prolific, create the study with --completion-code set to the Prolific study's code "
+            + (
+                "(until then raters are not sent to the Prolific completion URL, only shown their code)"
+                if is_prolific_url(cfg.completion_url)
+                else "and --completion-url https://app.prolific.com/submissions/complete?cc={code}"
+            ),
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -288,14 +300,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     app = create_rater_app(args.db)
     print(f"rater page: http://{args.host}:{args.port}{PAGE_PATH}?study=<id>&rater=<id>", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port)
+    # client_key trusts exactly BOKEH_TRUSTED_PROXY_HOPS X-Forwarded-For entries itself; uvicorn's proxy-headers
+    # default would also let a client on 127.0.0.1 choose its address
+    uvicorn.run(app, host=args.host, port=args.port, proxy_headers=False)
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (sub-commands with their options)."""
+    from bokeh_model.errors import program_name
+
     p = argparse.ArgumentParser(
-        prog="python -m user_study", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=program_name("python -m user_study"),
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--db", help="SQLAlchemy URL (default: BOKEH_STUDY_DB or <BOKEH_DATA_DIR>/study.db)")
     sub = p.add_subparsers(dest="command", required=True)

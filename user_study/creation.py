@@ -89,20 +89,40 @@ def discover_run(
     return {m: {s: preds[m][s] for s in keep} for m in chosen}, {s: targets[s] for s in keep}
 
 
-def _trap_image(src: Path, dst: Path, text: str) -> None:
+# Traps do not share one look (a white band across the middle would single them out to a script): each gets its
+# own panel colour, text colour, position, width and type size.
+_TRAP_PANELS = ((255, 255, 255), (255, 246, 204), (232, 240, 254), (240, 240, 240), (254, 226, 226), (220, 252, 231))
+_TRAP_INKS = ((200, 0, 0), (20, 20, 20), (30, 64, 175), (120, 20, 90))
+_TRAP_TEXTS = (
+    'ATTENTION CHECK: ignore the comparison and\nselect "{want} - {label}" for this item.',
+    'Please do not rate this pair.\nChoose "{want} - {label}" instead.',
+    'Quality check: whatever you see here,\nanswer "{want} - {label}".',
+)
+
+
+def _trap_text(style: random.Random, want: int, label: str) -> str:
+    return style.choice(_TRAP_TEXTS).format(want=want, label=label)
+
+
+def _trap_image(src: Path, dst: Path, text: str, style: random.Random | None = None) -> None:
+    style = style or random.Random(0)
     with Image.open(src) as im:
         img = im.convert("RGB")
     w, h = img.size
     draw = ImageDraw.Draw(img)
-    size = max(12, w // 28)
+    size = max(12, int(w / style.uniform(24, 34)))
     try:
         font = ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1
         font = ImageFont.load_default()
-    band = int(size * 3.2)
-    top = (h - band) // 2
-    draw.rectangle([0, top, w, top + band], fill=(255, 255, 255))
-    draw.multiline_text((w // 30, top + size // 2), text, fill=(200, 0, 0), font=font, spacing=size // 3)
+    band = min(h, int(size * style.uniform(3.0, 3.8)))
+    top = int((h - band) * style.uniform(0.1, 0.9))
+    left = int(w * style.uniform(0.0, 0.2))
+    right = w - int(w * style.uniform(0.0, 0.2))
+    draw.rectangle([left, top, right, top + band], fill=style.choice(_TRAP_PANELS))
+    draw.multiline_text(
+        (left + w // 30, top + size // 2), text, fill=style.choice(_TRAP_INKS), font=font, spacing=size // 3
+    )
     tmp = dst.with_name(dst.name + ".tmp.png")
     img.save(tmp)
     tmp.replace(dst)
@@ -224,13 +244,11 @@ class StudyCreation(StudyStore):
                     sc = scene_names[k % len(scene_names)]
                     m = method_names[k % len(method_names)]
                     want = (k * 2 + 1) % 5
-                    text = (
-                        f"ATTENTION CHECK: ignore the comparison and\n"
-                        f'select "{want} - {config.scale_labels[want]}" for this item.'
-                    )
+                    style = random.Random(f"{sid}:trap:{k}")  # apart from rng: the items drawn stay the same
+                    text = _trap_text(style, want, config.scale_labels[want])
                     dst = media / "traps" / f"trap{k}_{sc}.png"
                     dst.parent.mkdir(parents=True, exist_ok=True)
-                    _trap_image(ppaths[m][sc], dst, text)
+                    _trap_image(ppaths[m][sc], dst, text, style)
                     items.append(
                         self._item(
                             sid,

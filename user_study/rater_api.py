@@ -36,13 +36,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from anyio import to_thread
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 
-from user_study.config import Settings
+from user_study.config import Settings, StudyConfig
 from user_study.rater_http import (
     IMAGE_HEADERS,
     JSON_HEADERS,
@@ -55,6 +55,7 @@ from user_study.rater_http import (
     served_png,
     session_id,
     session_token,
+    shown_id,
 )
 from user_study.rater_limits import ApiLimits, RateLimiter, WindowCounter, client_key
 from user_study.service import (
@@ -70,15 +71,19 @@ __all__ = [
     "API_PREFIX",
     "PAGE_PATH",
     "build_rater_router",
+    "completion_url",
     "create_rater_app",
+    "is_prolific_url",
     "legacy_link_middleware",
     "mount_rater_routes",
+    "prolific_link",
     "rater_link",
 ]
 
 API_PREFIX = "/study-api/v1"
 PAGE_PATH = "/rate"
 WEB_DIR = Path(__file__).with_name("web")
+MAX_STUDY_ID_CHARS = 64  # the study table's key column
 SOURCES = ("link", "prolific", "mturk", "invite", "hf_oauth")
 _STATIC = {"rater.js": "text/javascript; charset=utf-8", "rater.css": "text/css; charset=utf-8"}
 # No inline script or style, images only from this server; framing stays allowed (MTurk shows the page in an
@@ -97,6 +102,25 @@ _PAGE_HEADERS = {
 
 def _platform_url(url: str) -> str:
     return url if url.startswith(("https://", "http://")) else ""
+
+
+def is_prolific_url(url: str) -> bool:
+    """Whether ``url`` is on Prolific (app.prolific.com, or the older prolific.co), which accepts only the study's
+    own completion code."""
+    host = (urlsplit(url).hostname or "").lower()
+    return any(host == domain or host.endswith("." + domain) for domain in ("prolific.com", "prolific.co"))
+
+
+def completion_url(cfg: StudyConfig, code: str) -> str:
+    """The link a rater is sent to at the end (``{code}`` filled in), or ``""``.
+
+    A per-session code (no fixed ``completion_code``) is never put into a Prolific URL: Prolific checks the
+    code against the study's own and would reject the submission, so the rater is shown the code instead.
+    """
+    url = _platform_url(cfg.completion_url)
+    if not url or (not cfg.completion_code and is_prolific_url(url)):
+        return ""
+    return url.replace("{code}", code)
 
 
 def build_rater_router(
@@ -148,8 +172,7 @@ def build_rater_router(
             out["preload"] = [f"{API_PREFIX}/images/{t}" for t in view.next_images]
         if view.done:
             out["completion_code"] = view.completion_code
-            url = _platform_url(cfg.completion_url)
-            out["completion_url"] = url.replace("{code}", view.completion_code) if url else ""
+            out["completion_url"] = completion_url(cfg, view.completion_code)
         return out
 
     # SQLite takes one writer at a time: with one database thread, requests queue in order instead of
@@ -189,7 +212,9 @@ def build_rater_router(
             cfg = await run(lambda: service.study_config(study_id))
         except StudyError:
             # no list of known studies here (the service's message has one): this route is public
-            return error_response(ApiError(404, "unknown_study", f"unknown study {study_id!r}; check your link"))
+            return error_response(
+                ApiError(404, "unknown_study", f"unknown study {shown_id(study_id)}; check your link")
+            )
         return json_response(
             {
                 "study": study_id,
@@ -218,6 +243,8 @@ def build_rater_router(
                 raise ApiError(422, "bad_source", f"source {source!r} is not one of {list(SOURCES)}")
             if not study:
                 raise ApiError(422, "no_study", "the link has no study id (?study=...)")
+            if len(study) > MAX_STUDY_ID_CHARS:  # no stored study has a longer id: refuse before any query
+                raise ApiError(404, "unknown_study", f"unknown study {shown_id(study)}; check your link")
             allow_new = new_sessions.count(client) < limits.max_new_sessions
             try:
                 view = await run(lambda: service.begin(study, rater, source, allow_new=allow_new))
@@ -228,7 +255,7 @@ def build_rater_router(
             except StudyError as exc:
                 msg = str(exc)
                 if msg.startswith("unknown study"):
-                    msg = f"unknown study {study!r}; check your link"
+                    msg = f"unknown study {shown_id(study)}; check your link"
                 raise ApiError(404 if "unknown study" in msg else 422, "refused", msg) from None
             if view.started:
                 new_sessions.add(client)
@@ -298,7 +325,7 @@ def build_rater_router(
         path = await run(lambda: service.image_path(token))
         if path is None:
             return error_response(ApiError(404, "not_found", "no such image"))
-        data = await run_io(lambda: served_png(cache, path))
+        data = await run_io(lambda: served_png(cache, path, variant=token))  # its own bytes per slot side
         return Response(data, media_type="image/png", headers=IMAGE_HEADERS)
 
     @router.post(API_PREFIX + "/organizer/export")
@@ -376,6 +403,13 @@ def legacy_link_middleware(app: Any) -> Callable:
 def rater_link(study_id: str, **params: str) -> str:
     """Relative URL of the rater page for a study (extra query parameters, e.g. ``rater=...``, appended)."""
     return f"{PAGE_PATH}?{urlencode({'study': study_id, **params})}"
+
+
+def prolific_link(study_id: str) -> str:
+    """Relative URL of the rater page to paste into a Prolific study: Prolific replaces its three placeholders
+    (``{{%PROLIFIC_PID%}}``, ``{{%STUDY_ID%}}``, ``{{%SESSION_ID%}}``) with the participant's values."""
+    placeholders = "&".join(f"{name}={{{{%{name}%}}}}" for name in ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID"))
+    return f"{rater_link(study_id)}&{placeholders}"
 
 
 def create_rater_app(db_url: str | None = None, organizer_token: str | None = None) -> FastAPI:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from starlette.requests import Request
 
-__all__ = ["ApiLimits", "RateLimiter", "WindowCounter", "client_key"]
+__all__ = ["UNTRUSTED_FORWARDED", "ApiLimits", "RateLimiter", "WindowCounter", "client_key"]
 
 
 @dataclass
@@ -71,6 +71,10 @@ class ApiLimits:
             # this, all raters would share one client address and one budget
             trusted_proxy_hops=int(num("BOKEH_TRUSTED_PROXY_HOPS", 1 if os.environ.get("SYSTEM") == "spaces" else 0)),
         )
+
+
+# The one client key of requests whose address came from an untrusted X-Forwarded-For entry (see client_key).
+UNTRUSTED_FORWARDED = "forwarded-untrusted"
 
 
 class RateLimiter:
@@ -139,10 +143,16 @@ def client_key(request: Request, trusted_proxy_hops: int = 0) -> str:
 
     With ``n`` trusted proxies each appending the address it saw to ``X-Forwarded-For``, the client is the
     ``n``-th entry from the right; entries further left can be forged by the client and are ignored.
+
+    Only those ``n`` hops are trusted, whatever the server in front does: uvicorn (and so Gradio) by default
+    replaces the peer address with an ``X-Forwarded-For`` entry when the peer is 127.0.0.1, so a client on the
+    same host could name itself anew on every request. A peer address that appears in the header it would
+    otherwise be judged by is such a replacement (or the client's own claim): those requests share one key.
     """
     peer = request.client.host if request.client else "unknown"
-    if trusted_proxy_hops > 0:
-        hops = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",") if h.strip()]
-        if len(hops) >= trusted_proxy_hops:
-            return hops[-trusted_proxy_hops]
+    hops = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",") if h.strip()]
+    if trusted_proxy_hops > 0 and len(hops) >= trusted_proxy_hops:
+        return hops[-trusted_proxy_hops]
+    if peer in hops:
+        return UNTRUSTED_FORWARDED
     return peer

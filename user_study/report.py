@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from bokeh_model.files import atomic_write
+from bokeh_model.files import atomic_write, safe_cell, spreadsheet_csv
 from evaluation.run_layout import PER_IMAGE, RUN_RECORD
 from user_study.aggregate import (
     item_mos,
@@ -43,25 +43,17 @@ __all__ = [
     "export_ratings",
     "mos_figure",
     "qc_tables",
-    "safe_cell",
+    "safe_cell",  # re-exported from bokeh_model.files
     "write_aggregate",
 ]
 
 log = logging.getLogger(__name__)
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
 
 
 def _write_csv(df: pd.DataFrame, path: Path) -> None:
-    atomic_write(path, df.to_csv(index=False))
-
-
-def safe_cell(value: Any) -> Any:
-    """Neutralise spreadsheet formulas: a string whose first non-blank character is ``= + - @`` (spreadsheets
-    skip leading spaces, so `` =HYPERLINK(...)`` is a formula too) or that starts with a control char gets a
-    leading ``'``."""
-    if isinstance(value, str) and (value.startswith(_FORMULA_START) or value.lstrip().startswith(_FORMULA_START)):
-        return "'" + value
-    return value
+    # read back by programs (mos.csv -> the leaderboard), so values stay as they are; CRLF line ends make the
+    # csv writer quote any value holding a CR or LF, which a spreadsheet would otherwise split into rows
+    atomic_write(path, df.to_csv(index=False, lineterminator="\r\n"))
 
 
 def qc_tables(
@@ -266,8 +258,7 @@ def export_ratings(service: StudyService, study_id: str, path: str | Path, *, fm
         df[c] = df[c].astype(str).replace({"NaT": "", "None": ""})
     path = Path(path)
     if fmt == "csv":
-        df = df.map(safe_cell)
-        atomic_write(path, df.to_csv(index=False))
+        atomic_write(path, spreadsheet_csv(df))
     else:
         atomic_write(path, df.to_json(orient="records", lines=True))
     return path

@@ -351,7 +351,10 @@ class SessionAssignment(StudyStore):
             view.position, view.done = n, True
             view.completion_code = a.completion_code
             more = view.sessions_done < cfg.max_sessions_per_rater
-            view.message = "Session complete. Thank you!" + (" You may start another session." if more else "")
+            # the page's title says "Thank you!": the message does not repeat it
+            view.message = "Session complete: your ratings are saved." + (
+                " You may start another session." if more else ""
+            )
             view.finished = not more
             return view
         row = pending[0]

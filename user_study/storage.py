@@ -72,6 +72,10 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
+# Longest rater id accepted (Prolific ids are 24 characters, MTurk worker ids about 14, invite codes ours).
+MAX_RATER_ID_CHARS = 200
+
+
 def hash_rater(secret: str, source: str, external_id: str) -> str:
     """Keyed hash (HMAC-SHA256, 32 hex chars) of ``source:external_id``; the raw id is never stored.
 
@@ -83,6 +87,8 @@ def hash_rater(secret: str, source: str, external_id: str) -> str:
     external_id = external_id.strip()
     if not external_id:
         raise ValueError("empty rater id: the link needs ?rater=<id> (or PROLIFIC_PID / workerId / code)")
+    if len(external_id) > MAX_RATER_ID_CHARS:  # platform ids are short; a huge one is a probe, not a rater
+        raise ValueError(f"rater id of {len(external_id)} characters; at most {MAX_RATER_ID_CHARS} are accepted")
     msg = f"{source}:{external_id}".encode()
     return hmac.new(secret.encode(), msg, hashlib.sha256).hexdigest()[:32]
 

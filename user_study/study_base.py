@@ -201,7 +201,9 @@ class StudyStore:
         study = s.get(Study, study_id) if study_id else None
         if study is None:
             known = s.scalars(select(Study.id).order_by(Study.created_at).limit(20)).all()
-            raise StudyError(f"unknown study {study_id!r}; known studies: {list(known)}")
+            # plain words, not Python reprs: the message is shown to people (the Study tab, the CLI)
+            listed = ", ".join(known) if known else "none yet"
+            raise StudyError(f'unknown study "{study_id}"; known studies: {listed}')
         cached = self._configs.get(study.id)
         if cached is None or cached[0] != study.config_sha256:
             cached = self._configs[study.id] = (study.config_sha256, StudyConfig.from_dict(study.config))

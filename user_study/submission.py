@@ -181,7 +181,7 @@ class RatingSubmission(SessionAssignment):
         allowed = list(PAIRWISE_CHOICES) if cfg.mode == "pairwise" else list(range(5))
         try:
             value = int(score)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: Infinity / -Infinity
             value = None
         if value is None or value not in allowed or (isinstance(score, float) and not float(score).is_integer()):
             raise SubmitRejected("bad_score", f"score {score!r} is not allowed; choose one of {allowed}")

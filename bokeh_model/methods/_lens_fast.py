@@ -33,9 +33,12 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from numba import njit
 
+from ..cache import use_user_numba_cache
 from ._optics import aperture_kernel, highlight_gain, linear_to_srgb, srgb_to_linear
+
+use_user_numba_cache()  # before numba compiles with cache=True: never into site-packages
+from numba import njit  # noqa: E402
 
 __all__ = ["COARSE_FROM", "default_threads", "kernel_runs", "render_image", "render_layers", "warm_up"]
 

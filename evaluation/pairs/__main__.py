@@ -13,9 +13,11 @@ __all__ = ["main"]
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse and build; exit 0 ok, 1 failure, 2 bad input or no pair survived, 3 no depth model."""
+    from bokeh_model.errors import program_name
+
     defaults = AlignSettings()
     parser = argparse.ArgumentParser(
-        prog="python -m evaluation.pairs",
+        prog=program_name("python -m evaluation.pairs"),
         description="Turn your own narrow/wide aperture photo pairs into an EBB!-style datasets folder.",
         epilog="Exit codes: 0 ok (at least one pair), 1 failure, 2 bad input or no pair survived, 3 missing depth "
         "model (use --no-depth).",

@@ -284,7 +284,7 @@ def build_pairs_dataset(
             # cannot use: keep its first sentence and say what works here
             what = reason.split(". Provide")[0].rstrip(".")
             looks_like_path = model_id.startswith((".", "/", "~")) or model_id.count("/") > 1
-            cache = "" if looks_like_path else f"`huggingface-cli download {model_id}` on a machine with internet, "
+            cache = "" if looks_like_path else f"`hf download {model_id}` on a machine with internet, "
             raise ModelUnavailableError(
                 f"{what}. Provide a depth model as a local folder (--depth-model /path/to/model with config.json, "
                 f"preprocessor_config.json and the weights) or in the Hugging Face cache ({cache}or set "

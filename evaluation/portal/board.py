@@ -17,7 +17,7 @@ from evaluation.leaderboard import finite_or_none
 from evaluation.run_layout import RUN_RECORD
 
 if TYPE_CHECKING:
-    from .service import Portal
+    from .models import PortalState
 
 __all__ = ["BOARD_COLUMNS", "PAPER_COLUMNS", "SORT_KEYS", "leaderboard_frames"]
 
@@ -47,7 +47,7 @@ def _fmt(value: Any, digits: int) -> str:
     return "–" if number is None else f"{number:.{digits}f}"
 
 
-def _submitted_rows(portal: Portal, profile: str) -> list[dict[str, Any]]:
+def _submitted_rows(portal: PortalState, profile: str) -> list[dict[str, Any]]:
     rows = []
     for record in portal.store.submissions():
         if record.get("status") != "scored" or record.get("visibility") != "public":
@@ -180,7 +180,7 @@ def _paper_frame() -> pd.DataFrame:
 
 
 def leaderboard_frames(
-    portal: Portal,
+    portal: PortalState,
     profile: str,
     *,
     sort_by: str = "psnr",

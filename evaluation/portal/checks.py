@@ -34,6 +34,7 @@ _FORMATS = {"PNG": ".png", "JPEG": ".jpg", "MPO": ".jpg"}
 # Files that archivers add on their own; ignored (and listed in the report) rather than refused as extra ids.
 _IGNORED = re.compile(r"(^|/)(__MACOSX/|\.DS_Store$|Thumbs\.db$|desktop\.ini$)")
 _CHUNK = 1 << 20
+_MIB = 1 << 20  # sizes are limited and reported in MiB (2^20 bytes), as BOKEH_PORTAL_MAX_MB is read
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,7 @@ class CheckReport:
     def render(self, max_per_kind: int = 10) -> str:
         """A readable report (Markdown-compatible plain text), grouped by kind of problem."""
         if self.ok:
-            text = f"Accepted: {self.n_files} predictions, {self.total_bytes / 1e6:.1f} MB uncompressed."
+            text = f"Accepted: {self.n_files} predictions, {self.total_bytes / _MIB:.1f} MiB uncompressed."
             if self.ignored:
                 text += f" Ignored {len(self.ignored)} entries added by archivers or folders: " + ", ".join(
                     self.ignored[:max_per_kind]
@@ -293,7 +294,7 @@ def _check_zip(
     if archive_size > limits.max_archive_bytes:
         report.add(
             "too_large",
-            f"the archive is {archive_size / 1e6:.0f} MB; the limit is {limits.max_archive_bytes / 1e6:.0f} MB",
+            f"the archive is {archive_size / _MIB:.0f} MiB; the limit is {limits.max_archive_bytes / _MIB:.0f} MiB",
         )
         raise SubmissionRefused(report)
     try:
@@ -337,8 +338,8 @@ def _check_zip(
             if info.file_size > limits.max_file_bytes or (info.file_size > 1 << 20 and ratio > limits.max_ratio):
                 report.add(
                     "bomb",
-                    f"{name!r} declares {info.file_size / 1e6:.1f} MB from {info.compress_size / 1e6:.2f} MB "
-                    f"(ratio {ratio:.0f}; limits {limits.max_file_bytes / 1e6:.0f} MB per file, "
+                    f"{name!r} declares {info.file_size / _MIB:.1f} MiB from {info.compress_size / _MIB:.2f} MiB "
+                    f"(ratio {ratio:.0f}; limits {limits.max_file_bytes / _MIB:.0f} MiB per file, "
                     f"ratio {limits.max_ratio:.0f})",
                     name,
                 )
@@ -351,8 +352,9 @@ def _check_zip(
         ):
             report.add(
                 "bomb",
-                f"the archive declares {declared_total / 1e6:.0f} MB uncompressed from {compressed_total / 1e6:.1f} MB "
-                f"(limit {limits.max_total_bytes / 1e6:.0f} MB, ratio {limits.max_ratio:.0f})",
+                f"the archive declares {declared_total / _MIB:.0f} MiB uncompressed "
+                f"from {compressed_total / _MIB:.1f} MiB "
+                f"(limit {limits.max_total_bytes / _MIB:.0f} MiB, ratio {limits.max_ratio:.0f})",
             )
         plan = _plan_names([info.filename for info in files], report, set(expected))
         if not report.ok:
@@ -420,7 +422,7 @@ def _check_folder(
             if sizes[name] > limits.max_file_bytes:
                 report.add(
                     "too_large",
-                    f"{name!r} is {sizes[name] / 1e6:.0f} MB; the limit is {limits.max_file_bytes / 1e6:.0f} MB",
+                    f"{name!r} is {sizes[name] / _MIB:.0f} MiB; the limit is {limits.max_file_bytes / _MIB:.0f} MiB",
                     name,
                 )
     if len(names) > len(expected) + limits.max_entries_extra:
@@ -428,7 +430,8 @@ def _check_folder(
     if sum(sizes.values()) > limits.max_total_bytes:
         report.add(
             "too_large",
-            f"the files total {sum(sizes.values()) / 1e6:.0f} MB; the limit is {limits.max_total_bytes / 1e6:.0f} MB",
+            f"the files total {sum(sizes.values()) / _MIB:.0f} MiB; "
+            f"the limit is {limits.max_total_bytes / _MIB:.0f} MiB",
         )
     plan = _plan_names(names, report, set(expected))
     if not report.ok:

@@ -12,12 +12,24 @@ import os
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from bokeh_model.errors import InputError
 
 from .checks import CheckLimits
 
-__all__ = ["PROFILES", "DuplicateSubmission", "PortalError", "PortalSettings", "SubmissionMeta", "Submitter"]
+if TYPE_CHECKING:
+    from .store import ResultsStore
+
+__all__ = [
+    "PROFILES",
+    "DuplicateSubmission",
+    "PortalError",
+    "PortalSettings",
+    "PortalState",
+    "SubmissionMeta",
+    "Submitter",
+]
 
 PROFILES = ("pynet", "dmshn")
 _URL = re.compile(r"^https?://[^\s<>\"']+$")
@@ -25,6 +37,15 @@ _URL = re.compile(r"^https?://[^\s<>\"']+$")
 
 class PortalError(InputError):
     """A request the portal refuses (not signed in, not yours, rate limit, bad metadata); the text says why."""
+
+
+class PortalState(Protocol):
+    """What the board and the study bridge read of a :class:`~evaluation.portal.service.Portal` (so that they need
+    not import the service, which calls them)."""
+
+    root: Path
+    settings: PortalSettings
+    store: ResultsStore
 
 
 class DuplicateSubmission(PortalError):

@@ -47,6 +47,28 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def _check_scorable(targets: dict[str, tuple[int, int]], split: str) -> None:
+    """Refuse a split whose targets are too small for a profile's border crop and SSIM window: found at check time,
+    not after the submission was accepted and scoring failed half way.
+
+    Raises:
+        PortalError: the smallest target and the size each profile needs.
+    """
+    from evaluation.metrics import PROFILES as METRIC_PROFILES
+
+    need = max((METRIC_PROFILES[name] for name in PROFILES), key=lambda profile: profile.min_side)
+    small = {i: size for i, size in targets.items() if min(size) < need.min_side}
+    if small:
+        first = min(small, key=lambda i: min(small[i]))
+        width, height = small[first]
+        raise PortalError(
+            f"the portal's dataset cannot be scored: {len(small)} target(s) of split {split!r} are smaller than "
+            f"{need.min_side}x{need.min_side} pixels (e.g. id {first}, {width}x{height}), which profile "
+            f"{need.name!r} needs ({need.border}-px border crop and a {need.ssim_window}-px SSIM window); "
+            "an organizer must set a dataset of full-size images"
+        )
+
+
 def _file_sha256(path: Path) -> str:
     import hashlib
 
@@ -103,7 +125,9 @@ class Portal:
             raise PortalError(f"split {split!r} is not open for submissions; open splits: {list(self.settings.splits)}")
         key = (str(self.settings.dataset), split)
         if key not in self._targets:
-            self._targets[key] = dataset_targets(str(self.settings.dataset), split)
+            targets = dataset_targets(str(self.settings.dataset), split)
+            _check_scorable(targets, split)
+            self._targets[key] = targets
         return self._targets[key]
 
     def check_organizer(self, token: str | None) -> None:

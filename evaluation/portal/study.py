@@ -19,7 +19,7 @@ from bokeh_model.files import atomic_write
 from evaluation.run_layout import method_dir, targets_dir
 
 if TYPE_CHECKING:
-    from .service import Portal
+    from .models import PortalState
 
 __all__ = ["build_study_run"]
 
@@ -34,7 +34,7 @@ def _label(method: str, taken: set[str]) -> str:
 
 
 def build_study_run(
-    portal: Portal, sub_ids: Sequence[str], out: str | os.PathLike, *, with_measured: Sequence[str] = ()
+    portal: PortalState, sub_ids: Sequence[str], out: str | os.PathLike, *, with_measured: Sequence[str] = ()
 ) -> Path:
     """Write a study run folder for ``sub_ids`` (scored submissions of one split) into ``out``.
 

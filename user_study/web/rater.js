@@ -135,7 +135,9 @@
       return;
     }
     $("rater-label").hidden = Boolean(state.rater);
-    text($("start-note"), state.rater ? "" : "Enter the rater id or invite code you were given.");
+    // begin() resumes an open session of this rater: say so, so that a returning rater is not worried
+    const resume = "If you already started, you continue where you left off.";
+    text($("start-note"), state.rater ? resume : `Enter the rater id or invite code you were given. ${resume}`);
   }
 
   async function begin() {
