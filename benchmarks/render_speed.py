@@ -1,12 +1,18 @@
 """Speed of the classical bokeh renderers at 1024x1536, K = 32: every method on the CPU (and CUDA if present).
 
-Usage: ``python -m benchmarks.render_speed [--threads 2] [--repeats 3] [--size 1024x1536] [--strength 32]``
+Usage: ``python -m benchmarks.render_speed [--threads 2] [--repeats 3] [--size 1024x1536] [--strength 32]
+[--bokehlicious-onnx]``
 
 The scene is synthetic (textured far wall, receding ground plane, an in-focus subject, a blurred foreground
 object, bright points for bokeh balls), so the numbers are reproducible anywhere. In the same run the
 ``lens`` renderer is compared with a brute-force reference of the same model (the batched PyTorch/FFT
 implementation on the same CPU) for the speed ratio, and with the exact direct-scatter reference on a
 small copy of the scene for quality (PSNR). Targets from the issue: lens <= 1.0 s on the CPU, <= 5 ms on an H100.
+
+Learned methods without weights here run with RANDOM weights of the published architecture (``bokehlicious``:
+the authors' ``small``, 1.21 M parameters): their time does not depend on the values, their output means nothing.
+``--bokehlicious-onnx`` also exports that network to ONNX (dynamic sides, multiples of 4) and times ONNX Runtime
+on the CPU with the same threads.
 """
 
 from __future__ import annotations
@@ -67,6 +73,102 @@ def timed(function, repeats: int, device: str) -> list[float]:  # type: ignore[n
     return times
 
 
+def time_bokehlicious(image: np.ndarray, devices: list[str], args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """Bokehlicious ``small`` with random weights (timing only) through the registered method: crop, network,
+    clamp; at 1024x1536 no downscale (the authors' cap is 2000 px)."""
+    import tempfile
+
+    from bokeh_model.modeling_bokehlicious import Bokehlicious
+
+    results: dict[str, dict[str, float]] = {}
+    torch.manual_seed(0)
+    network = Bokehlicious().eval()
+    count = sum(p.numel() for p in network.parameters())
+    print(f"  bokehlicious: RANDOM weights of the authors' small architecture ({count:,} parameters), timing only")
+    with tempfile.TemporaryDirectory() as folder:
+        weights = Path(folder) / "random-small.pt"
+        torch.save(network.state_dict(), weights)
+        for device in devices:
+            method = create_method("bokehlicious", weights=weights, device=device)
+            method(image[:64, :64], aperture=2.8)  # load, warm up
+            cpu_start = time.process_time()
+            times = timed(lambda m=method: m(image, aperture=2.8), args.learned_repeats, device)
+            # On a shared machine wall time depends on the other load; the process's CPU seconds per run divided
+            # by the threads estimates the wall time on idle cores (an estimate: it assumes perfect scaling).
+            cpu_per_run = (time.process_time() - cpu_start) / len(times)
+            key = f"bokehlicious@{device}"
+            results[key] = {"median_s": statistics.median(times), "min_s": min(times), "cpu_s_per_run": cpu_per_run}
+            print(
+                f"  {key:14s} median {statistics.median(times) * 1000:9.1f} ms   min {min(times) * 1000:9.1f} ms   "
+                f"CPU time {cpu_per_run:.1f} s per run (/{args.threads} threads = {cpu_per_run / args.threads:.1f} s)"
+            )
+    if args.bokehlicious_onnx:
+        results.update(time_bokehlicious_onnx(network, image, args))
+    return results
+
+
+def time_bokehlicious_onnx(
+    network: torch.nn.Module, image: np.ndarray, args: argparse.Namespace
+) -> dict[str, dict[str, float]]:
+    """Export to ONNX (torch.export-based exporter, opset 18, sides 4 * dynamic) and time ONNX Runtime on the CPU."""
+    import tempfile
+
+    import onnxruntime as ort
+
+    from bokeh_model.methods.bokehlicious import preprocess
+    from bokeh_model.modeling_bokehlicious import position_map
+
+    names = ["source", "bokeh_strength", "pos_map", "bokeh_strength_map"]
+
+    def inputs(height: int, width: int, picture: np.ndarray | None = None) -> tuple[torch.Tensor, ...]:
+        if picture is None:
+            source = torch.rand(1, 3, height, width)
+        else:
+            source = torch.from_numpy(np.ascontiguousarray(picture.transpose(2, 0, 1)))[None]
+        embedding = 2 / 2.8
+        strength_map = torch.full((1, 1, height, width), embedding)
+        return source, torch.tensor([embedding]), position_map(height, width), strength_map
+
+    rows, cols = torch.export.Dim("rows", min=1, max=4096), torch.export.Dim("cols", min=1, max=4096)
+    sides = {2: 4 * rows, 3: 4 * cols}
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "bokehlicious.onnx"
+        start = time.perf_counter()
+        with torch.no_grad():
+            program = torch.onnx.export(
+                network,
+                inputs(64, 96),
+                dynamo=True,
+                opset_version=18,
+                input_names=names,
+                output_names=["output"],
+                dynamic_shapes={"source": sides, "bokeh_strength": None, "pos_map": sides, "bokeh_strength_map": sides},
+                external_data=False,
+                verbose=False,
+            )
+        program.save(str(path), external_data=False)
+        print(f"  bokehlicious ONNX export: {time.perf_counter() - start:.1f} s, {path.stat().st_size / 1e6:.1f} MB")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = args.threads, 1
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    network_input, _, _ = preprocess(image)
+    tensors = inputs(*network_input.shape[:2], network_input)
+    feeds = {name: tensor.numpy() for name, tensor in zip(names, tensors, strict=True)}
+    with torch.inference_mode():
+        reference = network(*tensors).numpy()
+    out = session.run(None, feeds)[0]
+    times = timed(lambda: session.run(None, feeds), args.learned_repeats, "cpu")
+    difference = float(np.abs(out - reference).max())
+    print(
+        f"  bokehlicious-onnxruntime@cpu median {statistics.median(times) * 1000:9.1f} ms (network only; onnxruntime "
+        f"{ort.__version__}), max |ORT - eager| = {difference:.2e}"
+    )
+    return {
+        "bokehlicious-onnxruntime@cpu": {"median_s": statistics.median(times), "min_s": min(times)},
+        "bokehlicious_onnx_max_abs_difference": {"value": difference},
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (torch and the Numba renderer)")
@@ -75,6 +177,9 @@ def main() -> int:
     parser.add_argument("--strength", type=float, default=32.0, help="K, the largest blur radius in px")
     parser.add_argument("--json", help="also write the results to this JSON file")
     parser.add_argument("--skip-reference", action="store_true", help="skip the brute-force CPU reference timing")
+    parser.add_argument("--learned-repeats", type=int, default=1, help="timed runs of the learned methods")
+    parser.add_argument("--skip-learned", action="store_true", help="skip the learned methods (bokehlicious)")
+    parser.add_argument("--bokehlicious-onnx", action="store_true", help="also time Bokehlicious in ONNX Runtime")
     args = parser.parse_args()
     height, width = (int(v) for v in args.size.lower().split("x"))
     torch.set_num_threads(args.threads)
@@ -111,6 +216,8 @@ def main() -> int:
             key = f"{name}@{device}"
             results[key] = {"median_s": statistics.median(times), "min_s": min(times)}
             print(f"  {key:14s} median {statistics.median(times) * 1000:9.1f} ms   min {min(times) * 1000:9.1f} ms")
+    if not args.skip_learned:
+        results.update(time_bokehlicious(image, devices, args))
     if not args.skip_reference:
         # the same layered model, brute force (every layer FFT-blurred at once) on the same CPU
         radius = signed_radius(depth, args.strength, focus)

@@ -49,7 +49,8 @@ class SpaceSettings:
         max_render_side: depth and defocus are computed at this longest side (``BOKEH_MAX_RENDER_SIDE``); the
             result is then brought back to the photo's own size.
         max_photo_mp: largest photo accepted, in megapixels (``BOKEH_MAX_PHOTO_MP``); checked at upload.
-        pynet_cpu_preview_side: PyNET's preview size on a CPU (``BOKEH_PYNET_PREVIEW_SIDE``; 0 = full size).
+        pynet_cpu_preview_side: preview size of the learned methods (PyNET, Bokehlicious) on a CPU
+            (``BOKEH_PYNET_PREVIEW_SIDE``; 0 = full size).
         max_upload_mb: upload limit in megabytes (``BOKEH_MAX_UPLOAD_MB``).
         concurrency: renders run at once (``BOKEH_CONCURRENCY``); more requests wait in the queue.
     """

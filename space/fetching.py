@@ -2,8 +2,9 @@
 
 On a Hugging Face Space (``SPACE_ID`` is set) or with ``BOKEH_FETCH_MODELS=1``, the app starts serving at once
 and a daemon thread fetches what is missing: the default depth model, PyNET-Bokeh (the authors' zip, converted into
-the default weights folder), then the other depth models a visitor can pick (the depth models are normally already
-there through the README's ``preload_from_hub``). The Status
+the default weights folder), the default variant of every method with published weights (Bokehlicious, ...: their
+``method: NAME`` status card shows the progress), then the other depth models a visitor can pick (the depth models
+are normally already there through the README's ``preload_from_hub``). The Status
 tab reads :func:`fetch_snapshot` for its progress cards, and every request re-checks availability, so PyNET and
 the depth model appear when ready without a restart. ``BOKEH_FETCH_MODELS=0`` turns it off on a Space.
 
@@ -128,6 +129,12 @@ def _run(settings: SpaceSettings) -> None:
             )
 
         jobs.append((item, pynet))
+    from bokeh_model.method_weights import fetch_method_weights, installed_weights, weights_spec_names
+
+    for method in weights_spec_names():
+        if installed_weights(method) is None:  # the default variant; others with `fetch METHOD --variant V`
+            card = f"method: {method}"  # the Status tab's row of that method
+            jobs.append((card, lambda m=method, c=card: fetch_method_weights(m, progress=False, callback=_progress(c))))
     jobs += [job for job in depth_jobs if job[0] != "Depth model"]
     for item, _ in jobs:
         _set(item, state="waiting", detail="queued")

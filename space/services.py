@@ -337,6 +337,11 @@ def _cached_approximate_depth(photo: np.ndarray, focus_xy: tuple[int, int] | Non
     return depth
 
 
+# Learned methods too slow on a CPU at the processing resolution -> their name in the preview note. Bokehlicious at
+# 1024x1536 takes minutes on 2 shared cores (benchmarks/render_speed.py); at 768 px a few seconds.
+CPU_PREVIEW_METHODS = {"pynet": "PyNET", "bokehlicious": "Bokehlicious"}
+
+
 def _pynet_preview(photo: np.ndarray, depth: DepthResult | None, side: int) -> tuple[np.ndarray, np.ndarray | None]:
     height, width = photo.shape[:2]
     scale = side / max(height, width)
@@ -388,12 +393,13 @@ def render_photo(
     source, source_depth = photo, None if depth is None else depth.depth
     preview_side = settings.pynet_cpu_preview_side
     on_cpu = not torch.cuda.is_available()
-    if method_name == "pynet" and on_cpu and not params.get("max_side") and 0 < preview_side < max(photo.shape[:2]):
+    label = CPU_PREVIEW_METHODS.get(method_name)
+    if label and on_cpu and not params.get("max_side") and 0 < preview_side < max(photo.shape[:2]):
         source, source_depth = _pynet_preview(photo, depth, preview_side)
         notes.append(
-            f"PyNET preview: computed at {source.shape[1]}x{source.shape[0]} px on this CPU (about 10 s per "
-            "full-size photo), then brought to full size by guided upsampling; use a GPU or the CLI for "
-            "PyNET at full resolution."
+            f"{label} preview: computed at {source.shape[1]}x{source.shape[0]} px on this CPU (a full-size photo "
+            "takes 10 s or more), then brought to full size by guided upsampling; use a GPU or the CLI for "
+            f"{label} at full resolution."
         )
     start = time.perf_counter()
     rendered = method(source, source_depth, **params)

@@ -379,13 +379,19 @@ def test_space_settings_and_background_fetch_order(tmp_path: Path, monkeypatch: 
 
     monkeypatch.setattr(fetch_module, "fetch_depth", lambda model, callback=None: fake(model))
     monkeypatch.setattr(fetch_module, "fetch_pynet", lambda **kwargs: fake("pynet"))
+    # methods with published weights (Bokehlicious, ...) are fetched after PyNET, before the optional depth models
+    from bokeh_model import method_weights
+
+    published = method_weights.weights_spec_names()
+    monkeypatch.setattr(method_weights, "fetch_method_weights", lambda method, **kwargs: fake(method))
     monkeypatch.setattr(fetching, "_STATES", {})
     fetching._run(SpaceSettings(depth_model="dpt-hybrid"))
     # PyNET is not kept waiting behind the second depth model
-    assert calls == [DPT_ID, "pynet", DA_ID]
+    assert calls == [DPT_ID, "pynet", *published, DA_ID]
     assert [state["item"] for state in fetching.fetch_snapshot()] == [
         "Depth model",
         "PyNET-Bokeh weights",
+        *[f"method: {name}" for name in published],
         "Depth model: Depth Anything V2 Small",
     ]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..method_weights import get_weights_spec, weights_spec_names
 from ..registry import create_method, list_methods
 
 NAME = "list"
@@ -17,15 +18,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     rows = []
+    published = set(weights_spec_names())
     for name in list_methods():
         method = create_method(name)
         ok, reason = method.availability()
+        spec = get_weights_spec(name) if name in published else None
         rows.append(
             {
                 "name": name,
                 "description": method.description,
                 "available": ok,
                 "reason": reason,
+                # methods with published weights: where they come from and the terms they come with
+                "source": spec.source if spec else None,
+                "license": spec.license if spec else None,
+                "citation": spec.citation if spec else None,
                 "params": [
                     {
                         "name": p.name,
@@ -48,6 +55,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"{row['name']}: {row['description']} [{state}]")
         if not row["available"]:
             print(f"    {row['reason']}")
+        if row["license"]:
+            print(f"    weights: {row['source']}; licence: {row['license']}")
+            print(f"    cite: {row['citation']}")
         for p in row["params"]:
             bounds = (
                 f" one of {p['choices']}"
