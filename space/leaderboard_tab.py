@@ -16,6 +16,7 @@ import pandas as pd
 
 from evaluation.report import method_colors
 
+from .arena_tab import add_arena_column
 from .config import SpaceSettings
 
 __all__ = ["build_leaderboard_tab", "is_ebb_run", "leaderboard_view", "method_colours"]
@@ -121,7 +122,7 @@ def leaderboard_view(settings: SpaceSettings) -> tuple[Any, ...]:
     return (
         gr.update(value=banner, visible=bool(banner)),
         text,
-        gr.update(value=table, visible=len(table) > 0),
+        gr.update(value=add_arena_column(table, settings.study_db), visible=len(table) > 0),
         gr.update(visible=paper is not None),
         paper if paper is not None else gr.skip(),
         *plots,
@@ -133,7 +134,8 @@ def build_leaderboard_tab(settings: SpaceSettings) -> None:
     banner = gr.Markdown(banner_text, visible=bool(banner_text), elem_id="leaderboard-banner")
     note = gr.Markdown(text, elem_id="leaderboard-note")
     frame = gr.DataFrame(
-        table,
+        # a callable: the Arena column is computed from the stored votes at every page load, never stale
+        lambda: add_arena_column(_contents(settings)[2], settings.study_db),
         interactive=False,
         wrap=True,
         label="Leaderboard",

@@ -33,10 +33,11 @@ from anyio import to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from user_study.arena.guards import guards_for
 from user_study.arena.render import Renderer, decode_photo
 from user_study.arena.service import ArenaRefused, ArenaService, get_arena_service, photo_sha256
 from user_study.rater_http import ApiError, error_response, json_response, read_body, read_json, retry_after
-from user_study.rater_limits import ApiLimits, RateLimiter, WindowCounter, client_key
+from user_study.rater_limits import ApiLimits, client_key
 
 __all__ = ["ARENA_API", "board_rows", "build_arena_router", "mount_arena_routes"]
 
@@ -80,10 +81,7 @@ def build_arena_router(
     """
     limits = limits or ApiLimits.from_env()
     cfg = service.config
-    battle_limiter = RateLimiter(cfg.battles_per_min / 60.0, cfg.battles_burst)
-    refused_limiter = RateLimiter(cfg.refused_per_min / 60.0, cfg.refused_burst)
-    votes_window = WindowCounter(3600.0)
-    cooling: dict[str, float] = {}  # client -> monotonic time until which its votes are refused unread
+    guards = guards_for(service, cfg)  # shared with the Space's Arena tab
     router = APIRouter()
     db_thread = (
         ThreadPoolExecutor(1, thread_name_prefix="arena-db") if service.engine.dialect.name == "sqlite" else None
@@ -106,11 +104,7 @@ def build_arena_router(
     async def battles(request: Request) -> Response:
         try:
             key, client = who(request)
-            wait = battle_limiter.take(key)
-            if wait > 0:
-                raise ApiError(
-                    429, "rate_limited", "too many new pairs from your network; wait a moment", retry_after(wait)
-                )
+            guards.before_battle(key)
             body = await read_body(request, cfg.max_photo_bytes)
 
             async def receive() -> dict[str, Any]:
@@ -167,6 +161,8 @@ def build_arena_router(
             )
         except ApiError as exc:
             return error_response(exc)
+        except ArenaRefused as exc:
+            return _refused(exc)
 
     @router.get(ARENA_API + "/images/{token}")
     async def image(token: str) -> Response:
@@ -182,27 +178,15 @@ def build_arena_router(
         try:
             key, client = who(request)
             data = await read_json(request, limits.max_body_bytes)
-            until = cooling.get(key, 0.0)
-            if until > time.monotonic():  # too many refused votes: answered without touching the database
-                raise ApiError(
-                    429, "rate_limited", "too many refused votes; wait", retry_after(until - time.monotonic())
-                )
-            if votes_window.count(key) >= cfg.votes_per_hour:
-                raise ApiError(429, "rate_limited", "too many votes from your network this hour", retry_after(600))
+            guards.before_vote(key)
+            battle, choice = str(data.get("battle") or ""), str(data.get("choice") or "")
             try:
-                result = await run(
-                    lambda: service.vote(str(data.get("battle") or ""), client, str(data.get("choice") or ""))
-                )
+                result = await run(lambda: service.vote(battle, client, choice))
             except ArenaRefused as exc:
-                wait = refused_limiter.take(key)
-                if wait > 0:
-                    if len(cooling) > 100_000:
-                        cooling.clear()
-                    cooling[key] = time.monotonic() + wait
-                    raise ApiError(429, "rate_limited", "too many refused votes; wait", retry_after(wait)) from None
+                guards.after_refusal(key)
                 return _refused(exc)
             if result.status == "recorded":
-                votes_window.add(key)
+                guards.after_vote(key)
             return json_response(
                 {
                     "battle": result.battle_id,
@@ -215,6 +199,8 @@ def build_arena_router(
             )
         except ApiError as exc:
             return error_response(exc)
+        except ArenaRefused as exc:
+            return _refused(exc)
 
     @router.get(ARENA_API + "/leaderboard")
     async def leaderboard() -> Response:

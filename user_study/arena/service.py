@@ -12,6 +12,9 @@ Rules enforced here (the API and the Space tab only translate them):
 - every counted vote is appended to the Hub JSONL backup when one is configured.
 
 Rendered images live in a bounded in-memory store (the newest ``image_cache_battles`` battles), not on disk.
+
+Why one file: a battle's life (drawn, rendered, shown, voted, counted on the board) is one story whose rules
+refer to each other; split up, every check would need the others' state.
 """
 
 from __future__ import annotations
