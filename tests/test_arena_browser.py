@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -124,6 +125,15 @@ def _wait_pair(page) -> tuple[str, str]:
     )
 
 
+def _battles(service) -> int:
+    from sqlalchemy import func, select
+
+    from user_study.arena.storage import ArenaBattle
+
+    with service.Session() as s:
+        return int(s.scalar(select(func.count()).select_from(ArenaBattle)))
+
+
 def _in_viewport(page, selector: str) -> bool:
     box = page.locator(selector).first.bounding_box()
     view = page.viewport_size
@@ -137,7 +147,9 @@ def test_upload_click_vote_names_next(server: dict, browser, size: str) -> None:
     page = _open_arena(browser, server, size)
     _upload(page, server["photo"])
     _click_photo(page, 150, 100)
-    _wait_text(page, "#arena-message", "Rendering")
+    page.wait_for_function(  # the click was taken: the pair is rendering (or already shown)
+        "() => /Rendering|Which one/.test(document.querySelector('#arena-message')?.innerText)", timeout=60_000
+    )
     page.locator("#arena-vote-a").click()  # too early: the pair is not on screen (or not long enough)
     page.wait_for_function(
         "() => /Wait until both images|a little longer/.test(document.querySelector('#arena-message')?.innerText)",
@@ -145,7 +157,7 @@ def test_upload_click_vote_names_next(server: dict, browser, size: str) -> None:
     )
     refused_text = _text(page, "#arena-message")
     _shot(page, f"{size}_1_refused_early")
-    first = _wait_pair(page)
+    _wait_pair(page)
     if size == "desktop":
         # A and B and the vote buttons on the first screen of a laptop, without scrolling
         page.evaluate("window.scrollTo(0, 0)")
@@ -156,7 +168,6 @@ def test_upload_click_vote_names_next(server: dict, browser, size: str) -> None:
             page.locator(selector).first.evaluate("e => e.scrollIntoView({block: 'center'})")
             assert _in_viewport(page, selector), selector
     assert _text(page, "#arena-reveal").strip() == ""  # no names before the vote
-    page_text = page.locator("body").inner_text()
     _shot(page, f"{size}_2_pair")
     page.wait_for_timeout(MIN_LOOK_S * 1000 + 300)
     page.locator("#arena-vote-a").dblclick()  # a double click counts once
@@ -168,11 +179,16 @@ def test_upload_click_vote_names_next(server: dict, browser, size: str) -> None:
     assert len(service.votes_frame()) == before + 1
     page.locator("#arena-reveal").scroll_into_view_if_needed()
     _shot(page, f"{size}_3_names")
-    del page_text
+    battles = _battles(service)
     page.locator("#arena-next").click()
-    _wait_text(page, "#arena-message", "Rendering")
-    second = _wait_pair(page)
-    assert second != first and _text(page, "#arena-reveal").strip() == ""
+    # a new battle is drawn and shown (its images may equal the last ones: the same pair can come again)
+    deadline = time.monotonic() + 120
+    while _battles(service) == battles and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _battles(service) == battles + 1
+    _wait_pair(page)
+    _wait_text(page, "#arena-message", "Which one")
+    assert _text(page, "#arena-reveal").strip() == ""
     _shot(page, f"{size}_4_next")
     page.close()
 
