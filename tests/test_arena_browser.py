@@ -41,6 +41,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     photo = data / "photo.png"
     Image.open(EXAMPLES_DIR / "chelsea.png").resize((300, 200)).save(photo)
     (data / "notes.txt").write_text("not a photo")
+    (data / "notes.png").write_text("not a photo either, despite its name")
     settings = SpaceSettings(
         depth_model=str(data / "no-depth-model"),
         results_dir=data / "results",
@@ -198,5 +199,10 @@ def test_a_file_that_is_not_an_image_is_refused(server: dict, browser) -> None:
     page.locator("#arena-photo input[type=file]").set_input_files(str(server["text"]))
     page.wait_for_function("() => /Invalid file type|not an image/.test(document.body.innerText)", timeout=30_000)
     _shot(page, "desktop_5_not_an_image")
+    assert page.locator("#arena-a img").count() == 0
+    # a file named .png that is not an image passes the picker; the tab names the problem in the page
+    page.locator("#arena-photo input[type=file]").set_input_files(str(server["text"].with_suffix(".png")))
+    _wait_text(page, "#arena-message", "not an image")
+    _shot(page, "desktop_6_broken_png")
     assert page.locator("#arena-a img").count() == 0
     page.close()
