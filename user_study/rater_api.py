@@ -403,7 +403,7 @@ def create_rater_app(db_url: str | None = None, organizer_token: str | None = No
     from user_study.arena.service import get_arena_service
 
     # the arena API beside the rater API (the Space mounts it with its own renderer, space/arena_tab.py)
-    app.include_router(build_arena_router(get_arena_service(settings.db_url), BasicRenderer))
+    app.include_router(build_arena_router(get_arena_service(settings.db_url), BasicRenderer()))
     return app
 
 

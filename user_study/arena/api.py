@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -42,6 +43,7 @@ from user_study.rater_limits import ApiLimits, client_key
 __all__ = ["ARENA_API", "board_rows", "build_arena_router", "mount_arena_routes"]
 
 ARENA_API = "/arena-api/v1"
+log = logging.getLogger(__name__)
 _IMAGE_HEADERS = {"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"}
 
 
@@ -89,7 +91,9 @@ def build_arena_router(
 
     @functools.cache
     def get_renderer() -> Renderer:
-        return renderer if hasattr(renderer, "render") else renderer()  # type: ignore[operator,return-value]
+        if isinstance(renderer, type) or not hasattr(renderer, "render"):
+            return renderer()  # type: ignore[operator,return-value]
+        return renderer  # type: ignore[return-value]
 
     def run(fn: Callable[[], Any]) -> Any:
         if db_thread is None:
@@ -150,6 +154,9 @@ def build_arena_router(
                 return _refused(exc)
             except ValueError as exc:  # e.g. fewer than two methods available
                 raise ApiError(503 if "two available" in str(exc) else 422, "cannot_render", str(exc)) from None
+            except Exception as exc:  # a bug: a JSON answer for the client, the traceback in the log
+                log.exception("arena: rendering a battle failed")
+                raise ApiError(500, "render_failed", f"rendering failed ({type(exc).__name__})") from None
             return json_response(
                 {
                     "battle": battle.id,

@@ -8,10 +8,14 @@ having no votes, are drawn first until they catch up.
 from __future__ import annotations
 
 import itertools
+import logging
 import random
+import threading
 from collections.abc import Iterable, Mapping
 
 __all__ = ["available_methods", "draw_pair"]
+
+_LOCK = threading.Lock()
 
 
 def available_methods(names: Iterable[str] | None = None) -> list[str]:
@@ -19,10 +23,13 @@ def available_methods(names: Iterable[str] | None = None) -> list[str]:
     from bokeh_model.registry import create_method, list_methods
 
     out = []
-    for name in list_methods() if names is None else names:
+    with _LOCK:  # the registry loads its built-in methods on first use; one thread at a time does that
+        listed = list_methods() if names is None else list(names)
+    for name in listed:
         try:
             ok, _ = create_method(name).availability()
-        except Exception:  # noqa: BLE001 - a method that cannot even be built is not available
+        except Exception:  # noqa: BLE001 - a method that cannot even be built is not available; the log says why
+            logging.getLogger(__name__).exception("arena: method %s cannot be built", name)
             ok = False
         if ok:
             out.append(name)
