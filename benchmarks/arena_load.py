@@ -53,6 +53,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (Linux /proc; 0.0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 def _photo() -> bytes:
     rng = np.random.default_rng(0)
     arr = (rng.random((64, 96, 3)) * 255).astype(np.uint8)
@@ -151,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         f"uvicorn {version('uvicorn')}, httpx {version('httpx')}, sqlite {sqlite3.sqlite_version}"
     )
     print(f"machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} CPUs, {platform.platform()}")
+    load = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="arena_load_") as tmp:
         data = Path(tmp)
         db = data / "study.db"
@@ -189,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
             owned, images = asyncio.run(_prerender(url, ips, args.battles))
             print(f"pre-rendered {len(images)} battles in {time.perf_counter() - t0:.1f} s")
             tally = Tally()
+            cpu0 = _cpu_seconds(proc.pid)
             t0 = time.perf_counter()
 
             async def crowd() -> None:
@@ -198,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
 
             asyncio.run(crowd())
             wall = time.perf_counter() - t0
+            cpu = _cpu_seconds(proc.pid) - cpu0
         finally:
             proc.terminate()
             try:
@@ -211,6 +223,11 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{args.visitors} visitors x {args.battles} battles, look {args.look_s:.1f}-{args.look_s * 1.5:.1f} s, "
         f"{args.double_rate:.0%} double clicks: {len(lat)} vote requests in {wall:.1f} s"
+    )
+    n_requests = len(lat) + 2 * len(images)
+    print(
+        f"app CPU during the vote phase: {cpu:.2f} s for {len(lat)} votes + {2 * len(images)} image fetches "
+        f"({cpu / max(1, n_requests) * 1000:.1f} ms per request; load average before the run {load[0]:.1f})"
     )
     print(f"vote latency: p50 {p50:.1f} ms, p95 {p95:.1f} ms, max {lat.max():.1f} ms  (target p95 <= 50 ms)")
     print(

@@ -175,7 +175,7 @@ def build_arena_router(
     async def image(token: str) -> Response:
         if len(token) != 32 or not all(c in "0123456789abcdef" for c in token):
             return error_response(ApiError(404, "not_found", "no such image"))
-        data = await run(lambda: service.image(token))
+        data = service.image(token)  # memory only: no database, no thread
         if data is None:
             return error_response(ApiError(404, "not_found", "no such image (expired or never made)"))
         return Response(data, media_type="image/png", headers=_IMAGE_HEADERS)

@@ -114,6 +114,7 @@ class ArenaService:
         self._tx_lock: Any = threading.Lock() if sqlite else contextlib.nullcontext()
         self._images: OrderedDict[str, tuple[str, str, bytes]] = OrderedDict()  # token -> (battle, side, png)
         self._fetched: dict[str, set[str]] = {}
+        self._shown: dict[str, dt.datetime] = {}  # battle -> when both images were on screen
         self._img_lock = threading.Lock()
         self._board_cache: tuple[Any, Any] | None = None
 
@@ -256,6 +257,7 @@ class ArenaService:
             while len(self._images) > 2 * self.config.image_cache_battles:
                 _, (old, _, _) = self._images.popitem(last=False)
                 self._fetched.pop(old, None)
+                self._shown.pop(old, None)
         return Battle(battle_id, tokens[0], tokens[1], depth_source, self.config.min_look_s, images)
 
     def image(self, token: str) -> bytes | None:
@@ -273,13 +275,13 @@ class ArenaService:
         return data
 
     def mark_shown(self, battle_id: str) -> None:
-        """Record when both images were on screen (the first time only)."""
-        with self._tx() as s:
-            s.execute(
-                update(ArenaBattle)
-                .where(ArenaBattle.id == battle_id, ArenaBattle.shown_at.is_(None))
-                .values(shown_at=utcnow())
-            )
+        """Record when both images were on screen (the first time only).
+
+        Kept in memory beside the images (a battle can only be shown by the process that holds its images) and
+        written to the battle's row with its vote, so showing an image costs no database write.
+        """
+        with self._img_lock:
+            self._shown.setdefault(battle_id, utcnow())
 
     # -- votes -----------------------------------------------------------------------------------------------
 
@@ -320,7 +322,7 @@ class ArenaService:
                         client_hash,
                         battle_id,
                     )
-                elif battle.shown_at is None:
+                elif (shown_at := battle.shown_at or self._shown.get(battle_id)) is None:
                     error = self._refuse(
                         s,
                         409,
@@ -330,7 +332,7 @@ class ArenaService:
                         battle_id,
                     )
                 else:
-                    seconds = (now - battle.shown_at).total_seconds()
+                    seconds = (now - shown_at).total_seconds()
                     if seconds < self.config.min_look_s:
                         wait = self.config.min_look_s - seconds
                         error = self._refuse(
@@ -354,6 +356,7 @@ class ArenaService:
                             created_at=now,
                         )
                         s.add(vote)
+                        battle.shown_at = shown_at
                         try:
                             s.flush()
                         except IntegrityError:  # a racing vote on the same battle won
