@@ -71,6 +71,41 @@ def _refused(exc: ArenaRefused) -> Response:
     return json_response(body, exc.status, headers)
 
 
+class _VoteGroups:
+    """Group commit: votes that arrive while a group is being written wait and go into the next group, one
+    transaction (one disk sync) each, so a burst of votes costs a few syncs instead of one per vote."""
+
+    def __init__(self, service: ArenaService, run: Callable[[Callable[[], Any]], Any], max_group: int = 64) -> None:
+        self.service, self.run, self.max_group = service, run, max_group
+        self.pending: list[tuple[tuple[str, str, str], asyncio.Future]] = []
+        self.writing = False
+
+    async def vote(self, battle: str, client: str, choice: str) -> Any:
+        future = asyncio.get_running_loop().create_future()
+        self.pending.append(((battle, client, choice), future))
+        if not self.writing:
+            self.writing = True
+            asyncio.get_running_loop().create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self.pending:
+                group, self.pending = self.pending[: self.max_group], self.pending[self.max_group :]
+                try:
+                    answers = await self.run(lambda g=group: self.service.vote_many([v for v, _ in g]))
+                except Exception as exc:  # noqa: BLE001 - a database failure: every waiting request learns of it
+                    for _, future in group:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for (_, future), answer in zip(group, answers, strict=True):
+                    if not future.done():
+                        future.set_result(answer)
+        finally:
+            self.writing = False
+
+
 def build_arena_router(
     service: ArenaService, renderer: Renderer | Callable[[], Renderer], *, limits: ApiLimits | None = None
 ) -> APIRouter:
@@ -99,6 +134,8 @@ def build_arena_router(
         if db_thread is None:
             return to_thread.run_sync(fn)
         return asyncio.get_running_loop().run_in_executor(db_thread, fn)
+
+    groups = _VoteGroups(service, run, max_group=cfg.vote_group)
 
     def who(request: Request) -> tuple[str, str]:
         key = client_key(request, limits.trusted_proxy_hops)
@@ -187,11 +224,10 @@ def build_arena_router(
             data = await read_json(request, limits.max_body_bytes)
             guards.before_vote(key)
             battle, choice = str(data.get("battle") or ""), str(data.get("choice") or "")
-            try:
-                result = await run(lambda: service.vote(battle, client, choice))
-            except ArenaRefused as exc:
+            result = await groups.vote(battle, client, choice)
+            if isinstance(result, ArenaRefused):
                 guards.after_refusal(key)
-                return _refused(exc)
+                return _refused(result)
             if result.status == "recorded":
                 guards.after_vote(key)
             return json_response(

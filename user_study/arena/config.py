@@ -8,6 +8,8 @@
 - ``BOKEH_ARENA_BATTLES_PER_MIN`` (6) / ``BOKEH_ARENA_VOTES_PER_HOUR`` (120): per-client limits (rendering costs
   CPU; a person comparing photos does not vote more than every half minute on average).
 - ``BOKEH_ARENA_MAX_PHOTO_MB`` (16): largest photo accepted by ``POST /arena-api/v1/battles``.
+- ``BOKEH_ARENA_VOTE_GROUP`` (1): votes written in one transaction when they arrive together (group commit:
+  one disk sync for the group; 1 = one transaction per vote).
 - ``BOKEH_ARENA_SAME_SIDE_MIN`` (10) / ``BOKEH_ARENA_SAME_SIDE_SHARE`` (0.9): a client with at least this many
   A/B votes of which this share or more are on one side is flagged (and left out of the leaderboard by default).
 """
@@ -54,6 +56,7 @@ class ArenaConfig:
     same_side_min_votes: int = 10
     same_side_share: float = 0.9
     image_cache_battles: int = 512
+    vote_group: int = 1
 
     @classmethod
     def from_env(cls) -> ArenaConfig:
@@ -67,4 +70,5 @@ class ArenaConfig:
             max_photo_bytes=int(_num("BOKEH_ARENA_MAX_PHOTO_MB", 16) * 1024 * 1024),
             same_side_min_votes=int(_num("BOKEH_ARENA_SAME_SIDE_MIN", cls.same_side_min_votes)),
             same_side_share=_num("BOKEH_ARENA_SAME_SIDE_SHARE", cls.same_side_share),
+            vote_group=max(1, int(_num("BOKEH_ARENA_VOTE_GROUP", cls.vote_group))),
         )

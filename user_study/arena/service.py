@@ -291,85 +291,73 @@ class ArenaService:
 
     def vote(self, battle_id: str, client_hash: str, choice: str, *, now: dt.datetime | None = None) -> VoteResult:
         """Count one vote, or raise :class:`ArenaRefused` saying why not (see the module docstring)."""
+        out = self.vote_many([(battle_id, client_hash, choice)], now=now)[0]
+        if isinstance(out, ArenaRefused):
+            raise out
+        return out
+
+    def vote_many(
+        self, votes: list[tuple[str, str, str]], *, now: dt.datetime | None = None
+    ) -> list[VoteResult | ArenaRefused]:
+        """Judge several ``(battle_id, client_hash, choice)`` votes in ONE transaction (one disk sync for all:
+        the API groups the votes that arrive while the previous group is being written). Each gets its own
+        answer, in order: a :class:`VoteResult`, or the :class:`ArenaRefused` saying why not."""
+        answers: list[VoteResult | ArenaRefused] = []
+        records: list[dict[str, Any]] = []
+        with self._tx() as s:
+            for battle_id, client_hash, choice in votes:
+                answer, record = self._judge(s, str(battle_id or ""), client_hash, choice, now or utcnow())
+                answers.append(answer)
+                if record is not None:
+                    records.append(record)
+        if self.sink is not None:
+            for record in records:
+                self.sink.append(record)
+        return answers
+
+    def _judge(
+        self, s: Session, battle_id: str, client_hash: str, choice: str, now: dt.datetime
+    ) -> tuple[VoteResult | ArenaRefused, dict[str, Any] | None]:
         choice = str(choice or "").strip().lower()
         if choice not in CHOICES:
-            raise ArenaRefused(422, "bad_choice", f"choice must be one of {list(CHOICES)}, got {choice!r}")
-        battle_id = str(battle_id or "")
-        now = now or utcnow()
-        error: ArenaRefused | None = None
-        record: dict[str, Any] | None = None
-        with self._tx() as s:
-            battle = s.get(ArenaBattle, battle_id) if battle_id else None
-            if battle is None or battle.client_hash != client_hash:
-                error = self._refuse(
-                    s,
-                    404,
-                    "unknown_battle",
-                    "no such battle was shown to you; vote on the pair on your screen",
-                    client_hash,
-                    battle_id,
-                )
-            else:
-                existing = s.scalars(select(ArenaVote).where(ArenaVote.battle_id == battle_id)).first()
-                if existing is not None:
-                    if existing.choice == choice:  # a double click: counted once, answered the same
-                        return _result(existing, "duplicate")
-                    error = self._refuse(
-                        s,
-                        409,
-                        "already_voted",
-                        "this pair already has your vote; press Next for a new pair",
-                        client_hash,
-                        battle_id,
-                    )
-                elif (shown_at := battle.shown_at or self._shown.get(battle_id)) is None:
-                    error = self._refuse(
-                        s,
-                        409,
-                        "not_shown",
-                        "wait until both images are on screen, then vote",
-                        client_hash,
-                        battle_id,
-                    )
-                else:
-                    seconds = (now - shown_at).total_seconds()
-                    if seconds < self.config.min_look_s:
-                        wait = self.config.min_look_s - seconds
-                        error = self._refuse(
-                            s,
-                            409,
-                            "too_fast",
-                            f"look at both images a little longer ({wait:.1f} s more) before voting",
-                            client_hash,
-                            battle_id,
-                            retry_after_s=wait,
-                        )
-                    else:
-                        vote = ArenaVote(
-                            id=new_id(),
-                            battle_id=battle_id,
-                            client_hash=client_hash,
-                            method_a=battle.method_a,
-                            method_b=battle.method_b,
-                            choice=choice,
-                            seconds_shown=round(seconds, 3),
-                            created_at=now,
-                        )
-                        s.add(vote)
-                        battle.shown_at = shown_at
-                        try:
-                            s.flush()
-                        except IntegrityError:  # a racing vote on the same battle won
-                            raise ArenaRefused(409, "already_voted", "this pair already has a vote") from None
-                        record = _record(battle, vote)
-        if error is not None:
-            raise error
-        assert record is not None
-        if self.sink is not None:
-            self.sink.append(record)
-        return VoteResult(
-            battle_id, choice, record["method_a"], record["method_b"], record["seconds_shown"], "recorded"
+            return ArenaRefused(422, "bad_choice", f"choice must be one of {list(CHOICES)}, got {choice!r}"), None
+        battle = s.get(ArenaBattle, battle_id) if battle_id else None
+        if battle is None or battle.client_hash != client_hash:
+            message = "no such battle was shown to you; vote on the pair on your screen"
+            return self._refuse(s, 404, "unknown_battle", message, client_hash, battle_id), None
+        existing = s.scalars(select(ArenaVote).where(ArenaVote.battle_id == battle_id)).first()
+        if existing is not None:
+            if existing.choice == choice:  # a double click: counted once, answered the same
+                return _result(existing, "duplicate"), None
+            message = "this pair already has your vote; press Next for a new pair"
+            return self._refuse(s, 409, "already_voted", message, client_hash, battle_id), None
+        shown_at = battle.shown_at or self._shown.get(battle_id)
+        if shown_at is None:
+            message = "wait until both images are on screen, then vote"
+            return self._refuse(s, 409, "not_shown", message, client_hash, battle_id), None
+        seconds = (now - shown_at).total_seconds()
+        if seconds < self.config.min_look_s:
+            wait = self.config.min_look_s - seconds
+            message = f"look at both images a little longer ({wait:.1f} s more) before voting"
+            return self._refuse(s, 409, "too_fast", message, client_hash, battle_id, retry_after_s=wait), None
+        vote = ArenaVote(
+            id=new_id(),
+            battle_id=battle_id,
+            client_hash=client_hash,
+            method_a=battle.method_a,
+            method_b=battle.method_b,
+            choice=choice,
+            seconds_shown=round(seconds, 3),
+            created_at=now,
         )
+        try:
+            with s.begin_nested():  # a racing vote of another process on the same battle fails alone
+                s.add(vote)
+                battle.shown_at = shown_at
+        except IntegrityError:
+            return ArenaRefused(409, "already_voted", "this pair already has a vote"), None
+        record = _record(battle, vote)
+        return VoteResult(battle_id, choice, vote.method_a, vote.method_b, vote.seconds_shown, "recorded"), record
 
     # -- tables for organizers and the board ------------------------------------------------------------------
 
