@@ -321,3 +321,48 @@ def test_votes_written_as_one_group_get_their_own_answers(tmp_path: Path) -> Non
     assert kinds == ["recorded", "duplicate", "recorded", "already_voted", "unknown_battle"]
     assert len(svc.votes_frame()) == 2
     svc.close()
+
+
+def test_counted_votes_go_to_the_hub_backup_as_json_lines(tmp_path: Path) -> None:
+    """Like the study's ratings: one JSON line per counted vote (none for a double click), pushed by the
+    CommitScheduler under ``arena/`` (a stand-in HfApi here), owner-only file."""
+    from concurrent.futures import Future
+
+    from user_study.arena.hub import ArenaVoteSink
+
+    class StandInApi:
+        def __init__(self) -> None:
+            self.commits: list = []
+            self.repos: list = []
+
+        def create_repo(self, repo_id, private=None, repo_type=None, exist_ok=False, **kw):
+            self.repos.append((repo_id, private, repo_type))
+            return type("RepoUrl", (), {"repo_id": repo_id})()
+
+        def run_as_future(self, fn, *args, **kwargs):
+            fut = Future()
+            fut.set_result(fn(*args, **kwargs))
+            return fut
+
+        def create_commit(self, repo_id, operations, commit_message=None, **kw):
+            self.commits.append((repo_id, operations))
+
+        def __getattr__(self, name):
+            return lambda *a, **k: None
+
+    api = StandInApi()
+    sink = ArenaVoteSink("org/study", tmp_path / "hub", token="x", every=60, hf_api=api)
+    svc = _service(tmp_path)
+    svc.sink = sink
+    _store_votes(svc, [("c1", "disk", "gaussian", "a"), ("c2", "lens", "disk", "bad")])
+    battle = svc.votes_frame()["battle_id"].iloc[0]
+    svc.vote(battle, "c1", "a")  # a double click: answered, not written again
+    lines = [json.loads(line) for line in sink.path.read_text().splitlines()]
+    assert [(r["method_a"], r["choice"]) for r in lines] == [("disk", "a"), ("lens", "bad")]
+    assert {"battle_id", "photo_sha256", "seconds_shown", "client_hash", "depth_source", "focus_x"} <= set(lines[0])
+    assert stat.S_IMODE(sink.path.stat().st_mode) == 0o600
+    sink.scheduler.trigger().result()
+    sink.stop()
+    pushed = [op.path_in_repo for _, ops in api.commits for op in ops]
+    assert pushed and all(p.startswith("arena/votes-") and p.endswith(".jsonl") for p in pushed)
+    svc.close()
