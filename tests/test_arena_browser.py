@@ -206,3 +206,13 @@ def test_a_file_that_is_not_an_image_is_refused(server: dict, browser) -> None:
     _shot(page, "desktop_6_broken_png")
     assert page.locator("#arena-a img").count() == 0
     page.close()
+
+
+def test_the_space_serves_the_arena_api(server: dict) -> None:
+    import httpx
+
+    r = httpx.get(server["url"] + "arena-api/v1/leaderboard", timeout=30)
+    assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+    assert {"rows", "votes", "min_votes_for_rank"} <= set(r.json())
+    r = httpx.post(server["url"] + "arena-api/v1/votes", json={"battle": "0" * 32, "choice": "a"}, timeout=30)
+    assert (r.status_code, r.json()["error"]) == (404, "unknown_battle")
