@@ -219,6 +219,7 @@ def build_arena_router(
 
     @router.post(ARENA_API + "/votes")
     async def votes(request: Request) -> Response:
+        start = time.perf_counter()
         try:
             key, client = who(request)
             data = await read_json(request, limits.max_body_bytes)
@@ -230,16 +231,16 @@ def build_arena_router(
                 return _refused(result)
             if result.status == "recorded":
                 guards.after_vote(key)
-            return json_response(
-                {
-                    "battle": result.battle_id,
-                    "choice": result.choice,
-                    "a": result.method_a,
-                    "b": result.method_b,
-                    "seconds_shown": result.seconds_shown,
-                    "status": result.status,
-                }
-            )
+            body = {
+                "battle": result.battle_id,
+                "choice": result.choice,
+                "a": result.method_a,
+                "b": result.method_b,
+                "seconds_shown": result.seconds_shown,
+                "status": result.status,
+            }
+            # time spent in the app (queue for the database included), for load tests and browser dev tools
+            return json_response(body, headers={"Server-Timing": f"app;dur={(time.perf_counter() - start) * 1000:.1f}"})
         except ApiError as exc:
             return error_response(exc)
         except ArenaRefused as exc:
