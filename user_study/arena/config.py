@@ -8,7 +8,7 @@
 - ``BOKEH_ARENA_BATTLES_PER_MIN`` (6) / ``BOKEH_ARENA_VOTES_PER_HOUR`` (120): per-client limits (rendering costs
   CPU; a person comparing photos does not vote more than every half minute on average).
 - ``BOKEH_ARENA_MAX_PHOTO_MB`` (16): largest photo accepted by ``POST /arena-api/v1/battles``.
-- ``BOKEH_ARENA_VOTE_GROUP`` (1): votes written in one transaction when they arrive together (group commit:
+- ``BOKEH_ARENA_VOTE_GROUP`` (16): votes written in one transaction when they arrive together (group commit:
   one disk sync for the group; 1 = one transaction per vote).
 - ``BOKEH_ARENA_SAME_SIDE_MIN`` (10) / ``BOKEH_ARENA_SAME_SIDE_SHARE`` (0.9): a client with at least this many
   A/B votes of which this share or more are on one side is flagged (and left out of the leaderboard by default).
@@ -56,7 +56,7 @@ class ArenaConfig:
     same_side_min_votes: int = 10
     same_side_share: float = 0.9
     image_cache_battles: int = 512
-    vote_group: int = 1
+    vote_group: int = 16
 
     @classmethod
     def from_env(cls) -> ArenaConfig:
