@@ -25,7 +25,7 @@ from user_study.arena.render import BasicRenderer
 from user_study.arena.service import ArenaRefused, ArenaService
 from user_study.rater_limits import ApiLimits
 
-MIN_LOOK = 0.3
+MIN_LOOK = 1.5  # long enough that "vote at once" stays too early on a loaded machine
 
 
 class Dim(Method):
