@@ -82,7 +82,9 @@ def _recolour(figures: list[Any]) -> list[Any]:
     return figures
 
 
-def _contents(settings: SpaceSettings) -> tuple[str, str, pd.DataFrame, list[Any], pd.DataFrame | None]:
+def _contents(
+    settings: SpaceSettings, *, charts: bool = True
+) -> tuple[str, str, pd.DataFrame, list[Any], pd.DataFrame | None]:
     """(banner, explanation, measured table, charts, the paper's table shown apart or None)."""
     from evaluation.leaderboard import PAPER_SOURCE, leaderboard_figures, load_leaderboard
 
@@ -96,7 +98,7 @@ def _contents(settings: SpaceSettings) -> tuple[str, str, pd.DataFrame, list[Any
         )
         return "", text, paper.iloc[0:0], [], paper
     table = load_leaderboard(folder)
-    figures = _recolour(leaderboard_figures(folder)[:MAX_FIGURES])
+    figures = _recolour(leaderboard_figures(folder)[:MAX_FIGURES]) if charts else []
     if is_ebb_run(run):
         text = (
             f"Results from `{folder}`, measured on {_data_name(run)}. Rows marked *{PAPER_SOURCE}* are copied from "
@@ -135,7 +137,7 @@ def build_leaderboard_tab(settings: SpaceSettings) -> None:
     note = gr.Markdown(text, elem_id="leaderboard-note")
     frame = gr.DataFrame(
         # a callable: the Arena column is computed from the stored votes at every page load, never stale
-        lambda: add_arena_column(_contents(settings)[2], settings.study_db),
+        lambda: add_arena_column(_contents(settings, charts=False)[2], settings.study_db),
         interactive=False,
         wrap=True,
         label="Leaderboard",
