@@ -216,3 +216,16 @@ def test_the_space_serves_the_arena_api(server: dict) -> None:
     assert {"rows", "votes", "min_votes_for_rank"} <= set(r.json())
     r = httpx.post(server["url"] + "arena-api/v1/votes", json={"battle": "0" * 32, "choice": "a"}, timeout=30)
     assert (r.status_code, r.json()["error"]) == (404, "unknown_battle")
+
+
+def test_organizer_view_needs_the_token_and_lists_pairs_and_visitors(server: dict, browser) -> None:
+    page = _open_arena(browser, server, "desktop")
+    page.get_by_text("Organizer: votes per pair and per visitor").click()
+    page.locator("#arena-organizer-token input").fill("wrong")
+    page.locator("#arena-organizer-show").click()
+    page.wait_for_function("() => document.body.innerText.includes('Wrong organizer token')", timeout=30_000)
+    page.locator("#arena-organizer-token input").fill("organizer-secret")
+    page.locator("#arena-organizer-show").click()
+    page.wait_for_function("() => /\\d+ vote\\(s\\); \\d+ refused/.test(document.body.innerText)", timeout=30_000)
+    _shot(page, "desktop_7_organizer", full_page=True)
+    page.close()

@@ -249,15 +249,18 @@ class ArenaService:
                     created_at=now,
                 )
             )
-        tokens = (new_id(), new_id())
-        with self._img_lock:
-            for token, side, image in zip(tokens, ("a", "b"), images, strict=True):
-                self._images[token] = (battle_id, side, png_bytes(image))
-            self._fetched[battle_id] = set()
-            while len(self._images) > 2 * self.config.image_cache_battles:
-                _, (old, _, _) = self._images.popitem(last=False)
-                self._fetched.pop(old, None)
-                self._shown.pop(old, None)
+        tokens = ("", "")
+        if channel == "api":  # served by token; the Space hands the images to its page directly
+            tokens = (new_id(), new_id())
+            pngs = [png_bytes(image) for image in images]
+            with self._img_lock:
+                for token, side, data in zip(tokens, ("a", "b"), pngs, strict=True):
+                    self._images[token] = (battle_id, side, data)
+                self._fetched[battle_id] = set()
+                while len(self._images) > 2 * self.config.image_cache_battles:
+                    _, (old, _, _) = self._images.popitem(last=False)
+                    self._fetched.pop(old, None)
+                    self._shown.pop(old, None)
         return Battle(battle_id, tokens[0], tokens[1], depth_source, self.config.min_look_s, images)
 
     def image(self, token: str) -> bytes | None:
@@ -282,6 +285,8 @@ class ArenaService:
         """
         with self._img_lock:
             self._shown.setdefault(battle_id, utcnow())
+            while len(self._shown) > 20 * self.config.image_cache_battles:  # bounded: the oldest go first
+                self._shown.pop(next(iter(self._shown)))
 
     # -- votes -----------------------------------------------------------------------------------------------
 
