@@ -228,4 +228,11 @@ def test_organizer_view_needs_the_token_and_lists_pairs_and_visitors(server: dic
     page.locator("#arena-organizer-show").click()
     page.wait_for_function("() => /\\d+ vote\\(s\\); \\d+ refused/.test(document.body.innerText)", timeout=30_000)
     _shot(page, "desktop_7_organizer", full_page=True)
+    # the public board of the tab, computed from the stored votes when the page loaded
+    page.get_by_text("Arena leaderboard (from the stored votes)").click()
+    page.wait_for_function("() => /Strength/.test(document.querySelector('#arena-board')?.innerText)", timeout=30_000)
+    page.wait_for_selector("#arena-heatmap .js-plotly-plot", timeout=30_000)
+    assert "vote(s)" in _text(page, "#arena-board-note")
+    page.locator("#arena-heatmap").scroll_into_view_if_needed()
+    _shot(page, "desktop_8_board", full_page=True)
     page.close()
