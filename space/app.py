@@ -9,6 +9,7 @@ import warnings
 
 import gradio as gr
 
+from .arena_tab import ARENA_CSS, build_arena_tab
 from .compare_tab import build_compare_tab
 from .config import SpaceSettings
 from .fetching import start_background_fetch
@@ -80,7 +81,7 @@ def build_app(settings: SpaceSettings | None = None) -> gr.Blocks:
     with warnings.catch_warnings():
         # css in Blocks() (deprecated for launch()) so that every way of launching, tests included, gets it
         warnings.simplefilter("ignore")
-        blocks = gr.Blocks(title="PyNET-Bokeh: natural camera bokeh", css=CSS + LEADERBOARD_CSS)
+        blocks = gr.Blocks(title="PyNET-Bokeh: natural camera bokeh", css=CSS + LEADERBOARD_CSS + ARENA_CSS)
     with blocks as demo:
         gr.Markdown(INTRO, elem_id="intro")
         # Evaluated again at every page load (below): models fetched in the background change it without a restart.
@@ -90,6 +91,8 @@ def build_app(settings: SpaceSettings | None = None) -> gr.Blocks:
                 shared = build_render_tab(settings)
             with gr.Tab("Compare", id="compare"):
                 build_compare_tab(settings, shared)
+            with gr.Tab("Arena", id="arena"):
+                build_arena_tab(settings, demo)  # also serves /arena-api/v1
             with gr.Tab("Leaderboard", id="leaderboard") as leaderboard_tab:
                 build_leaderboard_tab(settings)
                 gr.Markdown("### Submitted methods: the evaluation portal", elem_id="portal-board-title")

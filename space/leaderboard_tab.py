@@ -18,6 +18,7 @@ import pandas as pd
 from evaluation.leaderboard import is_ebb_run
 from evaluation.report import method_colors
 
+from .arena_tab import add_arena_column
 from .config import SpaceSettings
 
 __all__ = ["CSS", "build_leaderboard_tab", "is_ebb_run", "leaderboard_view", "method_colours"]
@@ -176,7 +177,7 @@ def leaderboard_view(settings: SpaceSettings) -> tuple[Any, ...]:
     return (
         gr.update(value=banner, visible=bool(banner)),
         text,
-        gr.update(value=table, visible=len(table) > 0),
+        gr.update(value=add_arena_column(table, settings.study_db), visible=len(table) > 0),
         gr.update(visible=paper is not None),
         paper if paper is not None else gr.skip(),
         *plots,
@@ -189,7 +190,8 @@ def build_leaderboard_tab(settings: SpaceSettings) -> None:
     note = gr.Markdown(text, elem_id="leaderboard-note")
     gr.Markdown("Swipe the table sideways for hardware and source →", elem_id="leaderboard-scroll-hint")
     frame = gr.DataFrame(
-        table,
+        # replaced at every page load (demo.load below), the Arena column from the votes stored at that moment
+        add_arena_column(table, settings.study_db),
         interactive=False,
         wrap=True,
         label="Leaderboard",

@@ -1,4 +1,4 @@
-"""Organizer CLI: ``python -m user_study {create,import,status,aggregate,export,exclude,block,list,serve}``.
+"""Organizer CLI: ``python -m user_study {create,import,status,aggregate,export,exclude,block,list,serve,arena}``.
 
 Exit codes (:mod:`bokeh_model.errors`): 0 ok, 1 failure, 2 bad input (unknown study, bad file or option),
 3 missing data (database, run folder or file not found), 130 interrupted.
@@ -415,6 +415,10 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     sv.add_argument("--port", type=int, default=7861, help="port (default: 7861)")
     sv.set_defaults(func=cmd_serve)
+
+    from user_study.arena.cli import add_arena_parser
+
+    add_arena_parser(sub)  # python -m user_study arena export|report|exclude
     return p
 
 

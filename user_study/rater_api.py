@@ -432,6 +432,12 @@ def create_rater_app(db_url: str | None = None, organizer_token: str | None = No
     app.include_router(
         build_rater_router(svc, organizer_token=settings.organizer_token, cache_dir=settings.data_dir / "served")
     )
+    from user_study.arena.api import build_arena_router
+    from user_study.arena.render import BasicRenderer
+    from user_study.arena.service import get_arena_service
+
+    # the arena API beside the rater API (the Space mounts it with its own renderer, space/arena_tab.py)
+    app.include_router(build_arena_router(get_arena_service(settings.db_url), BasicRenderer()))
     return app
 
 
