@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import fnmatch
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -164,6 +165,9 @@ class Method:
 _REGISTRY: dict[str, Callable[..., Method]] = {}
 _ALIASES: dict[str, str] = {}
 _BUILTINS_LOADED = False
+# Re-entrant: the imports below register through this module. A thread that finds the loading under way waits for
+# it instead of seeing a half-filled registry (concurrent first requests of a server once got no methods).
+_BUILTINS_LOCK = threading.RLock()
 
 
 def _load_builtin_methods() -> None:
@@ -174,11 +178,14 @@ def _load_builtin_methods() -> None:
     global _BUILTINS_LOADED
     if _BUILTINS_LOADED:
         return
-    _BUILTINS_LOADED = True  # set first: the imports below register through this module
-    import importlib
+    with _BUILTINS_LOCK:
+        if _BUILTINS_LOADED:
+            return
+        import importlib
 
-    importlib.import_module(f"{__package__}.methods")
-    importlib.import_module(f"{__package__}.pynet")
+        importlib.import_module(f"{__package__}.methods")
+        importlib.import_module(f"{__package__}.pynet")
+        _BUILTINS_LOADED = True
 
 
 def register_method(

@@ -127,3 +127,21 @@ def test_unregister_removes_aliases_and_refuses_unknown_names() -> None:
 def test_temporary_methods_fixture(temporary_methods) -> None:
     temporary_methods(_Half)
     assert is_method("registry_test_half")  # removed after this test by the fixture
+
+
+def test_concurrent_first_lookups_all_see_every_builtin_method() -> None:
+    """Threads of a fresh server that look methods up at once never see a half-filled registry."""
+    import subprocess
+    import sys
+
+    code = (
+        "import threading\n"
+        "from bokeh_model.registry import list_methods\n"
+        "seen = []\n"
+        "threads = [threading.Thread(target=lambda: seen.append(tuple(list_methods()))) for _ in range(8)]\n"
+        "[t.start() for t in threads]; [t.join() for t in threads]\n"
+        "print(len(set(seen)), len(seen[0]) if seen else 0, 'pynet' in seen[0])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    distinct, count, has_pynet = out.stdout.split()
+    assert distinct == "1" and int(count) >= 4 and has_pynet == "True"
