@@ -6,7 +6,7 @@ values and a missing depth map are :class:`InputError` naming what is wrong; ``s
 is; a method that cannot run here says why and how to provide what it lacks.
 
 A method that needs files this machine lacks (PyNET's weights) is run with stand-ins from :data:`PROVIDERS`
-(random PyNET weights in the real format: plumbing only, the outputs mean nothing); without one, only its
+(random PyNET or BokehMe weights in the real format: plumbing only, the outputs mean nothing); without one, only its
 availability contract and its parameter checks run.
 """
 
@@ -26,7 +26,7 @@ from bokeh_model.registry import Method, ParamSpec, get_method_class
 # Collected at import: the registry holds the real methods only (conftest removes test-only ones after each module).
 METHODS = list_methods()
 # Methods that cannot run on a bare machine -> the fixture that provides what they need (create_method keywords).
-PROVIDERS = {"pynet": "random_pynet_weights"}
+PROVIDERS = {"pynet": "random_pynet_weights", "bokehme": "random_bokehme_weights"}
 # An output may differ from the photo by this much at strength 0: float32 round trips such as sRGB -> linear ->
 # sRGB (the lens renderer: ~3e-6); 1/400 of an 8-bit level.
 IDENTITY_ATOL = 1e-5
@@ -51,6 +51,19 @@ def random_pynet_weights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("contract_pynet")
     PyNET().save_pretrained(folder)
+    return {"weights": str(folder)}
+
+
+@pytest.fixture(scope="module")
+def random_bokehme_weights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """TEST STAND-IN: randomly initialised ARNet/IUNet saved in the authors' checkpoint format
+    (``{"model": state_dict}``), not BokehMe's trained weights: plumbing only, the outputs mean nothing."""
+    from bokeh_model.modeling_bokehme import ARNet, IUNet
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("contract_bokehme")
+    torch.save({"model": ARNet().state_dict()}, folder / "arnet.pth")
+    torch.save({"model": IUNet().state_dict()}, folder / "iunet.pth")
     return {"weights": str(folder)}
 
 
