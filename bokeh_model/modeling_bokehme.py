@@ -115,9 +115,10 @@ class IUNet(_ShuffleBody):
         self, image: torch.Tensor, defocus: torch.Tensor, bokeh_coarse: torch.Tensor, gamma: float | torch.Tensor
     ) -> torch.Tensor:
         x = self._fold(image, defocus)
-        if bokeh_coarse.shape[2:] != x.shape[2:]:
-            # the authors resize the coarse image with align_corners=False here (True everywhere else)
-            bokeh_coarse = F.interpolate(bokeh_coarse, size=x.shape[2:], mode="bilinear", align_corners=False)
+        # The authors resize the coarse image (align_corners=False here, True everywhere else) only when its size
+        # differs; at equal sizes this resize is the identity bit for bit, and doing it always keeps an ONNX export
+        # valid for every input size.
+        bokeh_coarse = F.interpolate(bokeh_coarse, size=x.shape[2:], mode="bilinear", align_corners=False)
         x = torch.cat((x, bokeh_coarse, torch.ones_like(x[:, :1]) * gamma), dim=1)
         return self._run(x, (image.shape[2], image.shape[3]))
 
