@@ -20,11 +20,14 @@ outputs a refined bokeh image at the resolution of its inputs.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ARNet", "IUNet", "load_bokehme_checkpoint", "parameter_count"]
+__all__ = ["ARNet", "IUNet", "export_onnx", "load_bokehme_checkpoint", "parameter_count"]
 
 SHUFFLE = 2  # the authors' shuffle_rate for both networks
 
@@ -150,3 +153,53 @@ def load_bokehme_checkpoint(model: nn.Module, path: str, *, map_location: str | 
             f"{path}: not a {type(model).__name__} checkpoint of BokehMe's published shape: {exc}"
         ) from None
     return model
+
+
+class _Positional(nn.Module):
+    """ARNet/IUNet with the gamma as a 0-d tensor input, for export."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        return self.model(*inputs)
+
+
+def export_onnx(arnet: ARNet, iunet: IUNet, directory: str | os.PathLike, *, opset: int = 17) -> tuple[Path, Path]:
+    """Export both networks to ONNX (``arnet.onnx``, ``iunet.onnx``) with free height and width.
+
+    Inputs are named as in :meth:`ARNet.forward` / :meth:`IUNet.forward`; ``gamma`` is a float32 scalar tensor.
+    Every op (bilinear resize with aligned corners, pixel (un)shuffle, ELU, sigmoid) maps to standard ONNX ops.
+
+    Returns:
+        The two files' paths.
+    """
+    folder = Path(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    image, defocus = torch.rand(1, 3, 64, 96), torch.zeros(1, 1, 64, 96)
+    coarse, gamma = torch.rand(1, 3, 32, 48), torch.tensor(0.75)
+    size = {2: "height", 3: "width"}
+    arnet_path, iunet_path = folder / "arnet.onnx", folder / "iunet.onnx"
+    with torch.no_grad():
+        torch.onnx.export(
+            _Positional(arnet.eval()),
+            (image, defocus, gamma),
+            str(arnet_path),
+            input_names=["image", "defocus", "gamma"],
+            output_names=["bokeh", "error"],
+            dynamic_axes={"image": size, "defocus": size},
+            opset_version=opset,
+            dynamo=False,
+        )
+        torch.onnx.export(
+            _Positional(iunet.eval()),
+            (image, defocus, coarse, gamma),
+            str(iunet_path),
+            input_names=["image", "defocus", "coarse", "gamma"],
+            output_names=["bokeh"],
+            dynamic_axes={"image": size, "defocus": size, "coarse": {2: "coarse_height", 3: "coarse_width"}},
+            opset_version=opset,
+            dynamo=False,
+        )
+    return arnet_path, iunet_path

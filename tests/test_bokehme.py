@@ -198,3 +198,30 @@ def test_weights_spec_names_the_authors_files() -> None:
         "https://raw.githubusercontent.com/JuewenPeng/BokehMe/main/checkpoints/iunet.pth",
     ]
     assert "MIT" in spec.license and "non-commercial" in spec.license and "CVPR 2022" in spec.citation
+
+
+def test_onnx_export_matches_eager_at_other_sizes(tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    from bokeh_model.modeling_bokehme import export_onnx
+
+    torch.manual_seed(3)
+    arnet, iunet = ARNet().eval(), IUNet().eval()
+    arnet_path, iunet_path = export_onnx(arnet, iunet, tmp_path)
+    rng = np.random.default_rng(3)
+    image = rng.random((1, 3, 37, 51), dtype=np.float32)
+    defocus = rng.uniform(-1, 1, (1, 1, 37, 51)).astype(np.float32)
+    coarse = rng.random((1, 3, 10, 13), dtype=np.float32)  # not the folded size: the resize runs
+    gamma = np.array(0.75, np.float32)
+    cpu = ["CPUExecutionProvider"]
+    got_a = ort.InferenceSession(str(arnet_path), providers=cpu).run(
+        None, {"image": image, "defocus": defocus, "gamma": gamma}
+    )
+    got_i = ort.InferenceSession(str(iunet_path), providers=cpu).run(
+        None, {"image": image, "defocus": defocus, "coarse": coarse, "gamma": gamma}
+    )
+    with torch.no_grad():
+        want_a = arnet(torch.from_numpy(image), torch.from_numpy(defocus), 0.75)
+        want_i = iunet(torch.from_numpy(image), torch.from_numpy(defocus), torch.from_numpy(coarse), 0.75)
+    for got, want in zip([*got_a, *got_i], [*want_a, want_i], strict=True):
+        np.testing.assert_allclose(got, want.numpy(), rtol=0, atol=2e-5)
