@@ -87,7 +87,15 @@ def _rows(image, defocus, y0, y1, bokeh, dilate, lut):  # pragma: no cover - num
                         diff[hi + 1, 1] -= inv * c1
                         diff[hi + 1, 2] -= inv * c2
                         diff[hi + 1, 3] -= inv
-                        # every interior pixel is covered (dist < r): range-max update
+                # covered pixels (dist <= r, decided in float32 as their kernel): |dx| <= half, a range-max update
+                if dy <= r32:
+                    half = int(math.sqrt(max(r * r - dy2, 0.0)))
+                    while np.float32(math.sqrt((half + 1) * (half + 1) + dy2)) <= r32:
+                        half += 1
+                    while half >= 0 and np.float32(math.sqrt(half * half + dy2)) > r32:
+                        half -= 1
+                    lo, hi = max(sx - half, 0), min(sx + half, width - 1)
+                    if half >= 0 and lo <= hi:
                         k = 0
                         while (2 << k) <= hi - lo + 1:
                             k += 1
@@ -96,31 +104,25 @@ def _rows(image, defocus, y0, y1, bokeh, dilate, lut):  # pragma: no cover - num
                         start = hi - (1 << k) + 1
                         if table[k, start] < value:
                             table[k, start] = value
-                # edge pixels: the rest of the square row [-(big + 1), big + 1], up to dist <= r + BAND
-                reach = big + 1
+                # edge pixels: inner < |dx| <= big + 1, up to dist <= r + BAND; the weight depends on |dx| only
                 outer = (r + BAND) * (r + BAND) - dy2
                 if outer < 0.0:
                     continue
-                reach = min(reach, int(math.sqrt(outer)) + 1)
-                for dx in range(-reach, reach + 1):
-                    if -inner <= dx <= inner:
-                        continue
-                    x = sx + dx
-                    if x < 0 or x >= width:
-                        continue
-                    dist32 = np.float32(math.sqrt(dx * dx + dy2))  # sqrtf, correctly rounded
-                    if dist32 <= r32 and table[0, x] < value:  # covered, decided in float32 as their kernel
-                        table[0, x] = value
+                reach = min(big + 1, int(math.sqrt(outer)) + 1)
+                for t in range(inner + 1, reach + 1):
+                    dist32 = np.float32(math.sqrt(t * t + dy2))  # sqrtf, correctly rounded
                     u = (r - np.float64(dist32) + BAND) * _LUT_SCALE
                     if u <= 0.0:
-                        continue
+                        break  # farther pixels of this row weigh less still
                     i = min(int(u), _LUT_SIZE - 2)
-                    step = 0.5 + 0.5 * (lut[i] + (lut[i + 1] - lut[i]) * (u - i))
-                    weight = step * inv
-                    acc[x, 0] += weight * c0
-                    acc[x, 1] += weight * c1
-                    acc[x, 2] += weight * c2
-                    acc[x, 3] += weight
+                    weight = (0.5 + 0.5 * (lut[i] + (lut[i + 1] - lut[i]) * (u - i))) * inv
+                    for side in range(2 if t > 0 else 1):
+                        x = sx + t if side else sx - t
+                        if 0 <= x < width:
+                            acc[x, 0] += weight * c0
+                            acc[x, 1] += weight * c1
+                            acc[x, 2] += weight * c2
+                            acc[x, 3] += weight
         running = np.zeros(4, np.float64)
         for x in range(width):
             for c in range(4):
