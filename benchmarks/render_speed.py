@@ -7,6 +7,11 @@ object, bright points for bokeh balls), so the numbers are reproducible anywhere
 ``lens`` renderer is compared with a brute-force reference of the same model (the batched PyTorch/FFT
 implementation on the same CPU) for the speed ratio, and with the exact direct-scatter reference on a
 small copy of the scene for quality (PSNR). Targets from the issue: lens <= 1.0 s on the CPU, <= 5 ms on an H100.
+
+BokehMe rows (``--bokehme-strength``, default the authors' K = 60, and the shared ``--strength``): its classical
+scatter alone (``bokehme_classical``) and the full method (scatter + ARNet + IUNet). The full method runs with
+RANDOM weights in the published format (a stand-in: its time does not depend on the weights' values, its output
+means nothing), so the row needs no download.
 """
 
 from __future__ import annotations
@@ -67,6 +72,38 @@ def timed(function, repeats: int, device: str) -> list[float]:  # type: ignore[n
     return times
 
 
+def bokehme_rows(
+    image: np.ndarray, depth: np.ndarray, focus: float, device: str, repeats: int, strengths: tuple[float, ...]
+) -> dict[str, dict[str, float]]:
+    """BokehMe classical and full (random stand-in weights, see the module docstring) at each K."""
+    import tempfile
+
+    from bokeh_model.modeling_bokehme import ARNet, IUNet, parameter_count
+
+    rows: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        torch.manual_seed(0)
+        arnet, iunet = ARNet(), IUNet()
+        torch.save({"model": arnet.state_dict()}, Path(folder) / "arnet.pth")
+        torch.save({"model": iunet.state_dict()}, Path(folder) / "iunet.pth")
+        print(f"  BokehMe parameters: ARNet {parameter_count(arnet):,}, IUNet {parameter_count(iunet):,}")
+        methods = {
+            "bokehme_classical": create_method("bokehme_classical", device=device),
+            "bokehme": create_method("bokehme", weights=folder, device=device),
+        }
+        for strength in dict.fromkeys(strengths):
+            for name, method in methods.items():
+                params = {"strength": strength, "focus_disparity": focus}
+                method(image[:64, :64], depth[:64, :64], **params)  # compile / load
+                times = timed(lambda m=method, p=params: m(image, depth, **p), repeats, device)
+                key = f"{name}@{device}[K={strength:g}]"
+                rows[key] = {"median_s": statistics.median(times), "min_s": min(times)}
+                note = " (random stand-in weights: time only)" if name == "bokehme" else ""
+                median, fastest = statistics.median(times) * 1000, min(times) * 1000
+                print(f"  {key:30s} median {median:9.1f} ms   min {fastest:9.1f} ms{note}")
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (torch and the Numba renderer)")
@@ -74,6 +111,7 @@ def main() -> int:
     parser.add_argument("--size", default="1024x1536", help="HxW of the benchmark photo")
     parser.add_argument("--strength", type=float, default=32.0, help="K, the largest blur radius in px")
     parser.add_argument("--json", help="also write the results to this JSON file")
+    parser.add_argument("--bokehme-strength", type=float, default=60.0, help="a second K for the BokehMe rows")
     parser.add_argument("--skip-reference", action="store_true", help="skip the brute-force CPU reference timing")
     args = parser.parse_args()
     height, width = (int(v) for v in args.size.lower().split("x"))
@@ -111,6 +149,8 @@ def main() -> int:
             key = f"{name}@{device}"
             results[key] = {"median_s": statistics.median(times), "min_s": min(times)}
             print(f"  {key:14s} median {statistics.median(times) * 1000:9.1f} ms   min {min(times) * 1000:9.1f} ms")
+    for device in devices:
+        results.update(bokehme_rows(image, depth, focus, device, args.repeats, (args.strength, args.bokehme_strength)))
     if not args.skip_reference:
         # the same layered model, brute force (every layer FFT-blurred at once) on the same CPU
         radius = signed_radius(depth, args.strength, focus)
