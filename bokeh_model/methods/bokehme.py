@@ -51,6 +51,7 @@ __all__ = [
     "classical_render",
     "normalised_defocus",
     "run_bokehme",
+    "warm_up",
 ]
 
 DEFOCUS_SCALE = 10.0  # demo.py's --defocus_scale: the networks see defocus / 10, the scatter defocus in pixels
@@ -341,3 +342,11 @@ class BokehMeClassicalMethod(_BokehMeBase):
         with torch.inference_mode():
             bokeh, _ = classical_render(image_t, defocus_t, float(params["gamma"]), threads=self.threads)
         return _to_array(bokeh.clamp(0, 1))
+
+
+def warm_up() -> None:
+    """Compile (or load from Numba's on-disk cache) the CPU scatter kernel; ~10 s the first time on a machine."""
+    from ._bokehme_scatter import scatter_cpu
+
+    ramp = np.linspace(-3.0, 3.0, 64, dtype=np.float32).reshape(8, 8)
+    scatter_cpu(np.full((8, 8, 3), 0.5, np.float32), ramp)
