@@ -225,3 +225,20 @@ def test_onnx_export_matches_eager_at_other_sizes(tmp_path: Path) -> None:
         want_i = iunet(torch.from_numpy(image), torch.from_numpy(defocus), torch.from_numpy(coarse), 0.75)
     for got, want in zip([*got_a, *got_i], [*want_a, want_i], strict=True):
         np.testing.assert_allclose(got, want.numpy(), rtol=0, atol=2e-5)
+
+
+def test_the_render_tab_offers_bokehme_controls() -> None:
+    """Through the registry alone: blur amount K as the main slider, gamma under Advanced, focus by clicking."""
+    import gradio as gr
+
+    from space.config import SpaceSettings
+    from space.render_tab import build_render_tab
+
+    with gr.Blocks() as demo:
+        build_render_tab(SpaceSettings())
+    sliders = {b.elem_id: b for b in demo.blocks.values() if isinstance(b, gr.Slider)}
+    for name in ("bokehme", "bokehme_classical"):
+        strength, gamma = sliders[f"{name}-strength"], sliders[f"{name}-gamma"]
+        assert (strength.minimum, strength.maximum, strength.value) == (0.0, 120.0, 60.0)
+        assert (gamma.minimum, gamma.maximum, gamma.value) == (1.0, 5.0, 4.0)
+        assert f"{name}-focus_disparity" not in sliders  # set by a click on the photo
