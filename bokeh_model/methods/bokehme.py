@@ -16,7 +16,7 @@ Inputs as in ``demo.py``: the disparity map is min-max normalised to [0, 1]; the
 point at disparity distance 1 from the focal plane, as for ``lens``; ``gamma`` (1..5, default 4) is the gamma of
 the classical scatter and an input of both networks. ``focus_disparity`` is in the units of the depth map given
 (the app's click and ``--focus X,Y`` set it) and is normalised with the map. ``strength`` 0 returns the photo
-unchanged (the authors' soft disc edge would still leak 0.03 % of a pixel into its neighbours).
+unchanged (the authors' soft disc edge would still spread 0.07 % of each pixel into each of its 4 neighbours).
 
 Source: https://github.com/JuewenPeng/BokehMe. Licence as found: see :data:`BOKEHME_LICENSE`.
 """
