@@ -242,3 +242,12 @@ def test_the_render_tab_offers_bokehme_controls() -> None:
         assert (strength.minimum, strength.maximum, strength.value) == (0.0, 120.0, 60.0)
         assert (gamma.minimum, gamma.maximum, gamma.value) == (1.0, 5.0, 4.0)
         assert f"{name}-focus_disparity" not in sliders  # set by a click on the photo
+
+
+def test_a_photo_too_small_for_the_networks_scale_is_an_input_error() -> None:
+    method = create_method("bokehme", weights=str(FIXTURES), device="cpu")
+    image = np.full((8, 8, 3), 0.5, np.float32)
+    depth = np.tile(np.linspace(0, 1, 8, dtype=np.float32)[:, None], (1, 8))
+    with pytest.raises(InputError, match="too small for BokehMe.*lower the blur amount K"):
+        method(image, depth, strength=60, focus_disparity=0)
+    assert method(image, depth, strength=8, focus_disparity=0).shape == image.shape

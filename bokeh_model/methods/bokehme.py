@@ -209,6 +209,11 @@ def run_bokehme(
     g = (gamma - GAMMA_MIN) / (GAMMA_MAX - GAMMA_MIN)
     # ARNet at the scale where the largest defocus becomes 1 (the authors' "adaptive" scale)
     adapt = max(defocus.abs().max().item(), 1)
+    if min(height, width) / adapt < 2:  # ARNet's 2x2 fold needs at least 2 pixels a side at 1/adapt scale
+        raise InputError(
+            f"a {width}x{height} photo is too small for BokehMe at this blur: its networks run at 1/{adapt:.1f} "
+            f"scale, which needs photo sides of at least {math.ceil(2 * adapt)} px; lower the blur amount K"
+        )
     small_image = F.interpolate(image, scale_factor=1 / adapt, mode="bilinear", align_corners=True)
     small_defocus = 1 / adapt * F.interpolate(defocus, scale_factor=1 / adapt, mode="bilinear", align_corners=True)
     neural, error = arnet(small_image, small_defocus, g)
