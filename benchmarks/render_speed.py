@@ -101,6 +101,42 @@ def bokehme_rows(
                 note = " (random stand-in weights: time only)" if name == "bokehme" else ""
                 median, fastest = statistics.median(times) * 1000, min(times) * 1000
                 print(f"  {key:30s} median {median:9.1f} ms   min {fastest:9.1f} ms{note}")
+        rows.update(bokehme_onnx_rows(arnet, iunet, image, repeats))
+    return rows
+
+
+def bokehme_onnx_rows(arnet, iunet, image: np.ndarray, repeats: int) -> dict[str, dict[str, float]]:  # type: ignore[no-untyped-def]
+    """IUNet at the photo's size (the costliest network call of the pipeline): eager vs ONNX Runtime, same threads."""
+    import tempfile
+
+    import onnxruntime as ort
+
+    from bokeh_model.modeling_bokehme import export_onnx
+
+    height, width = image.shape[:2]
+    rng = np.random.default_rng(0)
+    photo = np.ascontiguousarray(image.transpose(2, 0, 1)[None])
+    defocus = rng.uniform(-1, 1, (1, 1, height, width)).astype(np.float32)
+    coarse = rng.random((1, 3, height // 2, width // 2), dtype=np.float32)
+    with tempfile.TemporaryDirectory() as folder:
+        _, iunet_path = export_onnx(arnet, iunet, folder)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        session = ort.InferenceSession(str(iunet_path), options, providers=["CPUExecutionProvider"])
+    feed = {"image": photo, "defocus": defocus, "coarse": coarse, "gamma": np.array(0.75, np.float32)}
+    tensors = [torch.from_numpy(feed[k]) for k in ("image", "defocus", "coarse")]
+
+    def eager() -> np.ndarray:
+        with torch.inference_mode():
+            return iunet.eval()(*tensors, 0.75).numpy()
+
+    difference = float(np.abs(session.run(None, feed)[0] - eager()).max())
+    rows = {}
+    for name, function in (("eager", eager), ("onnxruntime", lambda: session.run(None, feed))):
+        times = timed(function, repeats, "cpu")
+        rows[f"bokehme-iunet-{name}@cpu"] = {"median_s": statistics.median(times), "min_s": min(times)}
+        print(f"  IUNet at {width}x{height}, {name:12s} median {statistics.median(times) * 1000:9.1f} ms")
+    print(f"  IUNet ONNX Runtime vs eager: max difference {difference:.1e}")
     return rows
 
 
