@@ -63,6 +63,7 @@ def _installed(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_networks_match_the_authors_outputs(fetched: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     folder = _installed(fetched, monkeypatch)
     record = json.loads((folder / "source.json").read_text())
@@ -122,6 +123,7 @@ def _psnr8(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
+@pytest.mark.slow
 def test_cli_render_gives_the_authors_output(fetched: dict[str, str], tmp_path: Path) -> None:
     """Done-when of the issue: fetch through --url, then ``render --method bokehme --depth`` on a 384x256 photo."""
     meta = json.loads((FIXTURES / "expected.json").read_text())
@@ -138,6 +140,7 @@ def test_cli_render_gives_the_authors_output(fetched: dict[str, str], tmp_path: 
     assert _psnr8(result, expected) >= 50.0
 
 
+@pytest.mark.slow
 def test_method_output_equals_the_authors_in_float(fetched: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     """The same render in process, compared before 8-bit rounding (the reference is stored as 16-bit PNG)."""
     from bokeh_model.images import load_depth, load_image
