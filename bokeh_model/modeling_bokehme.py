@@ -131,6 +131,20 @@ def parameter_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def _checkpoint_extras() -> list:  # type: ignore[type-arg]
+    import argparse
+
+    import numpy as np
+
+    core = np._core if hasattr(np, "_core") else np.core  # NumPy 2 renamed the module that pickles point to
+    extras: list = [argparse.Namespace, np.dtype, np.ndarray, core.multiarray.scalar, core.multiarray._reconstruct]  # type: ignore[type-arg]
+    extras += [type(np.dtype(name)) for name in ("float32", "float64", "int64", "int32", "bool")]
+    return extras
+
+
+_CHECKPOINT_EXTRAS = _checkpoint_extras()
+
+
 def load_bokehme_checkpoint(model: nn.Module, path: str, *, map_location: str | torch.device = "cpu") -> nn.Module:
     """Load one of the authors' checkpoint files (``{"model": state_dict, ...}`` or a bare ``state_dict``), strictly.
 
@@ -140,9 +154,13 @@ def load_bokehme_checkpoint(model: nn.Module, path: str, *, map_location: str | 
     from .errors import ModelUnavailableError
 
     try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+        # Only tensors and plain containers are unpickled; training scripts often also store their argparse
+        # options and NumPy scalars beside the state_dict, which are harmless and allowed here.
+        with torch.serialization.safe_globals(_CHECKPOINT_EXTRAS):
+            checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a corrupt file
-        raise ModelUnavailableError(f"{path}: not a readable PyTorch checkpoint ({exc})") from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelUnavailableError(f"{path}: not a readable PyTorch checkpoint ({first})") from None
     state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):
         raise ModelUnavailableError(f"{path}: expected a dict with a 'model' state_dict, got {type(checkpoint)}")

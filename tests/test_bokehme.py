@@ -254,3 +254,20 @@ def test_a_photo_too_small_for_the_networks_scale_is_an_input_error() -> None:
     with pytest.raises(InputError, match="too small for BokehMe.*lower the blur amount K"):
         method(image, depth, strength=60, focus_disparity=0)
     assert method(image, depth, strength=8, focus_disparity=0).shape == image.shape
+
+
+class _NotAllowed:
+    """Any other object in a checkpoint: unpickling it would run code, so it is refused."""
+
+
+def test_checkpoints_may_carry_training_options_but_no_other_objects(tmp_path: Path) -> None:
+    import argparse
+
+    state = IUNet().state_dict()
+    extras = {"args": argparse.Namespace(lr=1e-4), "best_psnr": np.float64(30.1), "epoch": 7, "hist": np.zeros(3)}
+    torch.save({"model": state, **extras}, tmp_path / "training.pth")
+    loaded = load_bokehme_checkpoint(IUNet(), str(tmp_path / "training.pth"))
+    assert torch.equal(loaded.state_dict()["conv0.conv.weight"], state["conv0.conv.weight"])
+    torch.save({"model": state, "thing": _NotAllowed()}, tmp_path / "other.pth")
+    with pytest.raises(ModelUnavailableError, match="not a readable"):
+        load_bokehme_checkpoint(IUNet(), str(tmp_path / "other.pth"))
