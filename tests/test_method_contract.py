@@ -117,7 +117,7 @@ def _bad_values(spec: ParamSpec) -> list[object]:
 
 
 def test_every_method_is_covered() -> None:
-    assert {"lens", "gaussian", "disk", "pynet"} <= set(METHODS)
+    assert {"lens", "gaussian", "disk", "pynet", "bokehme", "bokehme_classical"} <= set(METHODS)
     assert not [name for name in METHODS if "test" in name], "a test-only method leaked into the registry"
 
 
@@ -146,6 +146,8 @@ def test_availability_says_how_to_provide_what_is_missing(name: str) -> None:
     if name == "pynet":
         assert "python -m bokeh_model fetch pynet" in reason and "--weights" in reason
         assert "BOKEH_PYNET_WEIGHTS" in reason
+    if name == "bokehme":
+        assert "python -m bokeh_model fetch bokehme" in reason and "--url" in reason
     image, depth = _inputs()
     with pytest.raises(ModelUnavailableError):
         instance(image, depth)
