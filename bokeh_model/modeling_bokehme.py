@@ -153,6 +153,13 @@ def load_bokehme_checkpoint(model: nn.Module, path: str, *, map_location: str | 
     """
     from .errors import ModelUnavailableError
 
+    with open(path, "rb") as handle:
+        head = handle.read(64)
+    if head.startswith(b"version https://git-lfs"):
+        raise ModelUnavailableError(
+            f"{path} is a Git LFS pointer, not the checkpoint: the repository serves the file itself from "
+            "media.githubusercontent.com/media/<owner>/<repo>/<branch>/<path>; fetch again with --url pointing there"
+        )
     try:
         # Only tensors and plain containers are unpickled; training scripts often also store their argparse
         # options and NumPy scalars beside the state_dict, which are harmless and allowed here.

@@ -271,3 +271,10 @@ def test_checkpoints_may_carry_training_options_but_no_other_objects(tmp_path: P
     torch.save({"model": state, "thing": _NotAllowed()}, tmp_path / "other.pth")
     with pytest.raises(ModelUnavailableError, match="not a readable"):
         load_bokehme_checkpoint(IUNet(), str(tmp_path / "other.pth"))
+
+
+def test_a_git_lfs_pointer_is_named_as_such(tmp_path: Path) -> None:
+    pointer = "version https://git-lfs.github.com/spec/v1\noid sha256:" + "0" * 64 + "\nsize 3700615\n"
+    (tmp_path / "arnet.pth").write_text(pointer)
+    with pytest.raises(ModelUnavailableError, match="Git LFS pointer.*media.githubusercontent.com"):
+        load_bokehme_checkpoint(ARNet(), str(tmp_path / "arnet.pth"))
