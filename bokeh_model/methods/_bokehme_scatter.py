@@ -56,6 +56,12 @@ def _rows(image, defocus, y0, y1, bokeh, dilate, lut):  # pragma: no cover - num
     diff = np.zeros((width + 1, 4), np.float64)
     acc = np.zeros((width, 4), np.float64)
     table = np.empty((levels, width), np.int32)
+    # float32 distances |(t, dy)| (their sqrtf, correctly rounded) for every offset a source can reach
+    span = rmax + 2
+    distances = np.empty((span + 1, span + 1), np.float64)
+    for a in range(span + 1):
+        for b in range(span + 1):
+            distances[a, b] = np.float64(np.float32(math.sqrt(a * a + b * b)))
     for y in range(y0, y1):
         diff[:] = 0.0
         acc[:] = 0.0
@@ -112,19 +118,24 @@ def _rows(image, defocus, y0, y1, bokeh, dilate, lut):  # pragma: no cover - num
                     continue
                 reach = min(big + 1, int(math.sqrt(outer)) + 1)
                 for t in range(inner + 1, reach + 1):
-                    dist32 = np.float32(math.sqrt(t * t + dy2))  # sqrtf, correctly rounded
-                    u = (r - np.float64(dist32) + BAND) * _LUT_SCALE
+                    u = (r - distances[dy, t] + BAND) * _LUT_SCALE
                     if u <= 0.0:
                         break  # farther pixels of this row weigh less still
                     i = min(int(u), _LUT_SIZE - 2)
                     weight = (0.5 + 0.5 * (lut[i] + (lut[i + 1] - lut[i]) * (u - i))) * inv
-                    for side in range(2 if t > 0 else 1):
-                        x = sx + t if side else sx - t
-                        if 0 <= x < width:
-                            acc[x, 0] += weight * c0
-                            acc[x, 1] += weight * c1
-                            acc[x, 2] += weight * c2
-                            acc[x, 3] += weight
+                    w0, w1, w2 = weight * c0, weight * c1, weight * c2
+                    if sx - t >= 0:
+                        x = sx - t
+                        acc[x, 0] += w0
+                        acc[x, 1] += w1
+                        acc[x, 2] += w2
+                        acc[x, 3] += weight
+                    if t > 0 and sx + t < width:
+                        x = sx + t
+                        acc[x, 0] += w0
+                        acc[x, 1] += w1
+                        acc[x, 2] += w2
+                        acc[x, 3] += weight
         running = np.zeros(4, np.float64)
         for x in range(width):
             for c in range(4):
