@@ -13,6 +13,11 @@ Learned methods without weights here run with RANDOM weights of the published ar
 the authors' ``small``, 1.21 M parameters): their time does not depend on the values, their output means nothing.
 ``--bokehlicious-onnx`` also exports that network to ONNX (dynamic sides, multiples of 4) and times ONNX Runtime
 on the CPU with the same threads.
+
+BokehMe rows (``--bokehme-strength``, default the authors' K = 60, and the shared ``--strength``): its classical
+scatter alone (``bokehme_classical``) and the full method (scatter + ARNet + IUNet). The full method runs with
+RANDOM weights in the published format (a stand-in: its time does not depend on the weights' values, its output
+means nothing), so the row needs no download.
 """
 
 from __future__ import annotations
@@ -71,6 +76,74 @@ def timed(function, repeats: int, device: str) -> list[float]:  # type: ignore[n
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     return times
+
+
+def bokehme_rows(
+    image: np.ndarray, depth: np.ndarray, focus: float, device: str, repeats: int, strengths: tuple[float, ...]
+) -> dict[str, dict[str, float]]:
+    """BokehMe classical and full (random stand-in weights, see the module docstring) at each K."""
+    import tempfile
+
+    from bokeh_model.modeling_bokehme import ARNet, IUNet, parameter_count
+
+    rows: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        torch.manual_seed(0)
+        arnet, iunet = ARNet(), IUNet()
+        torch.save({"model": arnet.state_dict()}, Path(folder) / "arnet.pth")
+        torch.save({"model": iunet.state_dict()}, Path(folder) / "iunet.pth")
+        print(f"  BokehMe parameters: ARNet {parameter_count(arnet):,}, IUNet {parameter_count(iunet):,}")
+        methods = {
+            "bokehme_classical": create_method("bokehme_classical", device=device),
+            "bokehme": create_method("bokehme", weights=folder, device=device),
+        }
+        for strength in dict.fromkeys(strengths):
+            for name, method in methods.items():
+                params = {"strength": strength, "focus_disparity": focus}
+                method(image[:64, :64], depth[:64, :64], **params)  # compile / load
+                times = timed(lambda m=method, p=params: m(image, depth, **p), repeats, device)
+                key = f"{name}@{device}[K={strength:g}]"
+                rows[key] = {"median_s": statistics.median(times), "min_s": min(times)}
+                note = " (random stand-in weights: time only)" if name == "bokehme" else ""
+                median, fastest = statistics.median(times) * 1000, min(times) * 1000
+                print(f"  {key:30s} median {median:9.1f} ms   min {fastest:9.1f} ms{note}")
+        rows.update(bokehme_onnx_rows(arnet, iunet, image, repeats))
+    return rows
+
+
+def bokehme_onnx_rows(arnet, iunet, image: np.ndarray, repeats: int) -> dict[str, dict[str, float]]:  # type: ignore[no-untyped-def]
+    """IUNet at the photo's size (the costliest network call of the pipeline): eager vs ONNX Runtime, same threads."""
+    import tempfile
+
+    import onnxruntime as ort
+
+    from bokeh_model.modeling_bokehme import export_onnx
+
+    height, width = image.shape[:2]
+    rng = np.random.default_rng(0)
+    photo = np.ascontiguousarray(image.transpose(2, 0, 1)[None])
+    defocus = rng.uniform(-1, 1, (1, 1, height, width)).astype(np.float32)
+    coarse = rng.random((1, 3, height // 2, width // 2), dtype=np.float32)
+    with tempfile.TemporaryDirectory() as folder:
+        _, iunet_path = export_onnx(arnet, iunet, folder)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        session = ort.InferenceSession(str(iunet_path), options, providers=["CPUExecutionProvider"])
+    feed = {"image": photo, "defocus": defocus, "coarse": coarse, "gamma": np.array(0.75, np.float32)}
+    tensors = [torch.from_numpy(feed[k]) for k in ("image", "defocus", "coarse")]
+
+    def eager() -> np.ndarray:
+        with torch.inference_mode():
+            return iunet.eval()(*tensors, 0.75).numpy()
+
+    difference = float(np.abs(session.run(None, feed)[0] - eager()).max())
+    rows = {}
+    for name, function in (("eager", eager), ("onnxruntime", lambda: session.run(None, feed))):
+        times = timed(function, repeats, "cpu")
+        rows[f"bokehme-iunet-{name}@cpu"] = {"median_s": statistics.median(times), "min_s": min(times)}
+        print(f"  IUNet at {width}x{height}, {name:12s} median {statistics.median(times) * 1000:9.1f} ms")
+    print(f"  IUNet ONNX Runtime vs eager: max difference {difference:.1e}")
+    return rows
 
 
 def time_bokehlicious(image: np.ndarray, devices: list[str], args: argparse.Namespace) -> dict[str, dict[str, float]]:
@@ -175,6 +248,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per method (median reported)")
     parser.add_argument("--size", default="1024x1536", help="HxW of the benchmark photo")
     parser.add_argument("--strength", type=float, default=32.0, help="K, the largest blur radius in px")
+    parser.add_argument("--bokehme-strength", type=float, default=60.0, help="a second K for the BokehMe rows")
     parser.add_argument("--json", help="also write the results to this JSON file")
     parser.add_argument("--skip-reference", action="store_true", help="skip the brute-force CPU reference timing")
     parser.add_argument("--learned-repeats", type=int, default=1, help="timed runs of the learned methods")
@@ -216,6 +290,8 @@ def main() -> int:
             key = f"{name}@{device}"
             results[key] = {"median_s": statistics.median(times), "min_s": min(times)}
             print(f"  {key:14s} median {statistics.median(times) * 1000:9.1f} ms   min {min(times) * 1000:9.1f} ms")
+    for device in devices:
+        results.update(bokehme_rows(image, depth, focus, device, args.repeats, (args.strength, args.bokehme_strength)))
     if not args.skip_learned:
         results.update(time_bokehlicious(image, devices, args))
     if not args.skip_reference:

@@ -58,9 +58,11 @@ def _initial_tab(request: gr.Request) -> gr.Tabs:
 def _warm_up_renderers() -> None:
     # The lens renderer's CPU kernels are compiled by Numba on first use (10-30 s, then cached on disk):
     # do it in the background at start-up rather than in the first visitor's request.
+    from bokeh_model.methods.bokehme import warm_up as warm_up_bokehme
     from bokeh_model.methods.lens import warm_up
 
     warm_up()
+    warm_up_bokehme()
     # PyNET's fastest CPU backend may need a one-off ONNX export (tens of seconds, then cached on disk): build it
     # now when weights are installed, not in the first visitor's render.
     from bokeh_model import create_method

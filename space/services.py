@@ -340,6 +340,7 @@ def _cached_approximate_depth(photo: np.ndarray, focus_xy: tuple[int, int] | Non
 # Learned methods too slow on a CPU at the processing resolution -> their name in the preview note. Bokehlicious at
 # 1024x1536 takes minutes on 2 shared cores (benchmarks/render_speed.py); at 768 px a few seconds.
 CPU_PREVIEW_METHODS = {"pynet": "PyNET", "bokehlicious": "Bokehlicious"}
+BOKEHME_METHODS = ("bokehme", "bokehme_classical")  # previewed on a CPU like PyNET
 
 
 def _pynet_preview(photo: np.ndarray, depth: DepthResult | None, side: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -400,6 +401,17 @@ def render_photo(
             f"{label} preview: computed at {source.shape[1]}x{source.shape[0]} px on this CPU (a full-size photo "
             "takes 10 s or more), then brought to full size by guided upsampling; use a GPU or the CLI for "
             f"{label} at full resolution."
+        )
+    elif method_name in BOKEHME_METHODS and on_cpu and 0 < preview_side < max(photo.shape[:2]) and depth is not None:
+        # BokehMe's scatter costs N * K per photo and its IUNet runs at full size (~15 s at 2048 px on 2 cores):
+        # the same preview as PyNET, with K scaled so that the blur keeps its size in the finished photo.
+        source, source_depth = _pynet_preview(photo, depth, preview_side)
+        strength = params.get("strength", method.param_spec("strength").default)
+        params["strength"] = float(strength) * max(source.shape[:2]) / max(photo.shape[:2])
+        notes.append(
+            f"{method_name} preview: computed at {source.shape[1]}x{source.shape[0]} px on this CPU (blur amount "
+            f"K scaled to {params['strength']:.1f}), then brought to full size by guided upsampling; use a GPU or "
+            "the CLI for full resolution."
         )
     start = time.perf_counter()
     rendered = method(source, source_depth, **params)

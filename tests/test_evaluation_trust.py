@@ -210,7 +210,11 @@ def test_archive_without_depth_maps_end_to_end(tmp_path):
     run = json.loads((out / "run.json").read_text())
     assert {"disk", "gaussian", "lens"} <= set(run["methods"])
     assert all(run["methods"][m]["n_images"] == 2 for m in ("disk", "gaussian", "lens"))
-    assert [entry["method"] for entry in run["skipped_methods"]] == ["pynet"]  # no weights here
+    # no published weights here: PyNET and every method with a weights spec (bokehme, ...) are skipped, saying so
+    from bokeh_model.method_weights import weights_spec_names
+
+    skipped = {entry["method"]: entry for entry in run["skipped_methods"]}
+    assert set(skipped) == {"pynet", *weights_spec_names()}
 
     # or the depth model at run time on the plain folder
     out = tmp_path / "r-runtime-depth"

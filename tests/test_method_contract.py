@@ -5,9 +5,9 @@ at the photo's size, float32 in [0, 1] and finite; the same input gives the same
 values and a missing depth map are :class:`InputError` naming what is wrong; ``strength`` 0 leaves the photo as it
 is; a method that cannot run here says why and how to provide what it lacks.
 
-A method that needs files this machine lacks (PyNET's, Bokehlicious' weights) is run with stand-ins from
-:data:`PROVIDERS` (random weights in the real format: plumbing only, the outputs mean nothing); without one, only
-its availability contract and its parameter checks run.
+A method that needs files this machine lacks (PyNET's, Bokehlicious' or BokehMe's weights) is run with
+stand-ins from :data:`PROVIDERS` (random weights in the real format: plumbing only, the outputs mean
+nothing); without one, only its availability contract and its parameter checks run.
 """
 
 from __future__ import annotations
@@ -26,7 +26,11 @@ from bokeh_model.registry import Method, ParamSpec, get_method_class
 # Collected at import: the registry holds the real methods only (conftest removes test-only ones after each module).
 METHODS = list_methods()
 # Methods that cannot run on a bare machine -> the fixture that provides what they need (create_method keywords).
-PROVIDERS = {"pynet": "random_pynet_weights", "bokehlicious": "random_bokehlicious_weights"}
+PROVIDERS = {
+    "pynet": "random_pynet_weights",
+    "bokehlicious": "random_bokehlicious_weights",
+    "bokehme": "random_bokehme_weights",
+}
 # An output may differ from the photo by this much at strength 0: float32 round trips such as sRGB -> linear ->
 # sRGB (the lens renderer: ~3e-6); 1/400 of an 8-bit level.
 IDENTITY_ATOL = 1e-5
@@ -64,6 +68,19 @@ def random_bokehlicious_weights(tmp_path_factory: pytest.TempPathFactory) -> dic
     path = tmp_path_factory.mktemp("contract_bokehlicious") / "random-stand-in-small.pt"
     torch.save(Bokehlicious().state_dict(), path)
     return {"weights": str(path)}
+
+
+@pytest.fixture(scope="module")
+def random_bokehme_weights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """TEST STAND-IN: randomly initialised ARNet/IUNet saved in the authors' checkpoint format
+    (``{"model": state_dict}``), not BokehMe's trained weights: plumbing only, the outputs mean nothing."""
+    from bokeh_model.modeling_bokehme import ARNet, IUNet
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("contract_bokehme")
+    torch.save({"model": ARNet().state_dict()}, folder / "arnet.pth")
+    torch.save({"model": IUNet().state_dict()}, folder / "iunet.pth")
+    return {"weights": str(folder)}
 
 
 def _on_cpu(name: str) -> dict[str, str]:
@@ -116,7 +133,7 @@ def _bad_values(spec: ParamSpec) -> list[object]:
 
 
 def test_every_method_is_covered() -> None:
-    assert {"lens", "gaussian", "disk", "pynet", "bokehlicious"} <= set(METHODS)
+    assert {"lens", "gaussian", "disk", "pynet", "bokehlicious", "bokehme", "bokehme_classical"} <= set(METHODS)
     assert not [name for name in METHODS if "test" in name], "a test-only method leaked into the registry"
 
 
@@ -147,6 +164,8 @@ def test_availability_says_how_to_provide_what_is_missing(name: str) -> None:
         assert "BOKEH_PYNET_WEIGHTS" in reason
     if name == "bokehlicious":
         assert "python -m bokeh_model fetch bokehlicious" in reason and "--url" in reason
+    if name == "bokehme":
+        assert "python -m bokeh_model fetch bokehme" in reason and "--url" in reason
     image, depth = _inputs()
     with pytest.raises(ModelUnavailableError):
         instance(image, depth)

@@ -291,3 +291,23 @@ def test_pynet_preview_on_cpu_gets_the_full_size_finish(tmp_path: Path) -> None:
     result, (before, after), _, notes = make_render_fn(settings)(str(photo), "pynet", -1, -1, "approximate", None, "{}")
     assert Image.open(result).size == (320, 212) and Image.open(after).size == (160, 106)
     assert "PyNET preview: computed at 64x42 px" in notes and "guided upsampling" in notes
+
+
+def test_bokehme_preview_on_cpu_scales_the_blur_and_gets_the_full_size_finish(tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("the preview path is for CPU-only machines")
+    photo = tmp_path / "photo.png"
+    Image.open(EXAMPLES_DIR / "chelsea.png").convert("RGB").resize((320, 212)).save(photo)
+    settings = SpaceSettings(
+        depth_model=str(tmp_path / "no-depth-model"),
+        results_dir=tmp_path / "results",
+        max_render_side=160,
+        pynet_cpu_preview_side=64,
+    )
+    render = make_render_fn(settings)
+    params = '{"strength": 40}'
+    result, (_, after), _, notes = render(str(photo), "bokehme_classical", -1, -1, "approximate", None, params)
+    assert Image.open(result).size == (320, 212) and Image.open(after).size == (160, 106)
+    assert "bokehme_classical preview: computed at 64x42 px" in notes and "K scaled to 16.0" in notes
