@@ -123,8 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     scoring.add_argument(
         "--profile",
         default=_DEFAULTS.profile,
-        choices=sorted(PROFILES),
-        help="metric profile: pynet (authors' protocol, default) or dmshn (published Val294 tables)",
+        metavar="|".join(sorted(PROFILES)),
+        help="metric profile: pynet (authors' protocol, default) or dmshn (published Val294 tables); several "
+        "separated by commas (pynet,dmshn) are scored in one pass, each written to OUT/<profile>/",
     )
     scoring.add_argument("--no-lpips", action="store_true", help="skip LPIPS")
     scoring.add_argument(
@@ -141,6 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-unofficial-lpips",
         action="store_true",
         help="score LPIPS with an AlexNet trunk whose SHA-256 is not torchvision's (recorded in run.json)",
+    )
+    parser.add_argument(
+        "--no-pair-files",
+        action="store_true",
+        help="do not copy the targets and inputs into OUT (run.json names them by SHA-256; a study needs targets/)",
     )
     parser.add_argument("--out", default=str(_DEFAULTS.out), help="output folder (default: runs/latest)")
     return parser
