@@ -33,11 +33,13 @@ def _score_with_evaluation(
     allow_unofficial_lpips: bool = False,
     device: str = "auto",
     pair_files: bool = True,
+    times: Any = None,
 ) -> dict[str, dict[str, Any]]:
     """Score one folder of predictions under every profile of ``profiles`` with ``evaluation/run.py``, in one pass.
 
     LPIPS is computed when the AlexNet trunk is in the torch hub cache (``run.json``'s ``lpips`` says why not).
-    ``pair_files=False`` leaves the targets and inputs out of ``out_dir`` (the portal keeps one copy per split).
+    ``pair_files=False`` leaves the targets and inputs out of ``out_dir`` (the portal keeps one copy per split);
+    ``times`` (an :class:`evaluation.scoring.StageTimes`) receives the seconds per stage (benchmarks).
 
     Returns:
         ``{profile: {"run": <run.json>, "per_image_csv": <text of per_image.csv>, "out_dir": <path>}}``.
@@ -60,6 +62,7 @@ def _score_with_evaluation(
         allow_unofficial_lpips=allow_unofficial_lpips,
         device=device,
         pair_files=pair_files,
+        times=times,
     )
     runs = result if len(names) > 1 else {names[0]: result}
     scored = {}
