@@ -35,7 +35,8 @@ class SpaceSettings:
         max_render_side: depth and defocus are computed at this longest side (``BOKEH_MAX_RENDER_SIDE``); the
             result is then brought back to the photo's own size.
         max_photo_mp: largest photo accepted, in megapixels (``BOKEH_MAX_PHOTO_MP``); checked at upload.
-        pynet_cpu_preview_side: PyNET's preview size on a CPU (``BOKEH_PYNET_PREVIEW_SIDE``; 0 = full size).
+        pynet_cpu_preview_side: a PyNET preview size the operator chooses (``BOKEH_PYNET_PREVIEW_SIDE``, long side
+            in px, labelled on screen); 0 (default) = PyNET's trained scale (long side 1536 px) on CPU and GPU.
         max_upload_mb: upload limit in megabytes (``BOKEH_MAX_UPLOAD_MB``).
         concurrency: renders run at once (``BOKEH_CONCURRENCY``); more requests wait in the queue.
     """
@@ -47,7 +48,7 @@ class SpaceSettings:
     organizer_token: str | None = None
     max_render_side: int = 2048
     max_photo_mp: int = 24
-    pynet_cpu_preview_side: int = 768
+    pynet_cpu_preview_side: int = 0
     max_upload_mb: int = 64
     concurrency: int = 2
 
@@ -63,7 +64,7 @@ class SpaceSettings:
             organizer_token=os.environ.get("BOKEH_ORGANIZER_TOKEN") or None,
             max_render_side=_int("BOKEH_MAX_RENDER_SIDE", 2048),
             max_photo_mp=_int("BOKEH_MAX_PHOTO_MP", 24),
-            pynet_cpu_preview_side=_int("BOKEH_PYNET_PREVIEW_SIDE", 768),
+            pynet_cpu_preview_side=_int("BOKEH_PYNET_PREVIEW_SIDE", 0),
             max_upload_mb=_int("BOKEH_MAX_UPLOAD_MB", 64),
             concurrency=_int("BOKEH_CONCURRENCY", 2),
         )

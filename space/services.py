@@ -23,6 +23,7 @@ from bokeh_model import InputError, create_method, list_methods, load_image
 from bokeh_model.depth import approximate_depth, depth_model_status, focus_disparity_at, get_depth_estimator
 from bokeh_model.images import ImageSource, load_depth
 from bokeh_model.pynet import weights_status
+from bokeh_model.pynet_scale import render_pynet_at_scale
 from bokeh_model.registry import Method
 from bokeh_model.upsample import finish_full_resolution
 from evaluation.metrics import lpips_status
@@ -249,15 +250,6 @@ def _cached_approximate_depth(photo: np.ndarray, focus_xy: tuple[int, int] | Non
     return depth
 
 
-def _pynet_preview(photo: np.ndarray, depth: DepthResult | None, side: int) -> tuple[np.ndarray, np.ndarray | None]:
-    height, width = photo.shape[:2]
-    scale = side / max(height, width)
-    size = (max(2, round(width * scale)), max(2, round(height * scale)))
-    small = np.clip(cv2.resize(photo, size, interpolation=cv2.INTER_AREA), 0.0, 1.0)
-    small_depth = None if depth is None else cv2.resize(depth.depth, size, interpolation=cv2.INTER_AREA)
-    return small, small_depth
-
-
 @on_gpu  # ZeroGPU: a GPU is attached only inside spaces.GPU calls; a no-op elsewhere
 def render_photo(
     photo: np.ndarray,
@@ -275,8 +267,8 @@ def render_photo(
 
     A clicked focus point (processing-resolution pixels) sets ``focus_disparity`` where the method has one.
     With ``full`` (the same photo at its own size), the result is brought to that size by guided upsampling
-    (:func:`bokeh_model.upsample.finish_full_resolution`). PyNET on a CPU runs on a smaller preview and gets the
-    same finish.
+    (:func:`bokeh_model.upsample.finish_full_resolution`). PyNET runs at its trained scale (the photo's long side
+    at 1536 px, :mod:`bokeh_model.pynet_scale`), or at a preview size chosen explicitly, and gets the same finish.
     """
     method = get_method(method_name, settings.pynet_weights)
     available, reason = method.availability()
@@ -298,23 +290,23 @@ def render_photo(
         params["focus_disparity"] = round(focus_disparity_at(depth.depth, int(x), int(y)), 4)
         notes.append(f"Focus at disparity {params['focus_disparity']:.3f}.")
     source, source_depth = photo, None if depth is None else depth.depth
-    preview_side = settings.pynet_cpu_preview_side
-    on_cpu = not torch.cuda.is_available()
-    if method_name == "pynet" and on_cpu and not params.get("max_side") and 0 < preview_side < max(photo.shape[:2]):
-        source, source_depth = _pynet_preview(photo, depth, preview_side)
-        notes.append(
-            f"PyNET preview: computed at {source.shape[1]}x{source.shape[0]} px on this CPU (about 10 s per "
-            "full-size photo), then brought to full size by guided upsampling; use a GPU or the CLI for "
-            "PyNET at full resolution."
-        )
     start = time.perf_counter()
-    rendered = method(source, source_depth, **params)
+    if method_name == "pynet":
+        # PyNET at its trained scale on CPU and GPU alike (long side 1536 px, network input 768 px), unless a
+        # preview size is chosen (the control, or BOKEH_PYNET_PREVIEW_SIDE): labelled either way.
+        if not params.get("max_side") and settings.pynet_cpu_preview_side:
+            params["max_side"] = settings.pynet_cpu_preview_side
+        scaled = render_pynet_at_scale(method, photo, source_depth, params, finish=False)
+        source, rendered = scaled.scaled, scaled.rendered
+        notes.append(scaled.note((full if full is not None else photo).shape[:2]))
+    else:
+        rendered = method(source, source_depth, **params)
     timings["render"] = time.perf_counter() - start
     backend = getattr(method, "last_backend", None)
     if backend:  # which PyNET backend actually ran (the fastest measured one here, see bokeh_model.backends)
-        notes.append(f"PyNET ran on the {backend} backend in {timings['render']:.1f} s.")
+        notes.append(f"PyNET ran on the {backend} backend; render {timings['render']:.1f} s.")
     start = time.perf_counter()
-    preview = finish_full_resolution(photo, source, rendered) if source is not photo else rendered
+    preview = finish_full_resolution(photo, source, rendered) if source.shape[:2] != photo.shape[:2] else rendered
     image = preview
     if full is not None and full.shape[:2] != photo.shape[:2]:
         image = finish_full_resolution(full, source, rendered)
