@@ -3,13 +3,8 @@ guided finish back to the photo's size, and the labelled preview."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-import pytest
-from PIL import Image
 
-from bokeh_model.__main__ import main
 from bokeh_model.pynet_scale import PYNET_TRAINED_SIDE, render_pynet_at_scale, trained_scale_size
 
 
@@ -56,22 +51,3 @@ def test_a_preview_is_an_explicit_labelled_choice():
     # EBB!'s own size is the trained scale: no resize and no finish
     same = render_pynet_at_scale(_Recorder(), photo, None, {"max_side": 0})
     assert same.trained and "guided" not in same.note()
-
-
-def test_cli_says_which_scale_ran(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from bokeh_model.pynet import PyNET
-
-    weights = tmp_path / "pynet"
-    PyNET().save_pretrained(weights)  # random weights: sizes and messages only
-    photo, depth = tmp_path / "photo.jpg", tmp_path / "depth.png"
-    Image.new("RGB", (96, 64), (200, 100, 50)).save(photo)
-    Image.fromarray(np.tile(np.arange(48, dtype=np.uint8)[:, None] * 5, (1, 48))).save(depth)
-    base = ["render", str(photo), str(tmp_path / "out.png"), "--weights", str(weights), "--depth", str(depth)]
-    assert main([*base, "--device", "cpu", "--max-side", "64"]) == 0
-    out = capsys.readouterr().out
-    assert "PyNET PREVIEW (chosen): photo at 64x43 px" in out and "96x64 px by guided upsampling" in out
-    assert Image.open(tmp_path / "out.png").size == (96, 64)
-    assert main([*base, "--device", "cpu", "--own-size"]) == 0
-    assert "trained scale" not in capsys.readouterr().out
-    assert main(["render", str(photo), str(tmp_path / "o.png"), "--method", "gaussian", "--own-size"]) == 2
-    assert "--own-size applies to --method pynet only" in capsys.readouterr().err
