@@ -33,6 +33,10 @@ __all__ = [
 ]
 
 
+_LPIPS_LOCK = threading.Lock()
+_TRUNK_SHA256: dict[tuple[str, int, int], str] = {}
+
+
 class LPIPSUnavailableError(ModelUnavailableError):
     """The AlexNet trunk that LPIPS needs is not on this machine, or is not the official file."""
 
@@ -72,7 +76,15 @@ def lpips_trunk_info(path: str | os.PathLike | None = None) -> dict[str, Any]:
     trunk = Path(path) if path is not None else alexnet_trunk_path()
     if not trunk.is_file():
         raise LPIPSUnavailableError(lpips_status()[1] if path is None else f"AlexNet trunk not found at {trunk}")
-    digest = sha256_file(trunk)
+    # Hashing 233 MB costs about a second per run (per portal submission): once per process and file version.
+    stat = trunk.stat()
+    key = (str(trunk.resolve()), stat.st_size, stat.st_mtime_ns)
+    with _LPIPS_LOCK:
+        digest = _TRUNK_SHA256.get(key)
+    if digest is None:
+        digest = sha256_file(trunk)
+        with _LPIPS_LOCK:
+            _TRUNK_SHA256[key] = digest
     return {"path": str(trunk), "sha256": digest, "official": digest.startswith(official_sha256_prefix(ALEXNET_FILE))}
 
 
@@ -138,7 +150,6 @@ def build_lpips(trunk_path: str | os.PathLike | None = None) -> Any:
     return model.eval()
 
 
-_LPIPS_LOCK = threading.Lock()
 _LPIPS_CACHE: dict[str, Any] = {}
 
 

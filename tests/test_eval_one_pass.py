@@ -168,3 +168,24 @@ def test_lpips_batches_equal_single_pairs():
     for row, (pred, target) in zip(rows, pairs, strict=True):
         single = lpips_distance(profile.crop(pred / 255.0), profile.crop(target / 255.0), model=model)
         assert row["lpips"] == pytest.approx(single, rel=1e-5, abs=1e-7)
+
+
+def test_the_backend_that_rendered_is_recorded(tmp_path):
+    """PyNET's backend="auto" resolves to a concrete backend per machine; run.json says which one ran."""
+    from bokeh_model.registry import Method, registered_methods
+
+    class _Backed(Method):
+        name = "eval_test_backed"
+        description = "test-only method that reports an execution backend"
+        needs_depth = False
+        last_backend = None
+
+        def render(self, image, depth):
+            self.last_backend = "openvino-stand-in"
+            return image * 0.9
+
+    with registered_methods(_Backed):
+        out = tmp_path / "r"
+        assert main([*SYNTH, "--methods", "eval_test_backed", "--no-lpips", "--out", str(out)]) == 0
+    method = json.loads((out / "run.json").read_text())["methods"]["eval_test_backed"]
+    assert method["backend"] == "openvino-stand-in"
