@@ -448,9 +448,10 @@ def score_shard(
                             target.levels if target.levels is not None else target.as_float(),
                         )
         progress.update(1)
-    with ctx.times.timed("lpips"):
-        for batch in lpips.values():
-            batch.flush()
+    if lpips:
+        with ctx.times.timed("lpips"):
+            for batch in lpips.values():
+                batch.flush()
     progress.close()
     return {
         "rows": rows,
