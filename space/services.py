@@ -306,10 +306,16 @@ def render_photo(
     if backend:  # which PyNET backend actually ran (the fastest measured one here, see bokeh_model.backends)
         notes.append(f"PyNET ran on the {backend} backend; render {timings['render']:.1f} s.")
     start = time.perf_counter()
-    preview = finish_full_resolution(photo, source, rendered) if source.shape[:2] != photo.shape[:2] else rendered
-    image = preview
     if full is not None and full.shape[:2] != photo.shape[:2]:
         image = finish_full_resolution(full, source, rendered)
+        if source.shape[:2] == photo.shape[:2]:
+            preview = rendered
+        else:  # PyNET ran at its own scale: the page's preview is the finished result, downscaled (one finish)
+            size = (photo.shape[1], photo.shape[0])
+            preview = np.clip(cv2.resize(image, size, interpolation=cv2.INTER_AREA), 0.0, 1.0)
+    else:
+        preview = finish_full_resolution(photo, source, rendered) if source.shape[:2] != photo.shape[:2] else rendered
+        image = preview
     timings["finish"] = time.perf_counter() - start
     seconds = timings["render"] + timings["finish"]
     return RenderResult(image, depth, seconds, notes, preview=preview, timings=timings)
