@@ -10,7 +10,9 @@ Examples::
 
 Outputs in ``--out``: ``table.md``, ``table.csv``, ``per_image.csv``, ``run.json``, ``leaderboard.json``,
 ``report.html``, ``predictions/<method>/<id>.png`` (+ ``.json`` sidecars with the runtime), ``targets/<id>.<ext>``
-and ``inputs/<id>.<ext>`` (original bytes). Predictions already on disk with the same method settings, input
+and ``inputs/<id>.<ext>`` (original bytes; not with ``--no-pair-files``). ``--profile pynet,dmshn`` scores both
+profiles in one pass (each image decoded once) and writes each profile's ``run.json`` and tables into
+``--out/<profile>/``. Predictions already on disk with the same method settings, input
 bytes and depth source are reused, so an interrupted run resumes. Methods that cannot run here (PyNET without
 weights, renderers without depth maps or ``--depth-model``) are listed as not scored, with the reason; named in
 ``--methods``, they are an error (exit 3) found before anything is written. Exit codes: 0 ok, 1 failure,
