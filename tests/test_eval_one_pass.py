@@ -189,3 +189,40 @@ def test_the_backend_that_rendered_is_recorded(tmp_path):
         assert main([*SYNTH, "--methods", "eval_test_backed", "--no-lpips", "--out", str(out)]) == 0
     method = json.loads((out / "run.json").read_text())["methods"]["eval_test_backed"]
     assert method["backend"] == "openvino-stand-in"
+
+
+def test_the_portal_scores_a_submission_in_one_pass(tmp_path, monkeypatch):
+    """One evaluation call per submission for both profiles (each image decoded once), with the same numbers as
+    separate runs; the split's targets are copied once, not per submission."""
+    from _portal_testing import ALICE, META, build_val294_like, good_zip, make_portal, prediction_arrays
+
+    from evaluation.portal import service
+    from evaluation.runner import evaluate_predictions
+
+    dataset = build_val294_like(tmp_path / "ebb")
+    arrays = prediction_arrays(dataset)
+    portal = make_portal(tmp_path, dataset)
+    calls = []
+    original = service.score_with_evaluation
+
+    def counting(*args, **kwargs):
+        calls.append((list(args[3]), kwargs.get("pair_files")))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(service, "score_with_evaluation", counting)
+    first = portal.submit(good_zip(tmp_path / "a.zip", arrays), META, ALICE)
+    portal.process_next()
+    second = portal.submit(good_zip(tmp_path / "b.zip", prediction_arrays(dataset, shift=3)), META, ALICE)
+    portal.process_next()
+    assert calls == [(["pynet", "dmshn"], True), (["pynet", "dmshn"], False)]
+    assert portal.status(second)["status"] == "scored" and (portal.root / "targets" / "val294").is_dir()
+    folder = tmp_path / "preds"
+    folder.mkdir()
+    for sample_id, array in arrays.items():
+        Image.fromarray(array).save(folder / f"{sample_id}.png")
+    for profile in ("pynet", "dmshn"):
+        alone = evaluate_predictions(
+            str(dataset), "val294", folder, profile=profile, out_dir=tmp_path / profile, lpips=False, device="cpu"
+        )
+        stored = portal.store.result(first, profile)["run"]["methods"]["submission"]["metrics"]
+        assert stored == alone["methods"]["submission"]["metrics"]
