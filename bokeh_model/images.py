@@ -27,6 +27,7 @@ __all__ = [
     "check_image_array",
     "load_depth",
     "load_image",
+    "load_image_levels",
     "pil_to_array",
     "resize_array",
     "save_depth",
@@ -178,6 +179,35 @@ def load_image(source: ImageSource, *, max_pixels: int = MAX_PIXELS) -> np.ndarr
 
 
 _EXIF_ORIENTATION = 0x0112
+
+# Formats whose Pillow decoding of an RGB or grayscale image is exactly its 8-bit levels (16-bit PNGs are checked).
+_LEVEL_FORMATS = {"JPEG", "MPO", "PNG", "WEBP", "BMP"}
+
+
+def load_image_levels(source: str | os.PathLike | bytes, *, max_pixels: int = MAX_PIXELS) -> np.ndarray | None:
+    """An 8-bit RGB or grayscale image file as its uint8 (H, W, 3) levels: exactly ``load_image(source) * 255``,
+    without the float copy (the evaluation scores these directly).
+
+    Returns ``None`` for any other image (alpha, palette, CMYK, 16-bit, EXIF-rotated, other formats): read those
+    with :func:`load_image`.
+
+    Raises:
+        InputError: as :func:`load_image` (missing, truncated or non-image file, too many pixels).
+    """
+    image = _open(source, max_pixels)
+    if image.format not in _LEVEL_FORMATS or image.mode not in ("RGB", "L"):
+        return None
+    if image.format == "PNG":
+        if isinstance(source, (bytes, bytearray)):
+            header = bytes(source[:26])
+        else:
+            with open(source, "rb") as handle:
+                header = handle.read(26)
+        if len(header) < 26 or header[24] != 8:  # IHDR bit depth: Pillow reads 16-bit colour as 8-bit
+            return None
+    if int(image.getexif().get(_EXIF_ORIENTATION, 1) or 1) != 1:
+        return None
+    return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
 
 
 def _orient(array: np.ndarray, orientation: int) -> np.ndarray:

@@ -285,7 +285,8 @@ class PyNETMethod(Method):
             min=0,
             max=8192,
             step=64,
-            help="Downscale the photo to this longest side before PyNET (fast preview); 0 = full size.",
+            help="Long side PyNET runs at: 0 = the default (the app and `render`: 1536 px, PyNET's trained scale; "
+            "the evaluation: the dataset's own size); a smaller value is a faster preview, labelled as such.",
             label="preview size",
         ),
     )

@@ -61,10 +61,13 @@ class EvalConfig:
         depth_model: ``--depth-model``: depth model for methods that need depth when the data has none.
         device: ``--device``: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         warmup: ``--warmup``: untimed warm-up calls per method.
-        profile: ``--profile``: metric profile (``pynet`` or ``dmshn``).
+        profile: ``--profile``: metric profile (``pynet`` or ``dmshn``), or several separated by commas
+            (``pynet,dmshn``), scored in one pass; each then gets its own folder in ``out``.
         lpips: ``False`` for ``--no-lpips``; require_lpips: ``--require-lpips`` (exit 3 without the trunk).
         offline: ``--offline``: never download (the LPIPS trunk is otherwise fetched on first use).
         allow_unofficial_lpips: ``--allow-unofficial-lpips``.
+        pair_files: ``False`` for ``--no-pair-files``: do not copy the targets' and inputs' original bytes into
+            ``out`` (``run.json`` names every file by SHA-256 either way; a user study needs ``targets/``).
         out: ``--out``: the run folder (layout: :mod:`evaluation.run_layout`).
         command: the command line recorded in ``run.json``; ``None``: ``python -m evaluation.run`` with
             :meth:`to_argv`.
@@ -89,6 +92,7 @@ class EvalConfig:
     require_lpips: bool = False
     offline: bool = False
     allow_unofficial_lpips: bool = False
+    pair_files: bool = True
     out: str | os.PathLike = field(default_factory=lambda: os.environ.get(RESULTS_DIR_ENV) or DEFAULT_RUN)
     command: str | None = None
 
@@ -97,10 +101,25 @@ class EvalConfig:
         self.synthetic_dims()
         self.param_assignments()
         self.option_assignments()
-        if self.profile not in PROFILES:
-            raise InputError(f"unknown metric profile {self.profile!r}; choose one of {sorted(PROFILES)}")
+        self.profile_names()
         if self.limit < 0:
             raise InputError(f"--limit must be >= 0 (0 = all), got {self.limit}")
+
+    def profile_names(self) -> list[str]:
+        """The requested profiles in order: ``"pynet,dmshn"`` -> ``["pynet", "dmshn"]``.
+
+        Raises:
+            InputError: an unknown or repeated profile, or none.
+        """
+        names = [name.strip() for name in str(self.profile).split(",") if name.strip()]
+        if not names:
+            raise InputError(f"--profile names no metric profile; choose from {sorted(PROFILES)}")
+        for name in names:
+            if name not in PROFILES:
+                raise InputError(f"unknown metric profile {name!r}; choose one of {sorted(PROFILES)}")
+        if len(set(names)) != len(names):
+            raise InputError(f"--profile {self.profile!r} names a profile twice")
+        return names
 
     def synthetic_dims(self) -> tuple[int, int]:
         """``(width, height)`` of ``synthetic_size``.
@@ -145,6 +164,7 @@ class EvalConfig:
             require_lpips=args.require_lpips,
             offline=args.offline,
             allow_unofficial_lpips=args.allow_unofficial_lpips,
+            pair_files=not args.no_pair_files,
             out=args.out,
             command=command,
         )
@@ -170,6 +190,8 @@ class EvalConfig:
             argv.append("--no-lpips")
         if self.allow_unofficial_lpips:
             argv.append("--allow-unofficial-lpips")
+        if not self.pair_files:
+            argv.append("--no-pair-files")
         argv += ["--out", os.fspath(self.out)]
         return argv
 

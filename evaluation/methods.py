@@ -53,6 +53,7 @@ class MethodRun:
     warmed: bool = False
     needs_depth: bool = False
     user_params: tuple[str, ...] = ()  # the parameters --param set (the synthetic sample leaves them alone)
+    backend: str = ""  # the execution backend that rendered (PyNET's backend="auto" resolved), for run.json
 
     def config_hash(self) -> str:
         """What a saved prediction must match to be reused: the method's name, parameters and options."""

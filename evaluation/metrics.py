@@ -44,6 +44,7 @@ import numpy as np
 
 from bokeh_model.errors import InputError
 from evaluation.lpips_metric import (
+    LPIPSBatch,
     LPIPSUnavailableError,
     build_lpips,
     get_lpips_model,
@@ -52,12 +53,13 @@ from evaluation.lpips_metric import (
     lpips_trunk_info,
     verify_lpips_trunk,
 )
-from evaluation.psnr_ssim import check_pair, psnr, psnr_dmshn, ssim, ssim_dmshn
+from evaluation.psnr_ssim import check_pair, dmshn_levels, psnr, psnr_dmshn, pynet_levels, ssim, ssim_dmshn
 
 __all__ = [
     "DEFAULT_PROFILE",
     "METRICS",
     "PROFILES",
+    "LPIPSBatch",
     "LPIPSUnavailableError",
     "MetricProfile",
     "MetricSpec",
@@ -72,6 +74,7 @@ __all__ = [
     "verify_lpips_trunk",
     "psnr",
     "psnr_dmshn",
+    "score_levels",
     "score_pair",
     "ssim",
     "ssim_dmshn",
@@ -106,7 +109,11 @@ METRICS: dict[str, MetricSpec] = {
 
 @dataclass(frozen=True)
 class MetricProfile:
-    """How images are prepared and scored: border crop and the PSNR / SSIM functions on [0, 1] floats."""
+    """How images are prepared and scored: border crop and the PSNR / SSIM functions on [0, 1] floats.
+
+    ``levels`` (optional) computes ``(psnr, ssim)`` of the cropped uint8 levels of 8-bit images directly, with the
+    same values as ``psnr`` and ``ssim`` on ``levels / 255`` (to 1e-12), without float copies of the images.
+    """
 
     name: str
     description: str
@@ -115,6 +122,7 @@ class MetricProfile:
     ssim: Callable[[np.ndarray, np.ndarray], float]
     quantize: bool = True
     notes: tuple[str, ...] = field(default_factory=tuple)
+    levels: Callable[[np.ndarray, np.ndarray], tuple[float, float]] | None = None
     ssim_window: int = 11  # the SSIM window's side: the cropped image must be at least this large
 
     @property
@@ -146,6 +154,7 @@ PROFILES: dict[str, MetricProfile] = {
         psnr=psnr,
         ssim=ssim,
         notes=("SSIM: Gaussian 11, sigma 1.5, valid region, population statistics, mean of channels",),
+        levels=pynet_levels,
     ),
     "dmshn": MetricProfile(
         name="dmshn",
@@ -155,6 +164,7 @@ PROFILES: dict[str, MetricProfile] = {
         ssim=ssim_dmshn,
         notes=("SSIM: 7x7 uniform window, sample covariance, data range 255 (not comparable with 'pynet')",),
         ssim_window=7,
+        levels=dmshn_levels,
     ),
 }
 DEFAULT_PROFILE = "pynet"
@@ -195,6 +205,34 @@ def score_pair(
     pred, target = profile.crop(pred), profile.crop(target)
     scores = {"psnr": profile.psnr(pred, target), "ssim": profile.ssim(pred, target)}
     scores["lpips"] = lpips_distance(pred, target, model=lpips_model) if lpips_model is not None else float("nan")
+    return scores
+
+
+def score_levels(
+    pred: np.ndarray, target: np.ndarray, profile: MetricProfile | str = DEFAULT_PROFILE
+) -> dict[str, float]:
+    """PSNR and SSIM of two 8-bit images given as uint8 (H, W, 3) levels: :func:`score_pair` of ``levels / 255``
+    (to 1e-12) without float copies of the whole images. LPIPS is not computed here (NaN; see :class:`LPIPSBatch`).
+
+    Raises:
+        ValueError: the shapes differ, or the image is too small for the profile's crop or window.
+    """
+    if isinstance(profile, str):
+        profile = get_profile(profile)
+    if pred.shape != target.shape:
+        raise ValueError(f"prediction shape {pred.shape} differs from target shape {target.shape}")
+    if pred.dtype != np.uint8 or target.dtype != np.uint8:
+        raise ValueError(f"score_levels takes uint8 levels, got {pred.dtype} and {target.dtype}")
+    pred, target = profile.crop(pred), profile.crop(target)
+    if profile.levels is None or min(pred.shape[:2]) < 11:  # small images: the float functions say what is wrong
+        scores = {
+            "psnr": profile.psnr(pred / 255.0, target / 255.0),
+            "ssim": profile.ssim(pred / 255.0, target / 255.0),
+        }
+    else:
+        value_psnr, value_ssim = profile.levels(pred, target)
+        scores = {"psnr": value_psnr, "ssim": value_ssim}
+    scores["lpips"] = float("nan")
     return scores
 
 

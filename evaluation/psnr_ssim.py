@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-__all__ = ["check_pair", "psnr", "psnr_dmshn", "ssim", "ssim_dmshn"]
+__all__ = ["check_pair", "dmshn_levels", "psnr", "psnr_dmshn", "pynet_levels", "ssim", "ssim_dmshn", "ssim_planes"]
 
 _K1, _K2 = 0.01, 0.03
 _WINDOW, _SIGMA = 11, 1.5  # the compiled SSIM loop is written for these 11 taps
@@ -110,16 +110,22 @@ def ssim(pred: np.ndarray, target: np.ndarray, *, data_range: float = 1.0) -> fl
     pred, target = check_pair(pred, target)
     if pred.shape[0] < _WINDOW or pred.shape[1] < _WINDOW:
         raise ValueError(f"SSIM needs images of at least {_WINDOW}x{_WINDOW} pixels, got {pred.shape[:2]}")
+    planes_x = [pred] if pred.ndim == 2 else [np.ascontiguousarray(pred[..., c]) for c in range(pred.shape[2])]
+    planes_y = [target] if target.ndim == 2 else [np.ascontiguousarray(target[..., c]) for c in range(target.shape[2])]
+    return ssim_planes(planes_x, planes_y, data_range=data_range)
+
+
+def ssim_planes(planes_x: list[np.ndarray], planes_y: list[np.ndarray], *, data_range: float = 1.0) -> float:
+    """:func:`ssim` of images given as lists of C-contiguous float64 channel planes (no checks: the caller has
+    validated them, e.g. planes made from 8-bit levels, which are finite by construction)."""
     c1 = (_K1 * data_range) ** 2
     c2 = (_K2 * data_range) ** 2
     radius = (_WINDOW - 1) // 2
-    height, width = pred.shape[:2]
+    height, width = planes_x[0].shape
     # Channel planes cut into horizontal strips (overlapping by the window) keep every intermediate map in
     # the CPU caches, and the strips run on a small thread pool (the compiled loop releases the GIL). The
     # partition does not depend on the number of threads and the strip sums are added in a fixed order, so
     # the result is deterministic.
-    planes_x = [pred] if pred.ndim == 2 else [np.ascontiguousarray(pred[..., c]) for c in range(pred.shape[2])]
-    planes_y = [target] if target.ndim == 2 else [np.ascontiguousarray(target[..., c]) for c in range(target.shape[2])]
     valid_rows = height - 2 * radius
     jobs = [
         (
@@ -256,17 +262,155 @@ def ssim_dmshn(pred: np.ndarray, target: np.ndarray) -> float:
     """SSIM with scikit-image defaults on 8-bit levels (7x7 uniform window, sample covariance, range 255).
 
     This is ``compare_ssim(multichannel=True)`` of the DMSHN/MPFNet evaluation; not comparable with :func:`ssim`.
+    Computed by :func:`dmshn_levels` (exact integer window sums; equal to scikit-image to 1e-12).
     """
-    from skimage.metrics import structural_similarity
-
     pred, target = check_pair(pred, target)
-    if min(pred.shape[:2]) < 7:
+    if min(pred.shape[:2]) < _BOX:
         raise ValueError(f"SSIM (7x7 window) needs images of at least 7x7 pixels, got {pred.shape[:2]}")
-    return float(
-        structural_similarity(
-            _to_uint8_levels(target),
-            _to_uint8_levels(pred),
-            data_range=255.0,
-            channel_axis=-1 if pred.ndim == 3 else None,
-        )
+    levels_x = _to_uint8_levels(pred).astype(np.uint8)
+    levels_y = _to_uint8_levels(target).astype(np.uint8)
+    return dmshn_levels(levels_x, levels_y)[1]
+
+
+# ---------------------------------------------------------------------------------------------- 8-bit levels
+# The evaluation decodes 8-bit files to their uint8 levels and scores them here without float copies of the
+# whole image: the same numbers as the float functions above (the dmshn ones exactly; the pynet ones use the
+# same float64 planes, k / 255, as psnr() and ssim() receive).
+
+_BOX = 7  # scikit-image's default window
+
+
+@functools.cache
+def _box_kernel() -> Callable[..., tuple[np.ndarray, int]]:
+    """scikit-image's default SSIM of one channel (7x7 uniform window, sample covariance) on uint8 levels,
+    with the sum of squared differences, compiled by numba on first use (and cached on disk)."""
+    from numba import njit
+
+    @njit(nogil=True, cache=True)
+    def channel(x, y, c1, c2):  # pragma: no cover - numba
+        rows, width = x.shape
+        # Running column sums over 7 rows of x, y, x^2, y^2 and xy: integers, so every window sum is exact
+        # (scipy's running float sums differ from these by about 1e-16 relative).
+        cx = np.zeros(width, np.int64)
+        cy = np.zeros(width, np.int64)
+        cxx = np.zeros(width, np.int64)
+        cyy = np.zeros(width, np.int64)
+        cxy = np.zeros(width, np.int64)
+        sse = 0
+        for i in range(rows):
+            for j in range(width):
+                a = np.int64(x[i, j])
+                b = np.int64(y[i, j])
+                sse += (a - b) * (a - b)
+                if i < 7:
+                    cx[j] += a
+                    cy[j] += b
+                    cxx[j] += a * a
+                    cyy[j] += b * b
+                    cxy[j] += a * b
+        cov = 49.0 / 48.0
+        sums = np.zeros(rows - 6)
+        for r in range(rows - 6):
+            sx = 0
+            sy = 0
+            sxx = 0
+            syy = 0
+            sxy = 0
+            for j in range(7):
+                sx += cx[j]
+                sy += cy[j]
+                sxx += cxx[j]
+                syy += cyy[j]
+                sxy += cxy[j]
+            total = 0.0
+            for j in range(width - 6):
+                if j > 0:
+                    sx += cx[j + 6] - cx[j - 1]
+                    sy += cy[j + 6] - cy[j - 1]
+                    sxx += cxx[j + 6] - cxx[j - 1]
+                    syy += cyy[j + 6] - cyy[j - 1]
+                    sxy += cxy[j + 6] - cxy[j - 1]
+                ux = sx / 49.0
+                uy = sy / 49.0
+                vx = cov * (sxx / 49.0 - ux * ux)
+                vy = cov * (syy / 49.0 - uy * uy)
+                vxy = cov * (sxy / 49.0 - ux * uy)
+                a1 = 2.0 * ux * uy + c1
+                a2 = 2.0 * vxy + c2
+                b1 = ux**2 + uy**2 + c1
+                b2 = vx + vy + c2
+                total += (a1 * a2) / (b1 * b2)
+            sums[r] = total
+            if r + 7 < rows:
+                for j in range(width):
+                    a0 = np.int64(x[r, j])
+                    b0 = np.int64(y[r, j])
+                    a1_ = np.int64(x[r + 7, j])
+                    b1_ = np.int64(y[r + 7, j])
+                    cx[j] += a1_ - a0
+                    cy[j] += b1_ - b0
+                    cxx[j] += a1_ * a1_ - a0 * a0
+                    cyy[j] += b1_ * b1_ - b0 * b0
+                    cxy[j] += a1_ * b1_ - a0 * b0
+        return sums, sse
+
+    return channel
+
+
+def _planes(image: np.ndarray) -> list[np.ndarray]:
+    return [image] if image.ndim == 2 else [image[..., c] for c in range(image.shape[2])]
+
+
+def _box_channel(job: tuple[np.ndarray, np.ndarray]) -> tuple[float, int, int]:
+    x, y = job
+    sums, sse = _box_kernel()(np.ascontiguousarray(x), np.ascontiguousarray(y), (_K1 * 255.0) ** 2, (_K2 * 255.0) ** 2)
+    return math.fsum(sums), int(sse), sums.size * (x.shape[1] - _BOX + 1)
+
+
+def dmshn_levels(pred: np.ndarray, target: np.ndarray) -> tuple[float, float]:
+    """``(psnr_dmshn, ssim_dmshn)`` of two uint8 (H, W[, C]) arrays of the same shape (at least 7x7).
+
+    PSNR is exactly :func:`psnr_dmshn`'s (the squared differences of integers are summed exactly); SSIM is
+    scikit-image's ``structural_similarity(data_range=255)`` with its defaults, mean over channels, from exact
+    integer window sums (equal to scikit-image's running float sums to about 1e-13).
+    """
+    jobs = list(zip(_planes(pred), _planes(target), strict=True))
+    parts = list(_pool().map(_box_channel, jobs)) if len(jobs) > 1 else [_box_channel(jobs[0])]
+    mse = float(sum(p[1] for p in parts)) / pred.size
+    value_psnr = float("inf") if mse == 0.0 else float(10.0 * np.log10(255.0**2 / mse))
+    value_ssim = math.fsum(p[0] / p[2] for p in parts) / len(parts)
+    return value_psnr, float(value_ssim)
+
+
+@functools.cache
+def _sse_kernel() -> Callable[..., int]:
+    """Sum of squared differences of two uint8 (H, W, C) arrays (views allowed), exact in integers."""
+    from numba import njit
+
+    @njit(nogil=True, cache=True)
+    def sse(x, y):  # pragma: no cover - numba
+        total = 0
+        for i in range(x.shape[0]):
+            for j in range(x.shape[1]):
+                for c in range(x.shape[2]):
+                    d = np.int64(x[i, j, c]) - np.int64(y[i, j, c])
+                    total += d * d
+        return total
+
+    return sse
+
+
+def pynet_levels(pred: np.ndarray, target: np.ndarray) -> tuple[float, float]:
+    """``(psnr, ssim)`` (the ``pynet`` profile's functions, range 1) of two uint8 (H, W, C) arrays, already cropped.
+
+    SSIM gets the float64 planes k / 255 that :func:`ssim` would make (the same result); the PSNR's squared
+    differences are summed exactly in integers (:func:`psnr` sums them in float64: about 1e-13 dB apart).
+    """
+    planes_x = [np.divide(p, 255.0, dtype=np.float64) for p in _planes(pred)]
+    planes_y = [np.divide(p, 255.0, dtype=np.float64) for p in _planes(target)]
+    sse = int(
+        _sse_kernel()(pred if pred.ndim == 3 else pred[..., None], target if target.ndim == 3 else target[..., None])
     )
+    mse = sse / 255.0**2 / pred.size
+    value_psnr = float("inf") if mse == 0.0 else float(10.0 * np.log10(1.0 / mse))
+    return value_psnr, ssim_planes(planes_x, planes_y)

@@ -26,7 +26,15 @@ from evaluation.run_layout import PER_IMAGE, RUN_RECORD, shard_path, shards_dir
 from evaluation.runtime import environment_info
 from evaluation.scoring import FOCUS_PARAMS, PSNR_CAP_DB
 
-__all__ = ["EXPECTED_IDS", "Merged", "build_run_record", "coverage_of", "merge_shards", "write_run_files"]
+__all__ = [
+    "EXPECTED_IDS",
+    "Merged",
+    "build_run_record",
+    "coverage_of",
+    "drop_shards",
+    "merge_shards",
+    "write_run_files",
+]
 
 # Ids a split must hold to be complete (Val294 = EBB! training ids 4400-4693, the DMSHN benchmark).
 EXPECTED_IDS: dict[str, list[str]] = {"val294": [str(i) for i in range(4400, 4694)]}
@@ -46,9 +54,15 @@ class Merged:
 
 
 def merge_shards(
-    out: Path, world: int, runs: list[MethodRun], skipped: list[dict[str, str]], ids: list[str] | None, source: Any
+    out: Path,
+    world: int,
+    runs: list[MethodRun],
+    skipped: list[dict[str, str]],
+    ids: list[str] | None,
+    source: Any,
+    profile: str,
 ) -> Merged:
-    """Read the ``world`` shard files of ``out`` into one ordered frame.
+    """Read the ``world`` shard files of ``out`` into one ordered frame of ``profile``'s scores.
 
     A method one shard had to drop (a row without depth) is dropped from every shard and listed as skipped.
 
@@ -65,7 +79,7 @@ def merge_shards(
     upsampled = 0
     for index in range(world):
         part = json.loads(shard_path(out, index, world).read_text(encoding="utf-8"))
-        rows += part["rows"]
+        rows += part["rows"][profile]
         hashes.update(part["hashes"])
         input_hashes.update(part["input_hashes"])
         dropped.update(part["dropped"])
@@ -138,6 +152,7 @@ def method_summaries(frame: Any, runs: list[MethodRun], synthetic: bool = False)
             ),
             "options": {k: str(v) for k, v in run.options.items() if not k.startswith("_")},
             "hardware": run.hardware,
+            **({"backend": run.backend} if run.backend else {}),
             "n_images": int(len(part)),
             "reused_predictions": int(part["reused"].sum()),
             "runtime_s": summarize(runtimes) if np.isfinite(runtimes).any() else None,
@@ -209,12 +224,18 @@ def _strict_json(value: Any) -> Any:
 
 
 def write_run_files(out: Path, frame: Any, record: dict[str, Any]) -> dict[str, Any]:
-    """Write ``per_image.csv``, ``run.json`` and the derived tables; drop the shards. Returns ``run.json``'s content."""
+    """Write ``per_image.csv``, ``run.json`` and the derived tables into ``out`` (the run folder, or a profile's
+    folder in it). Returns ``run.json``'s content."""
     from evaluation.leaderboard import rebuild_tables
 
     text = json.dumps(_strict_json(record), indent=2, default=str, allow_nan=False)
+    out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / PER_IMAGE, frame.to_csv(index=False))
     atomic_write(out / RUN_RECORD, text)
     rebuild_tables(out)
-    shutil.rmtree(shards_dir(out), ignore_errors=True)
     return json.loads(text)
+
+
+def drop_shards(out: Path) -> None:
+    """Remove ``RUN/.shards`` once every profile's files are written."""
+    shutil.rmtree(shards_dir(out), ignore_errors=True)

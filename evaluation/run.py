@@ -10,7 +10,9 @@ Examples::
 
 Outputs in ``--out``: ``table.md``, ``table.csv``, ``per_image.csv``, ``run.json``, ``leaderboard.json``,
 ``report.html``, ``predictions/<method>/<id>.png`` (+ ``.json`` sidecars with the runtime), ``targets/<id>.<ext>``
-and ``inputs/<id>.<ext>`` (original bytes). Predictions already on disk with the same method settings, input
+and ``inputs/<id>.<ext>`` (original bytes; not with ``--no-pair-files``). ``--profile pynet,dmshn`` scores both
+profiles in one pass (each image decoded once) and writes each profile's ``run.json`` and tables into
+``--out/<profile>/``. Predictions already on disk with the same method settings, input
 bytes and depth source are reused, so an interrupted run resumes. Methods that cannot run here (PyNET without
 weights, renderers without depth maps or ``--depth-model``) are listed as not scored, with the reason; named in
 ``--methods``, they are an error (exit 3) found before anything is written. Exit codes: 0 ok, 1 failure,
@@ -123,8 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     scoring.add_argument(
         "--profile",
         default=_DEFAULTS.profile,
-        choices=sorted(PROFILES),
-        help="metric profile: pynet (authors' protocol, default) or dmshn (published Val294 tables)",
+        metavar="|".join(sorted(PROFILES)),
+        help="metric profile: pynet (authors' protocol, default) or dmshn (published Val294 tables); several "
+        "separated by commas (pynet,dmshn) are scored in one pass, each written to OUT/<profile>/",
     )
     scoring.add_argument("--no-lpips", action="store_true", help="skip LPIPS")
     scoring.add_argument(
@@ -141,6 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-unofficial-lpips",
         action="store_true",
         help="score LPIPS with an AlexNet trunk whose SHA-256 is not torchvision's (recorded in run.json)",
+    )
+    parser.add_argument(
+        "--no-pair-files",
+        action="store_true",
+        help="do not copy the targets and inputs into OUT (run.json names them by SHA-256; a study needs targets/)",
     )
     parser.add_argument(
         "--out",

@@ -11,6 +11,11 @@ builds its paths here, so the layout can change in one place::
     RUN/inputs/<id>.<ext>              the input photos, original bytes
     RUN/depth/<id>.png                 depth maps estimated with --depth-model (+ <id>.json: input and model)
     RUN/.shards/rank-RRR-of-WWW.json   each process's scores until rank 0 merges them (then removed)
+
+A run scored under several metric profiles at once (``--profile pynet,dmshn``) shares ``predictions/``,
+``targets/``, ``inputs/`` and ``depth/`` and writes each profile's record and tables into its own folder::
+
+    RUN/<profile>/run.json, per_image.csv, table.md, table.csv, leaderboard.json, report.html
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ __all__ = [
     "prediction_path",
     "predictions_dir",
     "remove_other_ids",
+    "profile_dir",
     "shard_path",
     "shards_dir",
     "targets_dir",
@@ -108,6 +114,11 @@ def remove_other_ids(run: str | Path, ids: Iterable[str]) -> list[Path]:
 def depth_dir(run: str | Path) -> Path:
     """``RUN/depth``: depth maps estimated during the run, reused for the same input bytes and depth model."""
     return Path(run) / DEPTH
+
+
+def profile_dir(run: str | Path, profile: str) -> Path:
+    """``RUN/<profile>``: one profile's ``run.json`` and tables in a run scored under several profiles."""
+    return Path(run) / profile
 
 
 def shards_dir(run: str | Path) -> Path:

@@ -1,5 +1,6 @@
 """Run one evaluation: :func:`run_evaluation` takes an :class:`~evaluation.config.EvalConfig` and returns the run
-record; :func:`evaluate_predictions` is its form for a folder of predictions (the portal's scoring).
+record (one per profile when several are scored in one pass: :func:`run_evaluation_profiles`);
+:func:`evaluate_predictions` is its form for a folder of predictions (the portal's scoring).
 
 Order of a run: choose the device and this process's shard (``accelerate``), open the data, resolve the methods
 (:mod:`evaluation.methods`), get LPIPS and the depth model ready, then clear the old tables of the run folder,
@@ -15,7 +16,8 @@ import json
 import os
 import shlex
 import shutil
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +37,11 @@ from evaluation.metrics import (
     lpips_status,
     verify_lpips_trunk,
 )
-from evaluation.record import build_run_record, coverage_of, merge_shards, write_run_files
-from evaluation.run_layout import DERIVED_FILES, remove_other_ids, shard_path, shards_dir
-from evaluation.scoring import ShardContext, score_shard
+from evaluation.record import build_run_record, coverage_of, drop_shards, merge_shards, write_run_files
+from evaluation.run_layout import DERIVED_FILES, profile_dir, remove_other_ids, shard_path, shards_dir
+from evaluation.scoring import ShardContext, StageTimes, score_shard
 
-__all__ = ["evaluate_predictions", "run_evaluation"]
+__all__ = ["evaluate_predictions", "run_evaluation", "run_evaluation_profiles"]
 
 
 def _fetch_lpips_trunk(say: Callable[[str], None]) -> str | None:
@@ -90,12 +92,28 @@ def _command_line(config: EvalConfig) -> str:
     return "python -m evaluation.run " + " ".join(shlex.quote(a) for a in config.to_argv())
 
 
-def run_evaluation(config: EvalConfig) -> dict[str, Any]:
-    """Run the evaluation described by ``config``; returns the run record (the content of ``run.json``).
+def run_evaluation(config: EvalConfig, *, times: StageTimes | None = None) -> dict[str, Any]:
+    """Run the evaluation described by ``config``; returns the run record (the content of ``run.json``), or, when
+    ``config.profile`` names several profiles, ``{profile: run record}`` (see :func:`run_evaluation_profiles`).
+
+    Raises:
+        InputError, ModelUnavailableError: see :mod:`evaluation.run`'s exit codes.
+    """
+    records = run_evaluation_profiles(config, times=times)
+    if not records or len(records) > 1:
+        return records
+    return next(iter(records.values()))
+
+
+def run_evaluation_profiles(config: EvalConfig, *, times: StageTimes | None = None) -> dict[str, dict[str, Any]]:
+    """Run the evaluation described by ``config`` under every profile it names, in one pass over the data (each
+    image decoded once); returns ``{profile: run record}``.
 
     Everything that can be checked up front (options, data, methods, depth, weights, LPIPS) is checked before
-    the output folder is touched; the tables are written at the end, each file atomically. Under
-    ``accelerate launch`` every process scores its shard and rank 0 merges them; the other ranks return ``{}``.
+    the output folder is touched; the tables are written at the end, each file atomically: into ``config.out``
+    for one profile, into ``config.out/<profile>/`` for several. Under ``accelerate launch`` every process scores
+    its shard and rank 0 merges them; the other ranks return ``{}``. ``times``, when given, receives the seconds
+    spent per stage (start-up, decode, metrics per profile, LPIPS, writes, bookkeeping, tables).
 
     Raises:
         InputError, ModelUnavailableError: see :mod:`evaluation.run`'s exit codes.
@@ -103,6 +121,8 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any]:
     import torch
     from accelerate import PartialState
 
+    times = times if times is not None else StageTimes()
+    began = time.perf_counter()
     config.validate()
     state = PartialState(cpu=config.device == "cpu" or not torch.cuda.is_available())
     rank, world = state.process_index, state.num_processes
@@ -115,7 +135,8 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any]:
     main_process = state.is_main_process
     say = print if main_process else (lambda *a, **k: None)
 
-    profile = get_profile(config.profile)
+    profiles = [get_profile(name) for name in config.profile_names()]
+    folders = {p.name: (profile_dir(out, p.name) if len(profiles) > 1 else out) for p in profiles}
     notes: list[str] = []
     width, height = config.synthetic_dims()
     split = config.split
@@ -162,49 +183,57 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any]:
 
     if main_process:
         out.mkdir(parents=True, exist_ok=True)
-        for name in DERIVED_FILES:  # never leave an old table next to a run that fails half way
-            (out / name).unlink(missing_ok=True)
+        for folder in folders.values():  # never leave an old table next to a run that fails half way
+            for name in DERIVED_FILES:
+                (folder / name).unlink(missing_ok=True)
         shutil.rmtree(shards_dir(out), ignore_errors=True)
     state.wait_for_everyone()
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     ctx = ShardContext(
         out=out,
-        profile=profile,
+        profiles=profiles,
         source=source,
         lpips_model=lpips_model,
         depth_estimator=depth_estimator,
         warmup=config.warmup,
         depth_model=depth_model,
+        pair_files=config.pair_files,
+        times=times,
     )
+    times.add("startup", time.perf_counter() - began)
     shard = score_shard(ctx, runs, rank, world, config.limit, show_progress=main_process or world > 1)
     atomic_write(shard_path(out, rank, world), json.dumps(shard, default=float))
     state.wait_for_everyone()
     if not main_process:
         return {}
 
-    merged = merge_shards(out, world, runs, skipped, ids, source)
-    remove_other_ids(out, merged.hashes)  # a rerun on fewer ids leaves none of the old ids' files behind
-    available = len(all_ids) if all_ids is not None else None
-    record = build_run_record(
-        merged,
-        source=source,
-        profile=profile,
-        coverage=coverage_of(source, sort_ids(merged.hashes), available, config.limit),
-        lpips_info=lpips_info,
-        notes=notes + merged.notes,
-        command=_command_line(config),
-        device=device,
-        world=world,
-        warmup=config.warmup,
-        started=started,
-    )
-    if depth_model is not None:  # which depth model made the maps that the methods without depth got
-        from bokeh_model.depth_models import depth_model_record
+    records: dict[str, dict[str, Any]] = {}
+    with times.timed("tables"):
+        for profile in profiles:
+            merged = merge_shards(out, world, runs, skipped, ids, source, profile.name)
+            remove_other_ids(out, merged.hashes)  # a rerun on fewer ids leaves none of the old ids' files behind
+            available = len(all_ids) if all_ids is not None else None
+            record = build_run_record(
+                merged,
+                source=source,
+                profile=profile,
+                coverage=coverage_of(source, sort_ids(merged.hashes), available, config.limit),
+                lpips_info=lpips_info,
+                notes=notes + merged.notes,
+                command=_command_line(config),
+                device=device,
+                world=world,
+                warmup=config.warmup,
+                started=started,
+            )
+            if depth_model is not None:  # which depth model made the maps that the methods without depth got
+                from bokeh_model.depth_models import depth_model_record
 
-        record["depth_model"] = depth_model_record(depth_model)
-    written = write_run_files(out, merged.frame, record)
-    print_summary(record, out, say)
-    return written
+                record["depth_model"] = depth_model_record(depth_model)
+            records[profile.name] = write_run_files(folders[profile.name], merged.frame, record)
+            print_summary(record, folders[profile.name], say)
+        drop_shards(out)
+    return records
 
 
 def evaluate_predictions(
@@ -213,20 +242,24 @@ def evaluate_predictions(
     predictions_dir: str | os.PathLike,
     *,
     label: str = "submission",
-    profile: str = DEFAULT_PROFILE,
+    profile: str | Sequence[str] = DEFAULT_PROFILE,
     out_dir: str | os.PathLike,
     lpips: bool = True,
     require_lpips: bool = False,
     allow_unofficial_lpips: bool = False,
     device: str = "auto",
     limit: int = 0,
+    pair_files: bool = True,
+    times: StageTimes | None = None,
 ) -> dict[str, Any]:
     """Score a folder of predictions (``<id>.png|jpg|npy``) on a dataset split: the library form of
     ``python evaluation/run.py --dataset DATASET --split SPLIT --methods none --predictions LABEL=DIR``.
 
     Writes the usual outputs into ``out_dir`` and returns the run record (the content of ``run.json``:
     ``methods[label]`` holds the metric summaries, ``dataset.fingerprint`` and ``dataset.coverage`` what was
-    scored, ``versions`` and ``lpips`` the environment).
+    scored, ``versions`` and ``lpips`` the environment). ``profile`` may name several profiles (a list, or
+    ``"pynet,dmshn"``): they are scored in one pass, written to ``out_dir/<profile>/``, and the result is
+    ``{profile: run record}``.
 
     Raises:
         InputError: bad dataset, split, missing or malformed predictions (the message names the files).
@@ -237,12 +270,13 @@ def evaluate_predictions(
         split=split,
         methods=["none"],
         predictions=[f"{label}={os.fspath(predictions_dir)}"],
-        profile=profile,
+        profile=profile if isinstance(profile, str) else ",".join(profile),
         device=device,
         limit=limit,
         out=os.fspath(out_dir),
         lpips=lpips,
         require_lpips=require_lpips,
         allow_unofficial_lpips=allow_unofficial_lpips,
+        pair_files=pair_files,
     )
-    return run_evaluation(config)
+    return run_evaluation(config, times=times)

@@ -49,8 +49,10 @@ class SpaceSettings:
         max_render_side: depth and defocus are computed at this longest side (``BOKEH_MAX_RENDER_SIDE``); the
             result is then brought back to the photo's own size.
         max_photo_mp: largest photo accepted, in megapixels (``BOKEH_MAX_PHOTO_MP``); checked at upload.
-        pynet_cpu_preview_side: preview size of the learned methods (PyNET, Bokehlicious) on a CPU
-            (``BOKEH_PYNET_PREVIEW_SIDE``; 0 = full size).
+        pynet_cpu_preview_side: a PyNET preview size the operator chooses (``BOKEH_PYNET_PREVIEW_SIDE``, long side
+            in px, labelled on screen); 0 (default) = PyNET's trained scale (long side 1536 px) on CPU and GPU.
+        cpu_preview_side: on a machine without CUDA, the long side at which Bokehlicious and BokehMe render before
+            the guided finish (``BOKEH_CPU_PREVIEW_SIDE``, default 768, labelled on screen; 0 = the processing size).
         max_upload_mb: upload limit in megabytes (``BOKEH_MAX_UPLOAD_MB``).
         concurrency: renders run at once (``BOKEH_CONCURRENCY``); more requests wait in the queue.
     """
@@ -63,7 +65,8 @@ class SpaceSettings:
     organizer_token: str | None = None
     max_render_side: int = 2048
     max_photo_mp: int = 24
-    pynet_cpu_preview_side: int = 768
+    pynet_cpu_preview_side: int = 0
+    cpu_preview_side: int = 768
     max_upload_mb: int = 64
     concurrency: int = 2
 
@@ -81,7 +84,8 @@ class SpaceSettings:
             organizer_token=os.environ.get("BOKEH_ORGANIZER_TOKEN") or None,
             max_render_side=_int("BOKEH_MAX_RENDER_SIDE", 2048),
             max_photo_mp=_int("BOKEH_MAX_PHOTO_MP", 24),
-            pynet_cpu_preview_side=_int("BOKEH_PYNET_PREVIEW_SIDE", 768),
+            pynet_cpu_preview_side=_int("BOKEH_PYNET_PREVIEW_SIDE", 0),
+            cpu_preview_side=_int("BOKEH_CPU_PREVIEW_SIDE", 768),
             max_upload_mb=_int("BOKEH_MAX_UPLOAD_MB", 64),
             concurrency=_int("BOKEH_CONCURRENCY", 2),
         )

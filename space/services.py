@@ -26,12 +26,14 @@ from bokeh_model.depth_models import depth_model_info, depth_model_label, resolv
 from bokeh_model.errors import ModelUnavailableError
 from bokeh_model.images import ImageSource, load_depth
 from bokeh_model.pynet import weights_status
+from bokeh_model.pynet_scale import render_pynet_at_scale
 from bokeh_model.registry import Method
 from bokeh_model.upsample import finish_full_resolution
 from evaluation.metrics import lpips_status
 
 from .config import SpaceSettings
 from .fetching import on_gpu
+from .previews import cpu_preview
 
 __all__ = [
     "DEPTH_SOURCES",
@@ -337,21 +339,6 @@ def _cached_approximate_depth(photo: np.ndarray, focus_xy: tuple[int, int] | Non
     return depth
 
 
-# Learned methods too slow on a CPU at the processing resolution -> their name in the preview note. Bokehlicious at
-# 1024x1536 takes minutes on 2 shared cores (benchmarks/render_speed.py); at 768 px a few seconds.
-CPU_PREVIEW_METHODS = {"pynet": "PyNET", "bokehlicious": "Bokehlicious"}
-BOKEHME_METHODS = ("bokehme", "bokehme_classical")  # previewed on a CPU like PyNET
-
-
-def _pynet_preview(photo: np.ndarray, depth: DepthResult | None, side: int) -> tuple[np.ndarray, np.ndarray | None]:
-    height, width = photo.shape[:2]
-    scale = side / max(height, width)
-    size = (max(2, round(width * scale)), max(2, round(height * scale)))
-    small = np.clip(cv2.resize(photo, size, interpolation=cv2.INTER_AREA), 0.0, 1.0)
-    small_depth = None if depth is None else cv2.resize(depth.depth, size, interpolation=cv2.INTER_AREA)
-    return small, small_depth
-
-
 @on_gpu  # ZeroGPU: a GPU is attached only inside spaces.GPU calls; a no-op elsewhere
 def render_photo(
     photo: np.ndarray,
@@ -369,8 +356,8 @@ def render_photo(
 
     A clicked focus point (processing-resolution pixels) sets ``focus_disparity`` where the method has one.
     With ``full`` (the same photo at its own size), the result is brought to that size by guided upsampling
-    (:func:`bokeh_model.upsample.finish_full_resolution`). PyNET on a CPU runs on a smaller preview and gets the
-    same finish.
+    (:func:`bokeh_model.upsample.finish_full_resolution`). PyNET runs at its trained scale (the photo's long side
+    at 1536 px, :mod:`bokeh_model.pynet_scale`), or at a preview size chosen explicitly, and gets the same finish.
     """
     method = get_method(method_name, settings.pynet_weights)
     available, reason = method.availability()
@@ -392,38 +379,35 @@ def render_photo(
         params["focus_disparity"] = round(focus_disparity_at(depth.depth, int(x), int(y)), 4)
         notes.append(f"Focus at disparity {params['focus_disparity']:.3f}.")
     source, source_depth = photo, None if depth is None else depth.depth
-    preview_side = settings.pynet_cpu_preview_side
-    on_cpu = not torch.cuda.is_available()
-    label = CPU_PREVIEW_METHODS.get(method_name)
-    if label and on_cpu and not params.get("max_side") and 0 < preview_side < max(photo.shape[:2]):
-        source, source_depth = _pynet_preview(photo, depth, preview_side)
-        notes.append(
-            f"{label} preview: computed at {source.shape[1]}x{source.shape[0]} px on this CPU (a full-size photo "
-            "takes 10 s or more), then brought to full size by guided upsampling; use a GPU or the CLI for "
-            f"{label} at full resolution."
-        )
-    elif method_name in BOKEHME_METHODS and on_cpu and 0 < preview_side < max(photo.shape[:2]) and depth is not None:
-        # BokehMe's scatter costs N * K per photo and its IUNet runs at full size (~15 s at 2048 px on 2 cores):
-        # the same preview as PyNET, with K scaled so that the blur keeps its size in the finished photo.
-        source, source_depth = _pynet_preview(photo, depth, preview_side)
-        strength = params.get("strength", method.param_spec("strength").default)
-        params["strength"] = float(strength) * max(source.shape[:2]) / max(photo.shape[:2])
-        notes.append(
-            f"{method_name} preview: computed at {source.shape[1]}x{source.shape[0]} px on this CPU (blur amount "
-            f"K scaled to {params['strength']:.1f}), then brought to full size by guided upsampling; use a GPU or "
-            "the CLI for full resolution."
-        )
+    if not torch.cuda.is_available():  # Bokehlicious and BokehMe run on a labelled preview on a CPU
+        source, source_depth, note = cpu_preview(method_name, method, photo, depth, params, settings.cpu_preview_side)
+        notes += [note] if note else []
     start = time.perf_counter()
-    rendered = method(source, source_depth, **params)
+    if method_name == "pynet":
+        # PyNET at its trained scale on CPU and GPU alike (long side 1536 px, network input 768 px), unless a
+        # preview size is chosen (the control, or BOKEH_PYNET_PREVIEW_SIDE): labelled either way.
+        if not params.get("max_side") and settings.pynet_cpu_preview_side:
+            params["max_side"] = settings.pynet_cpu_preview_side
+        scaled = render_pynet_at_scale(method, photo, source_depth, params, finish=False)
+        source, rendered = scaled.scaled, scaled.rendered
+        notes.append(scaled.note((full if full is not None else photo).shape[:2]))
+    else:
+        rendered = method(source, source_depth, **params)
     timings["render"] = time.perf_counter() - start
     backend = getattr(method, "last_backend", None)
     if backend:  # which PyNET backend actually ran (the fastest measured one here, see bokeh_model.backends)
-        notes.append(f"PyNET ran on the {backend} backend in {timings['render']:.1f} s.")
+        notes.append(f"PyNET ran on the {backend} backend; render {timings['render']:.1f} s.")
     start = time.perf_counter()
-    preview = finish_full_resolution(photo, source, rendered) if source is not photo else rendered
-    image = preview
     if full is not None and full.shape[:2] != photo.shape[:2]:
         image = finish_full_resolution(full, source, rendered)
+        if source.shape[:2] == photo.shape[:2]:
+            preview = rendered
+        else:  # PyNET ran at its own scale: the page's preview is the finished result, downscaled (one finish)
+            size = (photo.shape[1], photo.shape[0])
+            preview = np.clip(cv2.resize(image, size, interpolation=cv2.INTER_AREA), 0.0, 1.0)
+    else:
+        preview = finish_full_resolution(photo, source, rendered) if source.shape[:2] != photo.shape[:2] else rendered
+        image = preview
     timings["finish"] = time.perf_counter() - start
     seconds = timings["render"] + timings["finish"]
     return RenderResult(image, depth, seconds, notes, preview=preview, timings=timings)

@@ -226,7 +226,7 @@ def test_space_shows_an_aperture_slider_and_previews_on_a_cpu(
         depth_model=str(tmp_path / "no-depth-model"),
         results_dir=tmp_path / "results",
         max_render_side=160,
-        pynet_cpu_preview_side=64,
+        cpu_preview_side=64,
     )
     render = make_render_fn(settings)
     result, (_, after), _, notes = render(str(photo), "bokehlicious", -1, -1, "approximate", None, '{"aperture": 2.8}')

@@ -158,3 +158,20 @@ def test_cli_subprocess_help_and_exit_code(tmp_path: Path) -> None:
     )
     assert result.returncode in (EXIT_BAD_INPUT, EXIT_MISSING)
     assert result.stderr.startswith("error: ")
+
+
+def test_cli_says_which_scale_ran(tmp_path: Path, weights_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """PyNET runs at its trained scale (long side 1536, tests/test_pynet_scale.py); a preview is labelled."""
+    weights = weights_dir
+    photo, depth = tmp_path / "photo.jpg", tmp_path / "depth.png"
+    Image.new("RGB", (96, 64), (200, 100, 50)).save(photo)
+    Image.fromarray(np.tile(np.arange(48, dtype=np.uint8)[:, None] * 5, (1, 48))).save(depth)
+    base = ["render", str(photo), str(tmp_path / "out.png"), "--weights", str(weights), "--depth", str(depth)]
+    assert main([*base, "--device", "cpu", "--max-side", "64"]) == 0
+    out = capsys.readouterr().out
+    assert "PyNET PREVIEW (chosen): photo at 64x43 px" in out and "96x64 px by guided upsampling" in out
+    assert Image.open(tmp_path / "out.png").size == (96, 64)
+    assert main([*base, "--device", "cpu", "--own-size"]) == 0
+    assert "trained scale" not in capsys.readouterr().out
+    assert main(["render", str(photo), str(tmp_path / "o.png"), "--method", "gaussian", "--own-size"]) == 2
+    assert "--own-size applies to --method pynet only" in capsys.readouterr().err

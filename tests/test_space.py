@@ -270,13 +270,10 @@ def test_leaderboard_keeps_non_ebb_runs_apart_from_the_papers_rows(tmp_path: Pat
     assert len(table) == 0 and figures == [] and paper is not None and "No evaluation results" in text
 
 
-def test_pynet_preview_on_cpu_gets_the_full_size_finish(tmp_path: Path) -> None:
-    import torch
-
+def test_pynet_runs_at_its_trained_scale_or_a_labelled_preview(tmp_path: Path, monkeypatch) -> None:
+    from bokeh_model import pynet_scale
     from bokeh_model.pynet import PyNET
 
-    if torch.cuda.is_available():
-        pytest.skip("the preview path is for CPU-only machines")
     weights = tmp_path / "pynet"
     PyNET().save_pretrained(weights)  # random weights: this checks sizes and plumbing, not bokeh quality
     photo = tmp_path / "photo.png"
@@ -286,11 +283,18 @@ def test_pynet_preview_on_cpu_gets_the_full_size_finish(tmp_path: Path) -> None:
         depth_model=str(tmp_path / "no-depth-model"),
         results_dir=tmp_path / "results",
         max_render_side=160,
-        pynet_cpu_preview_side=64,
     )
+    # The trained scale is a 1536-px long side; a smaller stand-in keeps this test fast (same code path).
+    monkeypatch.setattr(pynet_scale, "PYNET_TRAINED_SIDE", 96)
     result, (before, after), _, notes = make_render_fn(settings)(str(photo), "pynet", -1, -1, "approximate", None, "{}")
     assert Image.open(result).size == (320, 212) and Image.open(after).size == (160, 106)
-    assert "PyNET preview: computed at 64x42 px" in notes and "guided upsampling" in notes
+    assert "PyNET ran at its trained scale: photo at 96x64 px, network input 48x32" in notes, notes
+    assert "320x212 px by guided upsampling" in notes and "PREVIEW" not in notes and "10 s" not in notes
+    # A preview is only an explicit choice (the operator's setting, or the preview-size control), and labelled.
+    preview = SpaceSettings(**{**settings.__dict__, "pynet_cpu_preview_side": 64})
+    result, _, _, notes = make_render_fn(preview)(str(photo), "pynet", -1, -1, "approximate", None, "{}")
+    assert Image.open(result).size == (320, 212)
+    assert "PyNET PREVIEW (chosen): photo at 64x42 px, network input 32x21" in notes, notes
 
 
 def test_bokehme_preview_on_cpu_scales_the_blur_and_gets_the_full_size_finish(tmp_path: Path) -> None:
@@ -304,10 +308,10 @@ def test_bokehme_preview_on_cpu_scales_the_blur_and_gets_the_full_size_finish(tm
         depth_model=str(tmp_path / "no-depth-model"),
         results_dir=tmp_path / "results",
         max_render_side=160,
-        pynet_cpu_preview_side=64,
+        cpu_preview_side=64,
     )
     render = make_render_fn(settings)
     params = '{"strength": 40}'
     result, (_, after), _, notes = render(str(photo), "bokehme_classical", -1, -1, "approximate", None, params)
     assert Image.open(result).size == (320, 212) and Image.open(after).size == (160, 106)
-    assert "bokehme_classical preview: computed at 64x42 px" in notes and "K scaled to 16.0" in notes
+    assert "BokehMe classical preview: computed at 64x42 px" in notes and "K scaled to 16.0" in notes

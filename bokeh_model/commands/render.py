@@ -8,6 +8,11 @@ Depth, for methods that need it: ``--depth FILE`` (a disparity map, near = brigh
 default ``$BOKEH_DEPTH_MODEL``, else ``dpt-hybrid`` = ``Intel/dpt-hybrid-midas``), else ``--approximate-depth``
 (no weights; clearly approximate).
 ``--focus X,Y`` focuses on a pixel: its disparity (median over a small window) becomes ``focus_disparity``.
+
+PyNET runs at the scale it was trained on: the photo resized so that its long side is 1536 px (network input
+768 px), the result brought to the photo's size by the guided finish (:mod:`bokeh_model.pynet_scale`);
+``--max-side N`` runs a labelled preview at N px instead, ``--own-size`` at the photo's own size. The scale that
+ran is printed.
 """
 
 from __future__ import annotations
@@ -61,6 +66,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS, help="autocast precision on GPU")
     parser.add_argument("--channels-last", action="store_true", help="channels-last memory format")
+    parser.add_argument(
+        "--own-size",
+        action="store_true",
+        help="PyNET: run at the photo's own size instead of its trained scale (long side 1536 px)",
+    )
     group = parser.add_argument_group("method parameters (see `python -m bokeh_model list`)")
     for name, spec in sorted(_method_params().items()):
         group.add_argument(
@@ -115,6 +125,8 @@ def run(args: argparse.Namespace) -> int:
         if key.startswith("param_") and value is not None
     }
     method.validate_params(params)  # names the bad flag before any slow work
+    if getattr(args, "own_size", False) and method.name != "pynet":
+        raise InputError("--own-size applies to --method pynet only")
     focus = parse_point(getattr(args, "focus", None))
     if focus is not None and "focus_disparity" not in method.param_names():
         raise InputError(f"method {method.name!r} has no adjustable focus; drop --focus")
@@ -136,8 +148,17 @@ def run(args: argparse.Namespace) -> int:
             raise InputError("--focus needs a depth map (--depth, --depth-model or --approximate-depth)")
         params["focus_disparity"] = focus_disparity_at(depth, *focus)
     start = time.perf_counter()
-    result = method(image, depth, **params)
+    note = ""
+    if method.name == "pynet" and not getattr(args, "own_size", False):
+        from ..pynet_scale import render_pynet_at_scale
+
+        scaled = render_pynet_at_scale(method, image, depth, method.validate_params(params))
+        result, note = scaled.image, scaled.note()
+    else:
+        result = method(image, depth, **params)
     elapsed = time.perf_counter() - start
+    if note:
+        print(note)
     path = save_image(result, args.output)
     print(f"{method.name}: wrote {path} ({result.shape[1]}x{result.shape[0]}) in {elapsed:.2f} s")
     return 0

@@ -1,19 +1,20 @@
 """Scoring a submission: the one place where the portal calls the evaluation.
 
 The portal has no metric code of its own. :func:`_score_with_evaluation` runs exactly what
-``python evaluation/run.py --dataset D --split S --methods none --predictions LABEL=DIR --profile P --out OUT``
-runs, and returns that run's ``run.json`` (profile, dataset fingerprint, versions, per-method summaries) and
-``per_image.csv``. Keep every call to the evaluation behind this function, so a change of its interface is a
-change here only.
+``python evaluation/run.py --dataset D --split S --methods none --predictions LABEL=DIR --profile pynet,dmshn
+--out OUT`` runs (every profile in one pass, in this process: each image decoded once), and returns each
+profile's ``run.json`` (profile, dataset fingerprint, versions, per-method summaries) and ``per_image.csv``.
+Keep every call to the evaluation behind this function, so a change of its interface is a change here only.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from evaluation.run_layout import PER_IMAGE, method_dir
+from evaluation.run_layout import PER_IMAGE, method_dir, profile_dir
 
 __all__ = ["SUBMISSION_LABEL", "count_scored", "dataset_targets", "score_with_evaluation"]
 
@@ -24,20 +25,24 @@ def _score_with_evaluation(
     dataset: str,
     split: str,
     predictions_dir: str | os.PathLike,
-    profile: str,
+    profiles: str | Sequence[str],
     out_dir: str | os.PathLike,
     *,
     label: str = SUBMISSION_LABEL,
     lpips: bool = True,
     allow_unofficial_lpips: bool = False,
     device: str = "auto",
-) -> dict[str, Any]:
-    """Score one folder of predictions under one metric profile with ``evaluation/run.py``.
+    pair_files: bool = True,
+    times: Any = None,
+) -> dict[str, dict[str, Any]]:
+    """Score one folder of predictions under every profile of ``profiles`` with ``evaluation/run.py``, in one pass.
 
     LPIPS is computed when the AlexNet trunk is in the torch hub cache (``run.json``'s ``lpips`` says why not).
+    ``pair_files=False`` leaves the targets and inputs out of ``out_dir`` (the portal keeps one copy per split);
+    ``times`` (an :class:`evaluation.scoring.StageTimes`) receives the seconds per stage (benchmarks).
 
     Returns:
-        ``{"run": <run.json>, "per_image_csv": <text of per_image.csv>, "out_dir": <path>}``.
+        ``{profile: {"run": <run.json>, "per_image_csv": <text of per_image.csv>, "out_dir": <path>}}``.
 
     Raises:
         InputError, ModelUnavailableError: as ``evaluation/run.py`` raises them (missing ids, wrong sizes,
@@ -45,23 +50,30 @@ def _score_with_evaluation(
     """
     from evaluation.runner import evaluate_predictions
 
-    run = evaluate_predictions(
+    names = [profiles] if isinstance(profiles, str) else list(profiles)
+    result = evaluate_predictions(
         str(dataset),
         split,
         predictions_dir,
         label=label,
-        profile=profile,
+        profile=names,
         out_dir=out_dir,
         lpips=lpips,
         allow_unofficial_lpips=allow_unofficial_lpips,
         device=device,
+        pair_files=pair_files,
+        times=times,
     )
-    out = Path(out_dir)
-    return {
-        "run": run,
-        "per_image_csv": (out / PER_IMAGE).read_text(encoding="utf-8"),
-        "out_dir": str(out),
-    }
+    runs = result if len(names) > 1 else {names[0]: result}
+    scored = {}
+    for name in names:
+        folder = profile_dir(out_dir, name) if len(names) > 1 else Path(out_dir)
+        scored[name] = {
+            "run": runs[name],
+            "per_image_csv": (folder / PER_IMAGE).read_text(encoding="utf-8"),
+            "out_dir": str(folder),
+        }
+    return scored
 
 
 score_with_evaluation = _score_with_evaluation

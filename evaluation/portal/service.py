@@ -225,21 +225,25 @@ class Portal:
         self.store.save_submission(record)
         predictions = self.root / "predictions" / job.id
         try:
+            # Every profile in one pass, in this process: each image is decoded once and scored under both.
+            self.queue.update(job.id, stage="scoring:" + ",".join(PROFILES))
+            out = self.root / "work" / job.id
+            shutil.rmtree(out, ignore_errors=True)
+            keep = self.root / "targets" / record["split"]
+            scored_all = score_with_evaluation(
+                str(record["dataset"]),
+                record["split"],
+                predictions,
+                PROFILES,
+                out,
+                lpips=self.settings.lpips,
+                allow_unofficial_lpips=self.settings.allow_unofficial_lpips,
+                device=self.settings.device,
+                pair_files=not keep.is_dir(),  # the split's targets are kept once, not copied per submission
+            )
+            self.queue.update(job.id, stage="scored:" + ",".join(PROFILES))
             for profile in PROFILES:
-                self.queue.update(job.id, stage=f"scoring:{profile}")
-                out = self.root / "work" / job.id / profile
-                shutil.rmtree(out, ignore_errors=True)
-                scored = score_with_evaluation(
-                    str(record["dataset"]),
-                    record["split"],
-                    predictions,
-                    profile,
-                    out,
-                    lpips=self.settings.lpips,
-                    allow_unofficial_lpips=self.settings.allow_unofficial_lpips,
-                    device=self.settings.device,
-                )
-                self.queue.update(job.id, stage=f"scored:{profile}")
+                scored = scored_all[profile]
                 run = scored["run"]
                 summary = run["methods"][SUBMISSION_LABEL]
                 result = {
@@ -252,7 +256,6 @@ class Portal:
                     "run": run,
                 }
                 self.store.save_result(job.id, profile, result, scored["per_image_csv"])
-                self._keep_targets(out, record["split"])
                 record["profiles"][profile] = {
                     "psnr": summary["metrics"]["psnr"]["mean"],
                     "ssim": summary["metrics"]["ssim"]["mean"],
@@ -260,6 +263,7 @@ class Portal:
                     "dataset_fingerprint": result["dataset_fingerprint"],
                     "lpips_reason": "" if run["lpips"].get("available") else run["lpips"].get("reason", ""),
                 }
+            self._keep_targets(out, record["split"])
             record["status"] = "scored"
             self.queue.update(job.id, status="scored", stage="scored")
             self.store.save_submission(record)
@@ -323,16 +327,14 @@ class Portal:
         progress = {"queued": 0.0, "scored": 1.0}.get(state, 0.0)
         stage = job.stage if job is not None else ""
         if state == "running" and stage.startswith("scoring:"):
-            profile = stage.split(":", 1)[1]
-            index = PROFILES.index(profile) if profile in PROFILES else 0
+            profiles = stage.split(":", 1)[1].replace(",", ", ")
             n = max(1, int((record or {}).get("n_images") or 1))
-            done = min(n, count_scored(self.root / "work" / sub_id / profile))
-            progress = (index + done / n) / len(PROFILES)
-            stage = f"scoring under profile {profile}: {done}/{n} images"
+            done = min(n, count_scored(self.root / "work" / sub_id))
+            progress = 0.98 * done / n  # the tables and results are saved after the last image
+            stage = f"scoring under profiles {profiles}: {done}/{n} images"
         elif state == "running" and stage.startswith("scored:"):
-            profile = stage.split(":", 1)[1]
-            progress = (PROFILES.index(profile) + 1) / len(PROFILES) if profile in PROFILES else 0.0
-            stage = f"scored under profile {profile}, saving"
+            progress = 0.99
+            stage = f"scored under profiles {stage.split(':', 1)[1].replace(',', ', ')}, saving"
         return {
             "id": sub_id,
             "status": state,
