@@ -46,6 +46,8 @@ CSS = """
   #photo, #result, #depth_view { height: 250px !important; max-height: 250px !important; }
   #photo img, #result img, #depth_view img { max-height: 220px !important; }
   #compare-gallery .caption-label { font-size: .7rem !important; padding: 1px 4px !important; }
+  /* two pictures a row: three made each ~95 px wide, its caption over a third of it (seen with 9 methods) */
+  #compare-gallery .grid-container { grid-template-columns: repeat(2, minmax(0, 1fr)) !important; }
 }
 """
 

@@ -41,7 +41,10 @@ def build_compare_tab(settings: SpaceSettings, shared: dict[str, gr.components.C
         buttons=["download", "fullscreen"],
     )
     # named columns from the start (an empty DataFrame shows the headers "1 2 3")
-    table = gr.DataFrame(pd.DataFrame(columns=COLUMNS), label="Runtime", interactive=False, elem_id="compare-table")
+    # wrap: the notes (CPU preview size, focus) were cut at the table's right edge, at 1366 px as on a phone
+    table = gr.DataFrame(
+        pd.DataFrame(columns=COLUMNS), label="Runtime", interactive=False, wrap=True, elem_id="compare-table"
+    )
 
     def compare(
         photo: str | None, focus_x: float, focus_y: float, depth_source: str, depth_map: str | None

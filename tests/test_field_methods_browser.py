@@ -136,6 +136,13 @@ def _assert_rendered(page, method: str, before: str) -> str:
         arg=before,
         timeout=30_000,
     )
+    # and is no longer drawn faded (Gradio's pending state): no second render follows the one reported
+    page.wait_for_function(
+        """() => { for (let e = document.querySelector('#result img'); e; e = e.parentElement)
+                     if (parseFloat(getComputedStyle(e).opacity) < 1) return false;
+                   return true; }""",
+        timeout=60_000,
+    )
     after = _result_src(page)
     return after
 
@@ -218,6 +225,25 @@ def test_bokehlicious_and_bokehme_render_beside_pynet(server: dict, browser, siz
         "() => [...document.querySelectorAll('#compare-gallery img')].filter((i) => i.naturalWidth > 0).length >= 9",
         timeout=30_000,
     )
+    page.wait_for_timeout(500)
+    # the notes (which say the learned methods ran on a CPU preview) are read whole, not cut at the table's edge
+    overflow = page.evaluate(
+        """() => { const t = document.querySelector('#compare-table');
+                   const r = t.getBoundingClientRect().right;
+                   return [...t.querySelectorAll('td')].filter((c) => c.innerText.trim())
+                       .filter((c) => c.getBoundingClientRect().right > r + 1)
+                       .map((c) => c.innerText); }"""
+    )
+    assert not overflow, f"table cells beyond the table's right edge: {overflow}"
+    assert "Bokehlicious preview" in page.locator("#compare-table").inner_text()
+    # a caption covers at most a third of its picture (phone: two pictures a row)
+    covering = page.evaluate(
+        "() => [...document.querySelectorAll('#compare-gallery .caption-label')].filter((e) => {"
+        "const item = e.closest('button, .thumbnail-item') || e.parentElement;"
+        "return e.getBoundingClientRect().height > item.getBoundingClientRect().height / 3;})"
+        ".map((e) => e.innerText)"
+    )
+    assert not covering, f"captions cover their picture: {covering}"
     _shot(page, f"{size}_03_compare", full_page=True)
     page.close()
 
