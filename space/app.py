@@ -38,6 +38,7 @@ CSS = """
 #compare-gallery .grid-wrap { height: auto !important; max-height: none !important; overflow-y: visible !important; }
 #compare-gallery .caption-label { white-space: normal !important; overflow: visible !important;
   text-overflow: clip !important; max-width: 100% !important; }
+#compare-table td, #compare-table th { overflow-wrap: anywhere; }  /* long method names in a narrow column */
 #photo-note p { font-size: .9rem; margin: 0; color: var(--error-text-color, #b91c1c); }
 @media (max-width: 640px) {
   #intro p { display: none; }

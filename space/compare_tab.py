@@ -41,9 +41,15 @@ def build_compare_tab(settings: SpaceSettings, shared: dict[str, gr.components.C
         buttons=["download", "fullscreen"],
     )
     # named columns from the start (an empty DataFrame shows the headers "1 2 3")
-    # wrap: the notes (CPU preview size, focus) were cut at the table's right edge, at 1366 px as on a phone
+    # wrap and fixed widths: the notes (CPU preview size, focus) were cut at the table's right edge, at 1366 px as
+    # on a phone, where the first two columns took most of the width
     table = gr.DataFrame(
-        pd.DataFrame(columns=COLUMNS), label="Runtime", interactive=False, wrap=True, elem_id="compare-table"
+        pd.DataFrame(columns=COLUMNS),
+        label="Runtime",
+        interactive=False,
+        wrap=True,
+        column_widths=["30%", "16%", "54%"],
+        elem_id="compare-table",
     )
 
     def compare(
