@@ -162,6 +162,9 @@ def test_bokehlicious_and_bokehme_render_beside_pynet(server: dict, browser, siz
     )
     page.evaluate("() => window.scrollTo(0, 0)")
 
+    # PyNET's card says its weights' licence too (it did not: only Bokehlicious and BokehMe stated theirs)
+    assert "CC BY-NC-SA 4.0" in _pick_method(page, "pynet")
+
     # Bokehlicious: no depth, its aperture slider is beside the photo (not hidden in Advanced), licence in the note
     note = _pick_method(page, "bokehlicious")
     assert "Bokehlicious" in note and "no licence" in note.lower(), note
@@ -271,3 +274,19 @@ def test_cli_list_shows_both_methods_with_their_licence(
     assert "licence: No licence" in block("bokehlicious")
     assert "licence: Unclear, treat as non-commercial" in block("bokehme")
     assert "licence" not in block("bokehme_classical")  # no published weights: the project's own scatter code
+
+
+def test_every_method_note_states_the_weights_licence() -> None:
+    """The Render tab's note of each method with published weights names their licence as found."""
+    from space.render_tab import _describe_method
+    from space.services import MethodInfo
+
+    def note(name: str, description: str) -> str:
+        return _describe_method([MethodInfo(name, description, True, "", None)], name)
+
+    assert "CC BY-NC-SA 4.0" in note("pynet", "PyNET-Bokeh (CVPRW 2020): bokeh learned from Canon DSLR photos.")
+    assert "No licence" in note("bokehlicious", "Bokehlicious: learned bokeh.")
+    assert "non-commercial" in note("bokehme", "BokehMe: scatter and two networks.")
+    assert note("lens", "Thin-lens renderer.") == "Thin-lens renderer."  # the project's own code: no extra line
+    stated = "BokehMe (...). Licence: non-commercial use only."
+    assert note("bokehme", stated) == stated  # stated once, not twice
