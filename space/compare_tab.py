@@ -48,7 +48,7 @@ def build_compare_tab(settings: SpaceSettings, shared: dict[str, gr.components.C
         label="Runtime",
         interactive=False,
         wrap=True,
-        column_widths=["30%", "16%", "54%"],
+        column_widths=["27%", "19%", "54%"],
         elem_id="compare-table",
     )
 
