@@ -38,6 +38,7 @@ CSS = """
 #compare-gallery .grid-wrap { height: auto !important; max-height: none !important; overflow-y: visible !important; }
 #compare-gallery .caption-label { white-space: normal !important; overflow: visible !important;
   text-overflow: clip !important; max-width: 100% !important; }
+#compare-table td, #compare-table th { overflow-wrap: anywhere; }  /* long method names in a narrow column */
 #photo-note p { font-size: .9rem; margin: 0; color: var(--error-text-color, #b91c1c); }
 @media (max-width: 640px) {
   #intro p { display: none; }
@@ -46,6 +47,8 @@ CSS = """
   #photo, #result, #depth_view { height: 250px !important; max-height: 250px !important; }
   #photo img, #result img, #depth_view img { max-height: 220px !important; }
   #compare-gallery .caption-label { font-size: .7rem !important; padding: 1px 4px !important; }
+  /* two pictures a row: three made each ~95 px wide, its caption over a third of it (seen with 9 methods) */
+  #compare-gallery .grid-container { grid-template-columns: repeat(2, minmax(0, 1fr)) !important; }
 }
 """
 

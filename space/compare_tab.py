@@ -41,7 +41,16 @@ def build_compare_tab(settings: SpaceSettings, shared: dict[str, gr.components.C
         buttons=["download", "fullscreen"],
     )
     # named columns from the start (an empty DataFrame shows the headers "1 2 3")
-    table = gr.DataFrame(pd.DataFrame(columns=COLUMNS), label="Runtime", interactive=False, elem_id="compare-table")
+    # wrap and fixed widths: the notes (CPU preview size, focus) were cut at the table's right edge, at 1366 px as
+    # on a phone, where the first two columns took most of the width
+    table = gr.DataFrame(
+        pd.DataFrame(columns=COLUMNS),
+        label="Runtime",
+        interactive=False,
+        wrap=True,
+        column_widths=["27%", "19%", "54%"],
+        elem_id="compare-table",
+    )
 
     def compare(
         photo: str | None, focus_x: float, focus_y: float, depth_source: str, depth_map: str | None

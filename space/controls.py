@@ -63,8 +63,9 @@ def photo_input(**kwargs: Any) -> gr.Image:
 
 # Set by clicking on the photo rather than with a slider.
 UI_HIDDEN_PARAMS = {"focus_disparity"}
-# Shown beside the photo; every other parameter sits in the "Advanced" accordion.
-MAIN_PARAMS = {"strength"}
+# Shown beside the photo; every other parameter sits in the "Advanced" accordion. Bokehlicious has no strength:
+# its aperture is its one main control (in Advanced, its card showed no control at all beside the photo).
+MAIN_PARAMS = {"strength", "aperture"}
 
 
 def _choice_label(name: str, value: Any) -> str:

@@ -94,12 +94,25 @@ def example_paths() -> list[str]:
     return sorted(str(p) for p in EXAMPLES_DIR.iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg"})
 
 
+def _licence_line(name: str, description: str) -> str:
+    """The weights' licence as found, for a method whose description does not state it (PyNET's did not)."""
+    if "licen" in description.lower():
+        return ""
+    if name == "pynet":
+        return " Weights licence: CC BY-NC-SA 4.0 (academic, non-commercial use only; Ignatov, Patel, Timofte)."
+    from bokeh_model.method_weights import get_weights_spec, weights_spec_names
+
+    if name in weights_spec_names():
+        return f" Weights licence: {get_weights_spec(name).license}"
+    return ""
+
+
 def _describe_method(infos: list, name: str | None) -> str:
     info = next((i for i in infos if i.name == name), None)
     if info is None:
         return "No method is available."
     if info.available:
-        return info.description
+        return info.description + _licence_line(info.name, info.description)
     return f"⚠ **{info.name} is unavailable here:** {visitor_reason(info.name, info.reason)}"
 
 

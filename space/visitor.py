@@ -46,5 +46,8 @@ def visitor_reason(name: str, reason: str) -> str:
         return "PyNET-Bokeh weights are not installed on this Space."
     # the first sentence of the library's reason, without paths and without the recipe in backticks
     first = re.split(r"(?<=[.!?])\s", hide_paths(reason).strip(), maxsplit=1)[0]
-    first = re.sub(r"\s*\([^)]*\)", "", first) if "`" in first else first
+    if "`" in first:
+        first = re.sub(r"\s*\([^)]*\)", "", first)
+        # "X weights are not installed; run `python -m ...` to put them in F": the clause with the recipe goes
+        first = "; ".join(part for part in first.split("; ") if "`" not in part) or first
     return first.replace("`", "") or f"{name} is not installed on this Space."

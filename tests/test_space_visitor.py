@@ -43,6 +43,12 @@ def test_visitor_lines_have_no_paths_or_recipes(fetch_states) -> None:
     assert "being fetched" in visitor_reason("pynet", reason)
     fetching._set("PyNET-Bokeh weights", state="failed")
     assert "could not be fetched" in visitor_reason("pynet", reason)
+    # a published method's missing weights (bokeh_model.method_weights): the fact, without the command and folder
+    recipe = (
+        "bokehme weights (default) are not installed; run `python -m bokeh_model fetch bokehme` (downloads) to put "
+        "them in /root/.cache/bokeh_model/bokehme/default"
+    )
+    assert visitor_reason("bokehme", recipe) == "bokehme weights are not installed"
     short = visitor_reason("other", "needs onnxruntime (`pip install onnxruntime`). Then /opt/x/y is used.")
     assert short == "needs onnxruntime." and "/opt" not in short
     assert hide_paths("nothing at /root/.cache/bokeh_model/pynet-bokeh.") == "nothing at pynet-bokeh."
