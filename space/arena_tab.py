@@ -291,13 +291,10 @@ def build_arena_tab(settings: SpaceSettings, demo: gr.Blocks) -> None:
         button.click(make_vote(choice), state, [message, reveal], api_visibility="private", concurrency_limit=None)
 
     with gr.Accordion("Arena leaderboard (from the stored votes)", open=False, elem_id="arena-board-box"):
-        board_note = gr.Markdown(lambda: arena_board_frame(service, renderer.methods())[1], elem_id="arena-board-note")
-        board = gr.DataFrame(
-            lambda: arena_board_frame(service, renderer.methods())[0],
-            interactive=False,
-            elem_id="arena-board",
-        )
-        heatmap = gr.Plot(lambda: heatmap_figure(service.leaderboard()[1]["used_votes"]), elem_id="arena-heatmap")
+        # filled at every page load (below) and by Refresh: the board is computed from the votes stored at that moment
+        board_note = gr.Markdown(elem_id="arena-board-note")
+        board = gr.DataFrame(interactive=False, elem_id="arena-board")
+        heatmap = gr.Plot(elem_id="arena-heatmap")
         refresh = gr.Button("Refresh", elem_id="arena-board-refresh")
 
         def refreshed() -> tuple[Any, Any, Any]:
@@ -305,6 +302,9 @@ def build_arena_tab(settings: SpaceSettings, demo: gr.Blocks) -> None:
             return note, frame, heatmap_figure(service.leaderboard()[1]["used_votes"])
 
         refresh.click(refreshed, None, [board_note, board, heatmap], api_name="arena_leaderboard")
+        demo = gr.context.Context.root_block
+        if demo is not None:
+            demo.load(refreshed, None, [board_note, board, heatmap], api_visibility="private")
 
     with gr.Accordion("Organizer: votes per pair and per visitor", open=False):
         token = gr.Textbox(label="Organizer token", type="password", elem_id="arena-organizer-token")

@@ -178,22 +178,14 @@ def test_archive_without_depth_maps_end_to_end(tmp_path):
     card = (plain / "README.md").read_text()
     assert "| val294 | 2 of 294 (INCOMPLETE) |" in card and "Incomplete split" in card
 
-    # no depth anywhere: exit 0, the depth methods are listed as not scored, with the reason
+    # no depth anywhere and no weights: nothing can be scored -> exit 3 naming every reason, and no run folder that
+    # claims "measured on 2 images"
     out = tmp_path / "r-plain"
     done = _cli("--dataset", str(plain), "--split", "val294", "--out", str(out), cwd=tmp_path, env_dir=tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
-    run = json.loads((out / "run.json").read_text())
-    skipped = {entry["method"]: entry["reason"] for entry in run["skipped_methods"]}
-    assert {"disk", "gaussian", "lens", "pynet"} <= set(skipped) and not run["methods"]
-    assert "needs a depth map" in skipped["lens"] and "--depth-model" in skipped["lens"]
-    assert "weights" in skipped["pynet"].lower()
-    table = (out / "table.md").read_text()
-    assert "**Not scored:**" in table and "- **lens**: needs a depth map" in table
-    coverage = run["dataset"]["coverage"]
-    assert (coverage["n"], coverage["expected"], coverage["complete"]) == (2, 294, False)
-    assert "INCOMPLETE SPLIT: 2 of 294 val294 images" in table
-    report = (out / "report.html").read_text()
-    assert "<table class='results'>" in report and "INCOMPLETE SPLIT" in report and "Not scored" in report
+    assert done.returncode == 3, done.stderr[-3000:]
+    assert "no method can be scored here" in done.stderr
+    assert "lens: needs a depth map" in done.stderr and "--depth-model" in done.stderr
+    assert not (out / "run.json").exists()
 
     # the README's main path: depth estimated once at build time, every method that needs it is scored
     model = save_tiny_dpt(tmp_path / "tiny-dpt")
@@ -210,6 +202,13 @@ def test_archive_without_depth_maps_end_to_end(tmp_path):
     run = json.loads((out / "run.json").read_text())
     assert {"disk", "gaussian", "lens"} <= set(run["methods"])
     assert all(run["methods"][m]["n_images"] == 2 for m in ("disk", "gaussian", "lens"))
+    coverage = run["dataset"]["coverage"]
+    assert (coverage["n"], coverage["expected"], coverage["complete"]) == (2, 294, False)
+    table = (out / "table.md").read_text()
+    assert "INCOMPLETE SPLIT: 2 of 294 val294 images" in table and "**Not scored:**" in table
+    assert "- **pynet**:" in table and "weights" in table
+    report = (out / "report.html").read_text()
+    assert "<table class='results'>" in report and "INCOMPLETE SPLIT" in report and "Not scored" in report
     # no published weights here: PyNET and every method with a weights spec (bokehme, ...) are skipped, saying so
     from bokeh_model.method_weights import weights_spec_names
 
