@@ -28,16 +28,26 @@ class HubRatingSink:
         token: Hugging Face token.
         every: Minutes between pushes.
         hf_api: Optional ``HfApi`` (or stand-in) passed to the scheduler.
+        subfolder, prefix: where the records go (``<subfolder>/<prefix>-<uuid>.jsonl``); the arena's votes use
+            ``arena/votes-*`` in the same dataset.
     """
 
     def __init__(
-        self, repo_id: str, folder: str | Path, *, token: str | None = None, every: float = 5, hf_api: Any = None
+        self,
+        repo_id: str,
+        folder: str | Path,
+        *,
+        token: str | None = None,
+        every: float = 5,
+        hf_api: Any = None,
+        subfolder: str = "ratings",
+        prefix: str = "ratings",
     ) -> None:
         from huggingface_hub import CommitScheduler
 
         self.folder = Path(folder)
-        (self.folder / "ratings").mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.path = self.folder / "ratings" / f"ratings-{uuid.uuid4().hex}.jsonl"
+        (self.folder / subfolder).mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.path = self.folder / subfolder / f"{prefix}-{uuid.uuid4().hex}.jsonl"
         self.scheduler = CommitScheduler(
             repo_id=repo_id,
             repo_type="dataset",
@@ -46,7 +56,7 @@ class HubRatingSink:
             every=every,
             private=True,
             token=token,
-            allow_patterns=["ratings/*.jsonl"],
+            allow_patterns=[f"{subfolder}/*.jsonl"],
             hf_api=hf_api,
         )
 
