@@ -18,7 +18,25 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from starlette.requests import Request
 
-__all__ = ["UNTRUSTED_FORWARDED", "ApiLimits", "RateLimiter", "WindowCounter", "client_key"]
+__all__ = ["UNTRUSTED_FORWARDED", "ApiLimits", "RateLimiter", "WindowCounter", "client_key", "env_number"]
+
+
+def env_number(name: str, default: float) -> float:
+    """A non-negative number from the environment variable ``name`` (empty or unset: ``default``).
+
+    Raises:
+        ValueError: the value is not a number or is negative, naming the variable.
+    """
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a number") from None
+    if value < 0:
+        raise ValueError(f"{name}={raw!r} must be >= 0")
+    return value
 
 
 @dataclass
@@ -50,18 +68,7 @@ class ApiLimits:
     def from_env(cls) -> ApiLimits:
         """Defaults overridden by the environment variables named in the class docstring."""
 
-        def num(name: str, default: float) -> float:
-            raw = os.environ.get(name)
-            if not raw:
-                return default
-            try:
-                value = float(raw)
-            except ValueError:
-                raise ValueError(f"{name}={raw!r} is not a number") from None
-            if value < 0:
-                raise ValueError(f"{name}={raw!r} must be >= 0")
-            return value
-
+        num = env_number
         return cls(
             max_body_bytes=int(num("BOKEH_STUDY_MAX_BODY", cls.max_body_bytes)),
             begin_per_min=num("BOKEH_STUDY_BEGIN_PER_MIN", cls.begin_per_min),

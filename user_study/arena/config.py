@@ -16,27 +16,15 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
+
+from ..rater_limits import env_number
 
 __all__ = ["ArenaConfig", "CHOICES"]
 
 #: What a vote may say. ``tie`` and ``bad`` (both bad) count half a win to each side in Bradley-Terry, as
 #: Chatbot Arena counts its "tie" and "both bad".
 CHOICES = ("a", "b", "tie", "bad")
-
-
-def _num(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r} is not a number") from None
-    if value < 0:
-        raise ValueError(f"{name}={raw!r} must be >= 0")
-    return value
 
 
 @dataclass(frozen=True)
@@ -62,13 +50,13 @@ class ArenaConfig:
     def from_env(cls) -> ArenaConfig:
         """Defaults overridden by the environment."""
         return cls(
-            min_look_s=_num("BOKEH_ARENA_MIN_LOOK_S", cls.min_look_s),
-            min_votes_for_rank=int(_num("BOKEH_ARENA_MIN_VOTES", cls.min_votes_for_rank)),
-            bootstrap_rounds=max(10, int(_num("BOKEH_ARENA_ROUNDS", cls.bootstrap_rounds))),
-            battles_per_min=_num("BOKEH_ARENA_BATTLES_PER_MIN", cls.battles_per_min),
-            votes_per_hour=int(_num("BOKEH_ARENA_VOTES_PER_HOUR", cls.votes_per_hour)),
-            max_photo_bytes=int(_num("BOKEH_ARENA_MAX_PHOTO_MB", 16) * 1024 * 1024),
-            same_side_min_votes=int(_num("BOKEH_ARENA_SAME_SIDE_MIN", cls.same_side_min_votes)),
-            same_side_share=_num("BOKEH_ARENA_SAME_SIDE_SHARE", cls.same_side_share),
-            vote_group=max(1, int(_num("BOKEH_ARENA_VOTE_GROUP", cls.vote_group))),
+            min_look_s=env_number("BOKEH_ARENA_MIN_LOOK_S", cls.min_look_s),
+            min_votes_for_rank=int(env_number("BOKEH_ARENA_MIN_VOTES", cls.min_votes_for_rank)),
+            bootstrap_rounds=max(10, int(env_number("BOKEH_ARENA_ROUNDS", cls.bootstrap_rounds))),
+            battles_per_min=env_number("BOKEH_ARENA_BATTLES_PER_MIN", cls.battles_per_min),
+            votes_per_hour=int(env_number("BOKEH_ARENA_VOTES_PER_HOUR", cls.votes_per_hour)),
+            max_photo_bytes=int(env_number("BOKEH_ARENA_MAX_PHOTO_MB", 16) * 1024 * 1024),
+            same_side_min_votes=int(env_number("BOKEH_ARENA_SAME_SIDE_MIN", cls.same_side_min_votes)),
+            same_side_share=env_number("BOKEH_ARENA_SAME_SIDE_SHARE", cls.same_side_share),
+            vote_group=max(1, int(env_number("BOKEH_ARENA_VOTE_GROUP", cls.vote_group))),
         )
