@@ -41,6 +41,7 @@ from ..method_weights import (
     weights_availability,
 )
 from ..registry import Method, ParamSpec, register_method
+from .lens import FOCUS_DISPARITY
 
 __all__ = [
     "BOKEHME_CITATION",
@@ -96,17 +97,7 @@ def _params(default_strength: float) -> tuple[ParamSpec, ...]:
             "focal plane (defocus = K * (d - d_focus)); the authors' default is 60.",
             label="blur amount K (px)",
         ),
-        ParamSpec(
-            "focus_disparity",
-            "float",
-            None,
-            min=0.0,
-            max=1.0,
-            step=0.01,
-            help="Disparity in [0, 1] (near = 1) that stays sharp; empty = automatic: the weighted median "
-            "disparity of the nearest 30 percent of the depth range, weighted towards the image centre.",
-            label="focus disparity",
-        ),
+        FOCUS_DISPARITY,
         ParamSpec(
             "gamma",
             "float",

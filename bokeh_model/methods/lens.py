@@ -140,6 +140,20 @@ def render_lens_reference(
     return linear_to_srgb(out) if linear_light else np.clip(out, 0.0, 1.0)
 
 
+# The focus parameter every depth-driven method shares (lens, gaussian, disk, BokehMe); the app sets it by a click.
+FOCUS_DISPARITY = ParamSpec(
+    "focus_disparity",
+    "float",
+    None,
+    min=0.0,
+    max=1.0,
+    step=0.01,
+    help="Disparity in [0, 1] (near = 1) that stays sharp; empty = automatic: the weighted median "
+    "disparity of the nearest 30 percent of the depth range, weighted towards the image centre.",
+    label="focus disparity",
+)
+
+
 def depth_blur_params(default_strength: float) -> tuple[ParamSpec, ...]:
     """The ``strength`` and ``focus_disparity`` parameters every depth-driven blur shares (lens, gaussian, disk)."""
     return (
@@ -154,17 +168,7 @@ def depth_blur_params(default_strength: float) -> tuple[ParamSpec, ...]:
             "(radius = K * |d - d_focus|).",
             label="blur strength (px)",
         ),
-        ParamSpec(
-            "focus_disparity",
-            "float",
-            None,
-            min=0.0,
-            max=1.0,
-            step=0.01,
-            help="Disparity in [0, 1] (near = 1) that stays sharp; empty = automatic: the weighted median "
-            "disparity of the nearest 30 percent of the depth range, weighted towards the image centre.",
-            label="focus disparity",
-        ),
+        FOCUS_DISPARITY,
     )
 
 
