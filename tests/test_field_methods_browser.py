@@ -77,7 +77,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         results_dir=data / "results",
         study_db=f"sqlite:///{data / 'study.db'}",
         max_render_side=384,
-        pynet_cpu_preview_side=192,  # the learned methods' CPU preview: seconds, not minutes
+        cpu_preview_side=192,  # Bokehlicious and BokehMe on a CPU preview: seconds, not minutes
+        pynet_cpu_preview_side=192,  # and PyNET on a chosen (labelled) preview instead of its 1536-px scale
     )
     demo = build_app(settings)
     port = _free_port()
@@ -195,7 +196,7 @@ def test_bokehlicious_and_bokehme_render_beside_pynet(server: dict, browser, siz
     photo.click(position={"x": box["width"] * 0.4, "y": box["height"] * 0.6})
     _wait_text(page, "#render-message", "✓ bokehme, focus at", timeout=180_000)
     second = _assert_rendered(page, "bokehme", first)
-    assert "bokehme preview" in page.locator("#render-info").inner_text()
+    assert "BokehMe preview" in page.locator("#render-info").inner_text()
     _shot(page, f"{size}_02_bokehme_focus")
 
     # BokehMe's classical stage alone (the project's own scatter code, no weights): says it is not the full method
