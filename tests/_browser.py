@@ -49,3 +49,9 @@ def chromium_browser(home: Path, *extra_flags: str) -> Iterator[Any]:
             yield browser
         finally:
             browser.close()
+
+
+def browser_home(tag: str = "") -> Path:
+    """A per-process HOME folder for chromium under ``$TMPDIR`` (``pw-home[-tag]-<pid>``), so runs never share one."""
+    name = f"pw-home-{tag}-{os.getpid()}" if tag else f"pw-home-{os.getpid()}"
+    return Path(os.environ.get("TMPDIR", "/tmp")) / name

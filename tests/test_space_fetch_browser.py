@@ -9,7 +9,6 @@ watch. Screenshots at 1366x768 and 390x844 go to ``artifacts/browser/`` (``BOKEH
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,7 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _browser import chromium_browser, require_chromium
+from _app_server import free_port
+from _browser import browser_home, chromium_browser, require_chromium
 from _local_server import LocalServer
 from _pynet_archive import build_pynet_zip
 from _tiny_models import save_tiny_dpt
@@ -31,19 +31,13 @@ ARTIFACTS = Path(os.environ.get("BOKEH_TEST_ARTIFACTS", ROOT / "artifacts")) / "
 OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "BOKEH_OFFLINE")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def space(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     require_chromium()
     tmp = tmp_path_factory.mktemp("space_fetch")
     data, _ = build_pynet_zip()
     depth = save_tiny_dpt(tmp / "tiny-dpt")  # a depth model already there (preload_from_hub on a real Space)
-    port = _free_port()
+    port = free_port()
     with LocalServer() as files:
         url = files.add("/PyNET_Bokeh_pretrained.zip", data, seconds=8.0)
         env = {k: v for k, v in os.environ.items() if k not in OFFLINE_VARS and k != "BOKEH_PYNET_WEIGHTS"}
@@ -88,7 +82,7 @@ def space(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
 
 @pytest.fixture(scope="module")
 def browser(space: dict) -> Iterator:
-    with chromium_browser(Path(os.environ.get("TMPDIR", "/tmp")) / f"pw-home-fetch-{os.getpid()}") as chromium:
+    with chromium_browser(browser_home("fetch")) as chromium:
         yield chromium
 
 

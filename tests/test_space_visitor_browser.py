@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import time
 import warnings
 from collections.abc import Iterator
@@ -16,7 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from _browser import chromium_browser, require_chromium
+from _app_server import serving
+from _browser import browser_home, chromium_browser, require_chromium
 from PIL import Image
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -25,12 +25,6 @@ ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(os.environ.get("BOKEH_TEST_ARTIFACTS", ROOT / "artifacts")) / "browser"
 SIZES = {"desktop": (1366, 768), "phone": (390, 844)}
 STUDY_ID = "visitor-study"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -71,9 +65,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         organizer_token="organizer-secret",
         max_render_side=640,
     )
-    demo = build_app(settings)
-    port = _free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     bad = data / "bad"
     bad.mkdir()
     Image.open(ROOT / "space" / "examples" / "chelsea.png").convert("RGB").save(bad / "whole.jpg", quality=90)
@@ -82,15 +73,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     (bad / "notes.png").write_bytes(b"these are notes, not a picture")
     Image.new("RGB", (6000, 4500), (90, 120, 150)).save(bad / "huge.png")  # 27 MP in a small file
     try:
-        yield {"url": f"http://127.0.0.1:{port}/", "results": results, "bad": bad}
+        with serving(build_app(settings)) as url:
+            yield {"url": url, "results": results, "bad": bad}
     finally:
-        demo.close()
         mp.undo()
 
 
 @pytest.fixture(scope="module")
 def browser(server: dict) -> Iterator:
-    with chromium_browser(Path(os.environ.get("TMPDIR", "/tmp")) / f"pw-home-visitor-{os.getpid()}") as chromium:
+    with chromium_browser(browser_home("visitor")) as chromium:
         yield chromium
 
 
