@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from _app_server import free_port
-from _browser import browser_home, chromium_browser, require_chromium
+from _browser import browser_home, chromium_browser, open_tab, require_chromium
 from _local_server import LocalServer
 from _pynet_archive import build_pynet_zip
 from _tiny_models import save_tiny_dpt
@@ -91,19 +91,6 @@ def _shot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
-def _open_tab(page, name: str) -> None:
-    """Click a tab; on a narrow screen Gradio moves the last tabs into a "More tabs" menu."""
-    # Gradio first draws every tab, then measures and moves those that do not fit: wait until that settled.
-    page.get_by_role("tab", name="Render").first.wait_for()
-    page.wait_for_timeout(800)
-    tab = page.get_by_role("tab", name=name)
-    if tab.count() == 0 or not tab.first.is_visible():
-        page.get_by_role("button", name="More tabs").click()
-        page.locator(".overflow-dropdown button", has_text=name).click()
-    else:
-        tab.first.click()
-
-
 def _pynet_card(page):
     return page.locator('#status-cards .card[data-component="PyNET-Bokeh weights"]')
 
@@ -112,7 +99,7 @@ def test_space_fetches_pynet_in_the_background_and_uses_it_without_restart(space
     page = browser.new_page(viewport={"width": 1366, "height": 768})
     page.goto(space["url"])
     assert "downloaded in the background" in page.locator("#status-banner").inner_text()
-    _open_tab(page, "Status")
+    open_tab(page, "Status")
     card = _pynet_card(page)
     card.wait_for()
     # The cards refresh themselves: first the download in progress, then ready.
@@ -136,7 +123,7 @@ def test_space_fetches_pynet_in_the_background_and_uses_it_without_restart(space
     assert space["files"].ranges("/PyNET_Bokeh_pretrained.zip") == [None]  # fetched once, by the app itself
 
     # Same page, same server process: render with PyNET.
-    _open_tab(page, "Render")
+    open_tab(page, "Render")
     page.locator("#photo input[type=file]").set_input_files(str(space["photo"]))
     page.wait_for_function("() => { const i = document.querySelector('#photo img'); return i && i.naturalWidth > 0; }")
     page.locator("#method input").click()
@@ -162,7 +149,7 @@ def test_status_cards_fit_a_phone(space: dict, browser) -> None:
         time.sleep(0.5)
     page = browser.new_page(viewport={"width": 390, "height": 844})
     page.goto(space["url"])
-    _open_tab(page, "Status")
+    open_tab(page, "Status")
     _pynet_card(page).wait_for()
     # A new page load shows the current state (filled in by the page-load event), not the state at start-up.
     page.wait_for_function(
