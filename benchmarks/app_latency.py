@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -21,13 +20,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from benchmarks._common import free_port
 from benchmarks._env import ROOT, environment_lines
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _wait_ready(url: str, process: subprocess.Popen, timeout: float) -> float:
@@ -63,7 +57,7 @@ def main() -> None:
     source.resize((round(source.width * scale), round(source.height * scale)), Image.Resampling.BICUBIC).save(photo)
     width, height = Image.open(photo).size
 
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "GRADIO_SERVER_NAME": "127.0.0.1",

@@ -28,7 +28,6 @@ import io
 import os
 import platform
 import random
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -42,17 +41,13 @@ import httpx
 import numpy as np
 from PIL import Image
 
+from benchmarks._common import free_port
+
 __all__ = ["main"]
 
 API = "/arena-api/v1"
 MIN_LOOK_S = 1.0
 WARM_UP_IP = "10.9.9.9"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -172,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="arena_load_") as tmp:
         data = Path(tmp)
         db = data / "study.db"
-        port = _free_port()
+        port = free_port()
         env = {
             **os.environ,
             "BOKEH_DATA_DIR": str(data),

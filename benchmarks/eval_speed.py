@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from benchmarks._common import add_size_counts, parse_size_counts, print_stage_slopes
 from benchmarks._env import environment_lines
 from benchmarks.portal_scoring import _setup
 
@@ -147,9 +148,7 @@ def _measure(count: int, width: int, height: int, lpips: bool) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--counts", type=int, nargs=2, default=(4, 16), metavar=("N1", "N2"))
-    parser.add_argument("--width", type=int, default=1536)
-    parser.add_argument("--height", type=int, default=1024)
+    add_size_counts(parser, (4, 16))
     parser.add_argument("--lpips", action="store_true", help="include LPIPS (needs the AlexNet trunk)")
     parser.add_argument(
         "--stand-in-lpips",
@@ -157,9 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         help="include LPIPS with a random-weights AlexNet trunk (timing only: its values mean nothing)",
     )
     args = parser.parse_args(argv)
-    n1, n2 = sorted(args.counts)
-    if n1 < 1 or n2 == n1:
-        parser.error("--counts needs two different positive counts")
+    n1, n2 = parse_size_counts(parser, args)
     for line in environment_lines():
         print(line)
     if args.stand_in_lpips:
@@ -185,13 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{slopes['run cpu'] / slopes['reference cpu']:.3f}x CPU time"
     )
     print(f"stages of run.py (seconds per image, slope {n1}->{n2}; decoding threads overlap the metrics):")
-    for stage in sorted(set(small["stages"]) | set(large["stages"])):
-        a, b = small["stages"].get(stage, 0.0), large["stages"].get(stage, 0.0)
-        if not a and not b:
-            continue
-        slope = (b - a) / (n2 - n1)
-        fixed = max(0.0, a - n1 * slope)
-        print(f"  {stage:>16}: {slope * 1000:8.1f} ms per image, {fixed:6.2f} s fixed")
+    print_stage_slopes(small["stages"], large["stages"], n1, n2, 16)
     print("largest differences of the run's numbers (all images of both sizes):")
     for key in sorted(large["diffs"]):
         print(f"  {key:>28}: {max(small['diffs'].get(key, 0.0), large['diffs'][key]):.2e}")

@@ -18,36 +18,18 @@ decoding and encoding see camera-like detail); it is written to a temporary fold
 from __future__ import annotations
 
 import argparse
-import socket
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
-from benchmarks._env import ROOT, environment_lines
+from benchmarks._common import camera_photo, free_port
+from benchmarks._env import environment_lines
 
 STAGES = ("decode", "downscale", "depth", "render", "finish", "encode")
 TARGET_S = 3.0
-
-
-def _test_photo(folder: Path, megapixels: float) -> Path:
-    width = int(round((megapixels * 1e6 * 4 / 3) ** 0.5))
-    height = int(round(width * 3 / 4))
-    source = Image.open(ROOT / "space" / "examples" / "astronaut.png").convert("RGB")
-    big = np.asarray(source.resize((width, height), Image.Resampling.BICUBIC), dtype=np.int16)
-    noise = np.random.default_rng(0).integers(-6, 7, big.shape, dtype=np.int16)
-    path = folder / f"photo_{width}x{height}.jpg"
-    Image.fromarray(np.clip(big + noise, 0, 255).astype(np.uint8)).save(path, quality=92)
-    return path
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def main() -> None:
@@ -67,7 +49,7 @@ def main() -> None:
     from space.render_tab import render_outputs
 
     folder = Path(tempfile.mkdtemp(prefix="fullres_latency_"))
-    photo = _test_photo(folder, args.megapixels)
+    photo = camera_photo(folder, args.megapixels, (4, 3))
     width, height = Image.open(photo).size
     settings = SpaceSettings.from_env()
     params = {"strength": 24}
@@ -118,7 +100,7 @@ def main() -> None:
         from space.app import build_app
 
         demo = build_app(settings)
-        port = _free_port()
+        port = free_port()
         demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
         try:
             client = Client(f"http://127.0.0.1:{port}/", verbose=False)

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from benchmarks._common import add_size_counts, parse_size_counts, print_stage_slopes  # noqa: E402
 from benchmarks._env import environment_lines  # noqa: E402
 
 __all__ = ["main"]
@@ -128,15 +129,11 @@ def _measure(count: int, width: int, height: int, lpips: bool = True) -> dict[st
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--counts", type=int, nargs=2, default=(4, 10), metavar=("N1", "N2"))
-    parser.add_argument("--width", type=int, default=1536)
-    parser.add_argument("--height", type=int, default=1024)
+    add_size_counts(parser, (4, 10))
     parser.add_argument("--target", type=int, default=294, help="images to extrapolate to (Val294)")
     parser.add_argument("--no-lpips", action="store_true", help="score without LPIPS even when its trunk is here")
     args = parser.parse_args(argv)
-    n1, n2 = sorted(args.counts)
-    if n1 < 1 or n2 == n1:
-        parser.error("--counts needs two different positive counts")
+    n1, n2 = parse_size_counts(parser, args)
     for line in environment_lines():
         print(line)
     lpips = not args.no_lpips
@@ -162,13 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     ratio = large["score"] / large["reference"]
     print(f"portal scoring / run.py alone at {n2} images: {ratio:.2f}x (the portal's own bookkeeping)")
     print("stages of the portal's scoring (decode threads overlap the metrics, so stages can exceed the wall time):")
-    for stage in sorted(set(small["stages"]) | set(large["stages"])):
-        a, b = small["stages"].get(stage, 0.0), large["stages"].get(stage, 0.0)
-        if not a and not b:
-            continue
-        slope = (b - a) / (n2 - n1)
-        fixed = max(0.0, a - n1 * slope)
-        print(f"  {stage:>18}: {slope * 1000:8.1f} ms per image, {fixed:6.2f} s fixed per submission")
+    print_stage_slopes(small["stages"], large["stages"], n1, n2, 18, "fixed per submission")
     return 0
 
 

@@ -28,22 +28,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from benchmarks._env import ROOT, environment_lines
+from benchmarks._common import camera_photo
+from benchmarks._env import environment_lines
 
 STAGES = ("decode", "downscale", "depth", "render", "finish", "encode")
 TARGET_S = 4.0
-
-
-def _test_photo(folder: Path, megapixels: float) -> Path:
-    """A 3:2 photo (as a DSLR's) of ``megapixels``: a CC0 example upscaled, with mild noise."""
-    width = int(round((megapixels * 1e6 * 3 / 2) ** 0.5))
-    height = int(round(width * 2 / 3))
-    source = Image.open(ROOT / "space" / "examples" / "astronaut.png").convert("RGB")
-    big = np.asarray(source.resize((width, height), Image.Resampling.BICUBIC), dtype=np.int16)
-    noise = np.random.default_rng(0).integers(-6, 7, big.shape, dtype=np.int16)
-    path = folder / f"photo_{width}x{height}.jpg"
-    Image.fromarray(np.clip(big + noise, 0, 255).astype(np.uint8)).save(path, quality=92)
-    return path
 
 
 def main() -> None:
@@ -71,7 +60,7 @@ def main() -> None:
         weights = str(folder / "stand-in-pynet")
         he_random_pynet().save_pretrained(weights)
         print("PyNET weights: random-weights stand-in (tests/_tiny_models.py); timing only, the image means nothing")
-    photo = _test_photo(folder, args.megapixels)
+    photo = camera_photo(folder, args.megapixels, (3, 2))
     width, height = Image.open(photo).size
     settings = dataclasses.replace(SpaceSettings.from_env(), pynet_weights=weights, pynet_cpu_preview_side=0)
 

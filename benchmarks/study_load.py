@@ -35,7 +35,6 @@ import contextlib
 import os
 import platform
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -48,6 +47,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from benchmarks._common import free_port
 from user_study.config import StudyConfig  # noqa: E402
 from user_study.service import StudyService  # noqa: E402
 from user_study.testing import make_fake_run  # noqa: E402
@@ -56,12 +56,6 @@ __all__ = ["main"]
 
 SECRET = "bench-secret"
 API = "/study-api/v1"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -83,7 +77,7 @@ class App:
     """The app under test in a subprocess: ``space`` (Gradio + rater routes) or ``api`` (uvicorn workers)."""
 
     def __init__(self, kind: str, db_url: str, data_dir: Path, workers: int = 1) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         env = {
             **os.environ,
             "BOKEH_DATA_DIR": str(data_dir),

@@ -49,3 +49,22 @@ def chromium_browser(home: Path, *extra_flags: str) -> Iterator[Any]:
             yield browser
         finally:
             browser.close()
+
+
+def browser_home(tag: str = "") -> Path:
+    """A per-process HOME folder for chromium under ``$TMPDIR`` (``pw-home[-tag]-<pid>``), so runs never share one."""
+    name = f"pw-home-{tag}-{os.getpid()}" if tag else f"pw-home-{os.getpid()}"
+    return Path(os.environ.get("TMPDIR", "/tmp")) / name
+
+
+def open_tab(page: Any, name: str) -> None:
+    """Click a Gradio tab; on a narrow screen Gradio moves the last tabs into a "More tabs" menu."""
+    # Gradio first draws every tab, then measures and moves those that do not fit: wait until that settled.
+    page.get_by_role("tab", name="Render").first.wait_for()
+    page.wait_for_timeout(800)
+    tab = page.get_by_role("tab", name=name)
+    if tab.count() == 0 or not tab.first.is_visible():
+        page.get_by_role("button", name="More tabs").click()
+        page.locator(".overflow-dropdown button", has_text=name).click()
+    else:
+        tab.first.click()

@@ -9,6 +9,9 @@ from pathlib import Path
 
 __all__ = ["he_random_pynet", "save_tiny_depth_anything", "save_tiny_dpt"]
 
+# The transformer both tiny depth models share (DPT's ViT, Depth Anything's DINOv2 backbone).
+TINY_VIT = {"hidden_size": 32, "num_hidden_layers": 4, "num_attention_heads": 4, "intermediate_size": 64}
+
 
 def save_tiny_dpt(folder: str | Path) -> Path:
     """Save a random ~170k-parameter DPT with its image processor, laid out like a hub checkpoint.
@@ -20,10 +23,7 @@ def save_tiny_dpt(folder: str | Path) -> Path:
 
     torch.manual_seed(0)
     config = DPTConfig(
-        hidden_size=32,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        intermediate_size=64,
+        **TINY_VIT,
         image_size=64,
         patch_size=16,
         backbone_out_indices=[0, 1, 2, 3],
@@ -50,10 +50,7 @@ def save_tiny_depth_anything(folder: str | Path, *, size: int = 518, seed: int =
 
     torch.manual_seed(seed)
     backbone = Dinov2Config(
-        hidden_size=32,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        intermediate_size=64,
+        **TINY_VIT,
         image_size=518,
         patch_size=14,
         out_indices=[1, 2, 3, 4],
@@ -61,7 +58,7 @@ def save_tiny_depth_anything(folder: str | Path, *, size: int = 518, seed: int =
     )
     config = DepthAnythingConfig(
         backbone_config=backbone.to_dict(),
-        reassemble_hidden_size=32,  # must equal the backbone's hidden size
+        reassemble_hidden_size=TINY_VIT["hidden_size"],  # must equal the backbone's hidden size
         neck_hidden_sizes=[8, 16, 32, 32],
         fusion_hidden_size=16,
         head_hidden_size=8,

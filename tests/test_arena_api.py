@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _hub_testing import StandInHfApi
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -327,31 +328,9 @@ def test_votes_written_as_one_group_get_their_own_answers(tmp_path: Path) -> Non
 def test_counted_votes_go_to_the_hub_backup_as_json_lines(tmp_path: Path) -> None:
     """Like the study's ratings: one JSON line per counted vote (none for a double click), pushed by the
     CommitScheduler under ``arena/`` (a stand-in HfApi here), owner-only file."""
-    from concurrent.futures import Future
-
     from user_study.arena.hub import ArenaVoteSink
 
-    class StandInApi:
-        def __init__(self) -> None:
-            self.commits: list = []
-            self.repos: list = []
-
-        def create_repo(self, repo_id, private=None, repo_type=None, exist_ok=False, **kw):
-            self.repos.append((repo_id, private, repo_type))
-            return type("RepoUrl", (), {"repo_id": repo_id})()
-
-        def run_as_future(self, fn, *args, **kwargs):
-            fut = Future()
-            fut.set_result(fn(*args, **kwargs))
-            return fut
-
-        def create_commit(self, repo_id, operations, commit_message=None, **kw):
-            self.commits.append((repo_id, operations))
-
-        def __getattr__(self, name):
-            return lambda *a, **k: None
-
-    api = StandInApi()
+    api = StandInHfApi()
     sink = ArenaVoteSink("org/study", tmp_path / "hub", token="x", every=60, hf_api=api)
     svc = _service(tmp_path)
     svc.sink = sink

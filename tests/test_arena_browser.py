@@ -5,7 +5,6 @@ a file that is not an image is refused."""
 from __future__ import annotations
 
 import os
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,18 +12,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests._browser import chromium_browser, require_chromium
+from tests._app_server import serving
+from tests._browser import browser_home, chromium_browser, require_chromium
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(os.environ.get("BOKEH_TEST_ARTIFACTS", ROOT / "artifacts")) / "browser"
 SIZES = {"desktop": (1366, 768), "phone": (390, 844)}
 MIN_LOOK_S = 1.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -49,14 +43,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         organizer_token="organizer-secret",
         max_render_side=640,
     )
-    demo = build_app(settings)
-    port = _free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
-        yield {"url": f"http://127.0.0.1:{port}/", "photo": photo, "text": data / "notes.txt",
-               "service": get_arena_service(db_url)}  # fmt: skip
+        with serving(build_app(settings)) as url:
+            yield {"url": url, "photo": photo, "text": data / "notes.txt", "service": get_arena_service(db_url)}
     finally:
-        demo.close()
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -66,7 +56,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
 
 @pytest.fixture(scope="module")
 def browser(server: dict) -> Iterator:
-    with chromium_browser(Path(os.environ.get("TMPDIR", "/tmp")) / f"pw-home-arena-{os.getpid()}") as chromium:
+    with chromium_browser(browser_home("arena")) as chromium:
         yield chromium
 
 

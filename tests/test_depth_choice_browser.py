@@ -7,23 +7,15 @@ models are looked up in this machine's Hugging Face cache, where nothing can be 
 
 from __future__ import annotations
 
-import os
-import socket
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from _browser import chromium_browser, require_chromium
+from _app_server import serving
+from _browser import browser_home, chromium_browser, require_chromium
 from _tiny_models import save_tiny_depth_anything
 from PIL import Image
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -42,17 +34,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         study_db=f"sqlite:///{data / 'study.db'}",
         max_render_side=640,
     )
-    demo = build_app(settings)
-    port = _free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    try:
-        yield {
-            "url": f"http://127.0.0.1:{port}/",
-            "photo": photo,
-            "small_installed": depth_model_status("depth-anything-v2-small")[0],
-        }
-    finally:
-        demo.close()
+    with serving(build_app(settings)) as url:
+        yield {"url": url, "photo": photo, "small_installed": depth_model_status("depth-anything-v2-small")[0]}
 
 
 def _wait_text(page, selector: str, text: str, timeout: float = 90_000) -> None:
@@ -62,7 +45,7 @@ def _wait_text(page, selector: str, text: str, timeout: float = 90_000) -> None:
 
 
 def test_depth_model_choice(server: dict) -> None:
-    with chromium_browser(Path(os.environ.get("TMPDIR", "/tmp")) / f"pw-depth-{os.getpid()}") as browser:
+    with chromium_browser(browser_home("depth")) as browser:
         page = browser.new_page(viewport={"width": 1366, "height": 768})
         page.goto(server["url"])
         page.locator("#photo input[type=file]").set_input_files(str(server["photo"]))

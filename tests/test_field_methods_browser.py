@@ -11,13 +11,13 @@ two shared cores. Screenshots go to ``artifacts/browser/field_*`` (``BOKEH_TEST_
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
-from _browser import chromium_browser, require_chromium
+from _app_server import serving
+from _browser import browser_home, chromium_browser, require_chromium
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -25,12 +25,6 @@ ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(os.environ.get("BOKEH_TEST_ARTIFACTS", ROOT / "artifacts")) / "browser"
 SIZES = {"desktop": (1366, 768), "phone": (390, 844)}
 MISSING = ("not installed", "unavailable", "cannot run", "bokeh_model fetch", "weights")  # missing weights
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _install_stand_ins(folder: Path) -> Path:
@@ -80,20 +74,17 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         cpu_preview_side=192,  # Bokehlicious and BokehMe on a CPU preview: seconds, not minutes
         pynet_cpu_preview_side=192,  # and PyNET on a chosen (labelled) preview instead of its 1536-px scale
     )
-    demo = build_app(settings)
-    port = _free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
-        yield {"url": f"http://127.0.0.1:{port}/"}
+        with serving(build_app(settings)) as url:
+            yield {"url": url}
     finally:
-        demo.close()
         get_method.cache_clear()
         mp.undo()
 
 
 @pytest.fixture(scope="module")
 def browser(server: dict) -> Iterator:
-    with chromium_browser(Path(os.environ.get("TMPDIR", "/tmp")) / f"pw-home-field-{os.getpid()}") as chromium:
+    with chromium_browser(browser_home("field")) as chromium:
         yield chromium
 
 

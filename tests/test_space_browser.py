@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _browser import chromium_browser, require_chromium
+from _app_server import serving
+from _browser import browser_home, chromium_browser, require_chromium
 from PIL import Image
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -20,12 +20,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(os.environ.get("BOKEH_TEST_ARTIFACTS", ROOT / "artifacts")) / "browser"
 STUDY_ID = "browser-study"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -61,13 +55,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         organizer_token="organizer-secret",
         max_render_side=640,
     )
-    demo = build_app(settings)
-    port = _free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
-        yield {"url": f"http://127.0.0.1:{port}/", "photo": photo, "service": service}
+        with serving(build_app(settings)) as url:
+            yield {"url": url, "photo": photo, "service": service}
     finally:
-        demo.close()
         if previous is None:
             os.environ.pop("BOKEH_DATA_DIR", None)
         else:
@@ -76,7 +67,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
 
 @pytest.fixture(scope="module")
 def browser(server: dict) -> Iterator:
-    with chromium_browser(Path(os.environ.get("TMPDIR", "/tmp")) / f"pw-home-{os.getpid()}") as chromium:
+    with chromium_browser(browser_home()) as chromium:
         yield chromium
 
 

@@ -9,7 +9,6 @@ watch. Screenshots at 1366x768 and 390x844 go to ``artifacts/browser/`` (``BOKEH
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,7 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _browser import chromium_browser, require_chromium
+from _app_server import free_port
+from _browser import browser_home, chromium_browser, open_tab, require_chromium
 from _local_server import LocalServer
 from _pynet_archive import build_pynet_zip
 from _tiny_models import save_tiny_dpt
@@ -31,19 +31,13 @@ ARTIFACTS = Path(os.environ.get("BOKEH_TEST_ARTIFACTS", ROOT / "artifacts")) / "
 OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "BOKEH_OFFLINE")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def space(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     require_chromium()
     tmp = tmp_path_factory.mktemp("space_fetch")
     data, _ = build_pynet_zip()
     depth = save_tiny_dpt(tmp / "tiny-dpt")  # a depth model already there (preload_from_hub on a real Space)
-    port = _free_port()
+    port = free_port()
     with LocalServer() as files:
         url = files.add("/PyNET_Bokeh_pretrained.zip", data, seconds=8.0)
         env = {k: v for k, v in os.environ.items() if k not in OFFLINE_VARS and k != "BOKEH_PYNET_WEIGHTS"}
@@ -88,26 +82,13 @@ def space(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
 
 @pytest.fixture(scope="module")
 def browser(space: dict) -> Iterator:
-    with chromium_browser(Path(os.environ.get("TMPDIR", "/tmp")) / f"pw-home-fetch-{os.getpid()}") as chromium:
+    with chromium_browser(browser_home("fetch")) as chromium:
         yield chromium
 
 
 def _shot(page, name: str) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-
-
-def _open_tab(page, name: str) -> None:
-    """Click a tab; on a narrow screen Gradio moves the last tabs into a "More tabs" menu."""
-    # Gradio first draws every tab, then measures and moves those that do not fit: wait until that settled.
-    page.get_by_role("tab", name="Render").first.wait_for()
-    page.wait_for_timeout(800)
-    tab = page.get_by_role("tab", name=name)
-    if tab.count() == 0 or not tab.first.is_visible():
-        page.get_by_role("button", name="More tabs").click()
-        page.locator(".overflow-dropdown button", has_text=name).click()
-    else:
-        tab.first.click()
 
 
 def _pynet_card(page):
@@ -118,7 +99,7 @@ def test_space_fetches_pynet_in_the_background_and_uses_it_without_restart(space
     page = browser.new_page(viewport={"width": 1366, "height": 768})
     page.goto(space["url"])
     assert "downloaded in the background" in page.locator("#status-banner").inner_text()
-    _open_tab(page, "Status")
+    open_tab(page, "Status")
     card = _pynet_card(page)
     card.wait_for()
     # The cards refresh themselves: first the download in progress, then ready.
@@ -142,7 +123,7 @@ def test_space_fetches_pynet_in_the_background_and_uses_it_without_restart(space
     assert space["files"].ranges("/PyNET_Bokeh_pretrained.zip") == [None]  # fetched once, by the app itself
 
     # Same page, same server process: render with PyNET.
-    _open_tab(page, "Render")
+    open_tab(page, "Render")
     page.locator("#photo input[type=file]").set_input_files(str(space["photo"]))
     page.wait_for_function("() => { const i = document.querySelector('#photo img'); return i && i.naturalWidth > 0; }")
     page.locator("#method input").click()
@@ -168,7 +149,7 @@ def test_status_cards_fit_a_phone(space: dict, browser) -> None:
         time.sleep(0.5)
     page = browser.new_page(viewport={"width": 390, "height": 844})
     page.goto(space["url"])
-    _open_tab(page, "Status")
+    open_tab(page, "Status")
     _pynet_card(page).wait_for()
     # A new page load shows the current state (filled in by the page-load event), not the state at start-up.
     page.wait_for_function(

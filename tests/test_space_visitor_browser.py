@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import time
 import warnings
 from collections.abc import Iterator
@@ -16,7 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from _browser import chromium_browser, require_chromium
+from _app_server import serving
+from _browser import browser_home, chromium_browser, open_tab, require_chromium
 from PIL import Image
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -25,12 +25,6 @@ ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(os.environ.get("BOKEH_TEST_ARTIFACTS", ROOT / "artifacts")) / "browser"
 SIZES = {"desktop": (1366, 768), "phone": (390, 844)}
 STUDY_ID = "visitor-study"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -71,9 +65,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         organizer_token="organizer-secret",
         max_render_side=640,
     )
-    demo = build_app(settings)
-    port = _free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     bad = data / "bad"
     bad.mkdir()
     Image.open(ROOT / "space" / "examples" / "chelsea.png").convert("RGB").save(bad / "whole.jpg", quality=90)
@@ -82,15 +73,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     (bad / "notes.png").write_bytes(b"these are notes, not a picture")
     Image.new("RGB", (6000, 4500), (90, 120, 150)).save(bad / "huge.png")  # 27 MP in a small file
     try:
-        yield {"url": f"http://127.0.0.1:{port}/", "results": results, "bad": bad}
+        with serving(build_app(settings)) as url:
+            yield {"url": url, "results": results, "bad": bad}
     finally:
-        demo.close()
         mp.undo()
 
 
 @pytest.fixture(scope="module")
 def browser(server: dict) -> Iterator:
-    with chromium_browser(Path(os.environ.get("TMPDIR", "/tmp")) / f"pw-home-visitor-{os.getpid()}") as chromium:
+    with chromium_browser(browser_home("visitor")) as chromium:
         yield chromium
 
 
@@ -104,18 +95,6 @@ def _open(browser, server: dict, size: str, path: str = ""):
     page = browser.new_page(viewport={"width": width, "height": height}, accept_downloads=True)
     page.goto(server["url"] + path)
     return page
-
-
-def _open_tab(page, name: str) -> None:
-    """Click a tab; on a narrow screen Gradio moves the last tabs into a "More tabs" menu."""
-    page.get_by_role("tab", name="Render").first.wait_for()
-    page.wait_for_timeout(800)  # Gradio first draws every tab, then moves those that do not fit
-    tab = page.get_by_role("tab", name=name)
-    if tab.count() == 0 or not tab.first.is_visible():
-        page.get_by_role("button", name="More tabs").click()
-        page.locator(".overflow-dropdown button", has_text=name).click()
-    else:
-        tab.first.click()
 
 
 def _in_view(page, selector: str, whole: bool = False) -> bool:
@@ -241,14 +220,14 @@ def test_leaderboard_is_read_at_each_load_and_readable(server: dict, browser, si
     log axis are readable at both sizes; no server path."""
     _write_mos(server["results"], with_mos=False)
     page = _open(browser, server, size)
-    _open_tab(page, "Leaderboard")
+    open_tab(page, "Leaderboard")
     table = page.locator("#leaderboard-table")
     table.wait_for()
     _wait_text(page, "#leaderboard-table", "gaussian")
     assert "1.50" not in table.inner_text()
     _write_mos(server["results"], with_mos=True)  # the study's MOS arrives while the server runs
     page.reload()
-    _open_tab(page, "Leaderboard")
+    open_tab(page, "Leaderboard")
     _wait_text(page, "#leaderboard-table", "1.50")  # no Refresh pressed
     text = page.locator("#leaderboard-note").inner_text() + page.locator("#leaderboard-banner").inner_text()
     assert str(server["results"]) not in text and "/tmp" not in text
@@ -299,11 +278,11 @@ def test_banner_method_note_status_portal_and_study(server: dict, browser, size:
         note = page.locator("#method-note").inner_text()
         assert "/root" not in note and "python -m" not in note and len(note) < 200, note
         _shot(page, f"{size}_04_banner_note")
-        _open_tab(page, "Status")
+        open_tab(page, "Status")
         _wait_text(page, "#status-cards", "PyNET")
         cards = page.locator("#status-cards").inner_text()
         assert "/root" not in cards and "/tmp" not in cards, cards
-        _open_tab(page, "Portal")
+        open_tab(page, "Portal")
         closed = page.locator("#portal-closed")
         closed.wait_for()
         assert "no dataset" in closed.inner_text()
@@ -312,7 +291,7 @@ def test_banner_method_note_status_portal_and_study(server: dict, browser, size:
         assert page.locator("#portal-method textarea, #portal-method input").first.is_disabled()
         assert "python -m" not in page.locator("#portal-closed").inner_text()
         _shot(page, f"{size}_05_portal")
-        _open_tab(page, "Study")
+        open_tab(page, "Study")
         page.locator("#study-link-id textarea, #study-link-id input").first.fill(STUDY_ID)
         page.get_by_role("button", name="Rater link").click()
         _wait_text(page, "#study-link", "Visitor study")
@@ -362,7 +341,7 @@ def test_compare_table_and_captions(server: dict, browser, size: str) -> None:
     page.wait_for_function(
         "() => { const i = document.querySelector('#photo img'); return i && i.naturalWidth > 0; }", timeout=30_000
     )
-    _open_tab(page, "Compare")
+    open_tab(page, "Compare")
     headers = page.evaluate("() => [...document.querySelectorAll('#compare-table th')].map((t) => t.innerText.trim())")
     assert "method" in headers and "1" not in headers, headers
     page.locator("#compare").click()

@@ -10,13 +10,13 @@ test replaces that function with a fixed profile, so the whole OAuth flow of the
 from __future__ import annotations
 
 import os
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _browser import chromium_browser, require_chromium
+from _app_server import free_port
+from _browser import browser_home, chromium_browser, require_chromium
 from _portal_testing import FakeHubApi, build_val294_like, png, prediction_arrays, write_zip
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -24,12 +24,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(os.environ.get("BOKEH_TEST_ARTIFACTS", ROOT / "artifacts")) / "browser"
 USER = "tester-hf"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _fake_oauth_info() -> dict:
@@ -89,7 +83,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         with gr.Tab("Portal", id="portal"):
             build_portal_tab(SpaceSettings(max_upload_mb=40), portal=portal, login=True)
     demo.queue()
-    port = _free_port()
+    port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
         # localhost (not 127.0.0.1): the session cookie is Secure, which browsers accept over http on localhost
@@ -102,7 +96,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
 
 @pytest.fixture(scope="module")
 def browser(server: dict) -> Iterator:
-    with chromium_browser(Path(os.environ.get("TMPDIR", "/tmp")) / f"pw-home-{os.getpid()}") as chromium:
+    with chromium_browser(browser_home()) as chromium:
         yield chromium
 
 

@@ -6,14 +6,14 @@ rejections, phone layout, MTurk iframe and Prolific hand-off, escaping. Screensh
 from __future__ import annotations
 
 import os
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlparse
 
 import pytest
-from _browser import chromium_browser, require_chromium
+from _app_server import serving
+from _browser import browser_home, chromium_browser, require_chromium
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -21,12 +21,6 @@ ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(os.environ.get("BOKEH_TEST_ARTIFACTS", ROOT / "artifacts")) / "rater"
 DESKTOP = {"width": 1366, "height": 768}
 PHONE = {"width": 390, "height": 844}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -73,19 +67,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         study_id="pro",
         **none,
     )
-    demo = build_demo(db_url, organizer_token="org-token")
-    port = _free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
-        yield {"url": f"http://127.0.0.1:{port}", "service": service}
+        with serving(build_demo(db_url, organizer_token="org-token")) as url:
+            yield {"url": url.rstrip("/"), "service": service}  # paths below start with "/"
     finally:
-        demo.close()
         mp.undo()
 
 
 @pytest.fixture(scope="module")
 def browser(server: dict) -> Iterator:
-    home = Path(os.environ.get("TMPDIR", "/tmp")) / f"pw-home-{os.getpid()}"
+    home = browser_home()
     # the stand-in HIT page is fulfilled by Playwright and treated as public: let it frame loopback
     with chromium_browser(home, "--disable-features=LocalNetworkAccessChecks") as chromium:
         yield chromium

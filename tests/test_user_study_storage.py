@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from _hub_testing import StandInHfApi
 from _postgres import PostgresServer, find_pg_bin
 from sqlalchemy import func, select, text
 
@@ -400,31 +401,9 @@ def test_killed_writer_loses_nothing(db_url, tmp_path, run_dir):
 
 def test_hub_sink_with_stand_in_api(tmp_path, run_dir):
     """Every stored rating is appended as a JSON line and pushed by the CommitScheduler (stand-in HfApi)."""
-    from concurrent.futures import Future
-
     from user_study.hub import HubRatingSink
 
-    class FakeApi:
-        def __init__(self):
-            self.commits = []
-            self.repos = []
-
-        def create_repo(self, repo_id, private=None, repo_type=None, exist_ok=False, **kw):
-            self.repos.append((repo_id, private, repo_type))
-            return type("RepoUrl", (), {"repo_id": repo_id})()
-
-        def run_as_future(self, fn, *args, **kwargs):
-            fut = Future()
-            fut.set_result(fn(*args, **kwargs))
-            return fut
-
-        def create_commit(self, repo_id, operations, commit_message=None, **kw):
-            self.commits.append((repo_id, operations))
-
-        def __getattr__(self, name):  # anything else the scheduler might call
-            return lambda *a, **k: None
-
-    api = FakeApi()
+    api = StandInHfApi()
     sink = HubRatingSink("org/ratings", tmp_path / "hub", token="x", every=60, hf_api=api)
     svc = StudyService(f"sqlite:///{tmp_path / 's.db'}", rater_secret="k", data_dir=tmp_path / "d", sink=sink)
     sid = _study(svc, run_dir)
