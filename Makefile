@@ -52,7 +52,7 @@ models: setup
 
 # Fetches the app's missing models first when online (offline: one note per model), then starts as always.
 demo: setup
-	$(PY) -m bokeh_model fetch pynet depth --optional
+	$(PY) -m bokeh_model fetch pynet depth bokehlicious bokehme --optional
 	$(PY) app.py
 
 test: setup system-deps tf-env litert-env
