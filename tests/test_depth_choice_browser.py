@@ -45,14 +45,17 @@ def _wait_text(page, selector: str, text: str, timeout: float = 90_000) -> None:
 
 
 def test_depth_model_choice(server: dict) -> None:
+    from playwright.sync_api import expect
+
     with chromium_browser(browser_home("depth")) as browser:
         page = browser.new_page(viewport={"width": 1366, "height": 768})
         page.goto(server["url"])
         page.locator("#photo input[type=file]").set_input_files(str(server["photo"]))
         page.wait_for_function("() => document.querySelector('#photo img')?.naturalWidth > 0", timeout=60_000)
         page.locator("#advanced").get_by_text("Advanced").first.click()
+        # The accordion renders its contents after the click: wait for each choice rather than count at once.
         for label in ("DPT-Hybrid (MiDaS v3.0) (2021, Apache-2.0)", "This Space's depth model"):
-            assert page.get_by_label(label).count() == 1
+            expect(page.get_by_label(label)).to_have_count(1, timeout=30_000)
         page.get_by_label("Depth Anything V2 Small (2024, Apache-2.0)").check()
         if server["small_installed"]:  # a machine whose Hugging Face cache has it
             _wait_text(page, "#depth-model-note", "Depth Anything V2 Small, 2024, 24.8 M parameters")
