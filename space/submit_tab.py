@@ -188,7 +188,9 @@ def build_portal_tab(
     (``portal``/``login`` are for tests); the leaderboard itself is :func:`build_portal_board`."""
     portal = portal or get_portal()
     login = (os.environ.get("SYSTEM") == "spaces") if login is None else login
-    max_upload_mb = settings.max_upload_mb if settings is not None else None
+    # Gradio reads "<n>mb" as n MiB; build_app raises the server's limit to the portal's archive limit, so the
+    # archive limit is what a submitter can send (both in MiB, as the portal's own checks report sizes).
+    archive_mib = portal.settings.limits.max_archive_bytes >> 20
     splits = list(portal.settings.splits)
 
     def who(profile: gr.OAuthProfile | None) -> str:
@@ -218,8 +220,7 @@ def build_portal_tab(
         "`python evaluation/run.py`, and lists it. One submission may wait at a time; "
         f"{portal.settings.per_day} per 24 hours. Hardware and runtime are shown as you report them."
     )
-    if max_upload_mb:
-        intro += f" This server accepts uploads up to {max_upload_mb} MB."
+    intro += f" Archives up to {archive_mib:,} MiB are accepted."
     with gr.Tabs():
         with gr.Tab("Submit", id="portal-submit") as submit_tab:
             if not portal.configured:  # said first, and the form below is disabled (not a late refusal)

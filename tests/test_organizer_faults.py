@@ -224,3 +224,21 @@ def test_portal_sizes_are_reported_in_mib_like_its_limits(tmp_path):
     assert CheckLimits().max_file_bytes == 40 << 20
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     assert "40 MiB per image" in readme and "(40 by default)" not in readme
+
+
+def test_submit_tab_states_the_archive_limit_in_mib(tmp_path):
+    """The Submit tab names the archive limit the portal enforces, in MiB (Gradio's "mb" is 2^20 bytes too)."""
+    import gradio as gr
+
+    from evaluation.portal.checks import CheckLimits
+    from evaluation.portal.models import PortalSettings
+    from evaluation.portal.service import Portal
+    from space.config import SpaceSettings
+    from space.submit_tab import build_portal_tab
+
+    portal = Portal(PortalSettings(root=tmp_path / "portal", limits=CheckLimits(max_archive_bytes=300 << 20)))
+    with gr.Blocks() as demo:
+        build_portal_tab(SpaceSettings(max_upload_mb=64), portal=portal, login=False)
+    texts = [block.value for block in demo.blocks.values() if isinstance(block, gr.Markdown)]
+    intro = next(text for text in texts if "Submit your method" in text)
+    assert "Archives up to 300 MiB are accepted." in intro and " MB" not in intro
