@@ -297,6 +297,43 @@ def test_pynet_runs_at_its_trained_scale_or_a_labelled_preview(tmp_path: Path, m
     assert "PyNET PREVIEW (chosen): photo at 64x42 px, network input 32x21" in notes, notes
 
 
+def test_pynet_reuses_its_output_for_another_click_on_the_same_photo(tmp_path: Path, monkeypatch) -> None:
+    """PyNET has no focus input: with a given depth map, a second click on the same photo reuses the network output
+    (same result, said so), while a new depth map renders anew."""
+    from bokeh_model import pynet_scale
+    from bokeh_model.pynet import PyNET
+    from space import services
+
+    weights = tmp_path / "pynet"
+    PyNET().save_pretrained(weights)  # random weights: plumbing only
+    photo = tmp_path / "photo.png"
+    Image.open(EXAMPLES_DIR / "chelsea.png").convert("RGB").resize((320, 212)).save(photo)
+    ramp = np.tile(np.linspace(0, 255, 320, dtype=np.uint8), (212, 1))
+    depth_a, depth_b = tmp_path / "depth_a.png", tmp_path / "depth_b.png"
+    Image.fromarray(ramp).save(depth_a)
+    Image.fromarray(255 - ramp).save(depth_b)
+    settings = SpaceSettings(
+        pynet_weights=str(weights),
+        depth_model=str(tmp_path / "no-depth-model"),
+        results_dir=tmp_path / "results",
+        max_render_side=160,
+    )
+    monkeypatch.setattr(pynet_scale, "PYNET_TRAINED_SIDE", 96)
+    calls = []
+    original = services.render_pynet_at_scale
+    monkeypatch.setattr(services, "render_pynet_at_scale", lambda *a, **k: calls.append(1) or original(*a, **k))
+    monkeypatch.setattr(services, "_PYNET_CACHE", services.OrderedDict())
+    render = make_render_fn(settings)
+    first, _, _, notes = render(str(photo), "pynet", 50, 60, "upload", str(depth_a), "{}")
+    assert len(calls) == 1 and "reused" not in notes
+    assert "PyNET has no focus control" in notes, notes
+    second, _, _, notes = render(str(photo), "pynet", 250, 150, "upload", str(depth_a), "{}")
+    assert len(calls) == 1 and "PyNET's output was reused" in notes, notes
+    assert np.array_equal(np.asarray(Image.open(first)), np.asarray(Image.open(second)))
+    render(str(photo), "pynet", 250, 150, "upload", str(depth_b), "{}")
+    assert len(calls) == 2
+
+
 def test_bokehme_preview_on_cpu_scales_the_blur_and_gets_the_full_size_finish(tmp_path: Path) -> None:
     import torch
 
