@@ -252,6 +252,11 @@ class _LatestRender:
         with self._lock:
             return self._latest.get(session, number) == number
 
+    def current(self, session: str) -> int:
+        """The newest render request's number of this session (0 before the first)."""
+        with self._lock:
+            return self._latest.get(session, 0)
+
     def shown(self, session: str, value: bool | None = None) -> bool:
         """Whether the session's page shows a result (set it with ``value``)."""
         with self._lock:
@@ -467,13 +472,17 @@ def build_render_tab(settings: SpaceSettings) -> dict[str, gr.components.Compone
         api_visibility="private",
     )
 
-    def check_photo(path: str | None) -> tuple[Any, Any, Any]:
+    def check_photo(request: gr.Request, path: str | None) -> tuple[Any, Any, Any]:
         # On every new photo (upload, paste or example): a good one clears an earlier refusal's warning.
         if not path:
             return gr.skip(), gr.skip(), gr.skip()
+        session = getattr(request, "session_hash", None) or "no-session"
+        renders_before = latest.current(session)
         problem = photo_size_problem(path, settings.max_photo_mp)  # header, pixel count, and a full decode
         if problem is None:
-            return gr.skip(), "Click on the photo to choose what stays sharp.", ""
+            # A large photo's decode can outlast a quick first click: then the render's message stays.
+            clicked = latest.current(session) != renders_before
+            return gr.skip(), gr.skip() if clicked else "Click on the photo to choose what stays sharp.", ""
         # An expected user error: one log line. No gr.Warning: in an un-queued handler Gradio shows no toast and
         # writes it to the server's stderr as a Python warning instead (two more lines per refusal).
         log.warning("refused upload: %s", problem)

@@ -7,11 +7,8 @@ Heavy objects (PyNET, the depth model) are created once per process and shared b
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
-import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +23,7 @@ from bokeh_model.depth_models import depth_model_info, depth_model_label, resolv
 from bokeh_model.errors import ModelUnavailableError
 from bokeh_model.images import ImageSource, load_depth
 from bokeh_model.pynet import weights_status
-from bokeh_model.pynet_scale import render_pynet_at_scale
+from bokeh_model.pynet_scale import ScaledRender, render_pynet_at_scale
 from bokeh_model.registry import Method
 from bokeh_model.upsample import finish_full_resolution
 from evaluation.metrics import lpips_status
@@ -34,6 +31,7 @@ from evaluation.metrics import lpips_status
 from .config import SpaceSettings
 from .fetching import on_gpu
 from .previews import cpu_preview
+from .render_cache import ContentCache, content_key
 
 __all__ = [
     "DEPTH_SOURCES",
@@ -320,37 +318,20 @@ def compute_depth(
     return DepthResult(_cached_approximate_depth(photo, focus_xy), label, approximate=True)
 
 
-_APPROXIMATE_CACHE: OrderedDict[tuple[str, tuple[int, int] | None], np.ndarray] = OrderedDict()
-_APPROXIMATE_LOCK = threading.Lock()
+_APPROXIMATE_DEPTHS: ContentCache[np.ndarray] = ContentCache(16)
+# a 1536x1024 PyNET entry holds ~38 MB (the scaled photo and PyNET's output, float32)
+PYNET_RENDERS: ContentCache[ScaledRender] = ContentCache(4)
 
 
 def _cached_approximate_depth(photo: np.ndarray, focus_xy: tuple[int, int] | None) -> np.ndarray:
     # Changing the strength or the aperture must not redo GrabCut: key on the photo's content and the focus.
-    key = (hashlib.blake2b(np.ascontiguousarray(photo).data, digest_size=16).hexdigest(), focus_xy)
-    with _APPROXIMATE_LOCK:
-        if key in _APPROXIMATE_CACHE:
-            _APPROXIMATE_CACHE.move_to_end(key)
-            return _APPROXIMATE_CACHE[key]
-    depth = approximate_depth(photo, focus_xy)
-    with _APPROXIMATE_LOCK:
-        _APPROXIMATE_CACHE[key] = depth
-        while len(_APPROXIMATE_CACHE) > 16:
-            _APPROXIMATE_CACHE.popitem(last=False)
-    return depth
+    key = (content_key(photo), focus_xy)
+    return _APPROXIMATE_DEPTHS.get_or_make(key, lambda: approximate_depth(photo, focus_xy))[0]
 
 
-_PYNET_CACHE: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
-_PYNET_LOCK = threading.Lock()
-PYNET_CACHE_SIZE = 4  # a 1536x1024 entry holds ~38 MB (the scaled photo and PyNET's output, float32)
-
-
-def _digest(array: np.ndarray | None) -> str | None:
-    if array is None:
-        return None
-    return hashlib.blake2b(np.ascontiguousarray(array).data, digest_size=16).hexdigest() + str(array.shape)
-
-
-def _cached_pynet(method: Any, photo: np.ndarray, depth: np.ndarray | None, params: dict[str, Any]) -> tuple[Any, bool]:
+def _cached_pynet(
+    method: Any, photo: np.ndarray, depth: np.ndarray | None, params: dict[str, Any]
+) -> tuple[ScaledRender, bool]:
     """PyNET at its trained scale, reused while photo, depth, parameters, weights and backend are the same.
 
     PyNET has no focus input: with a learned depth map, a click elsewhere on the same photo gives the same network
@@ -358,17 +339,8 @@ def _cached_pynet(method: Any, photo: np.ndarray, depth: np.ndarray | None, para
     pass. Approximate depth changes with the focus point, so its key changes too. Returns the render and whether
     it was reused.
     """
-    key = (_digest(photo), _digest(depth), tuple(sorted(params.items())), method.weights, method.backend_name())
-    with _PYNET_LOCK:
-        if key in _PYNET_CACHE:
-            _PYNET_CACHE.move_to_end(key)
-            return _PYNET_CACHE[key], True
-    scaled = render_pynet_at_scale(method, photo, depth, params, finish=False)
-    with _PYNET_LOCK:
-        _PYNET_CACHE[key] = scaled
-        while len(_PYNET_CACHE) > PYNET_CACHE_SIZE:
-            _PYNET_CACHE.popitem(last=False)
-    return scaled, False
+    key = (content_key(photo), content_key(depth), tuple(sorted(params.items())), method.weights, method.backend_name())
+    return PYNET_RENDERS.get_or_make(key, lambda: render_pynet_at_scale(method, photo, depth, params, finish=False))
 
 
 @on_gpu  # ZeroGPU: a GPU is attached only inside spaces.GPU calls; a no-op elsewhere

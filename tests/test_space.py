@@ -303,6 +303,7 @@ def test_pynet_reuses_its_output_for_another_click_on_the_same_photo(tmp_path: P
     from bokeh_model import pynet_scale
     from bokeh_model.pynet import PyNET
     from space import services
+    from space.render_cache import ContentCache
 
     weights = tmp_path / "pynet"
     PyNET().save_pretrained(weights)  # random weights: plumbing only
@@ -322,7 +323,7 @@ def test_pynet_reuses_its_output_for_another_click_on_the_same_photo(tmp_path: P
     calls = []
     original = services.render_pynet_at_scale
     monkeypatch.setattr(services, "render_pynet_at_scale", lambda *a, **k: calls.append(1) or original(*a, **k))
-    monkeypatch.setattr(services, "_PYNET_CACHE", services.OrderedDict())
+    monkeypatch.setattr(services, "PYNET_RENDERS", ContentCache(4))
     render = make_render_fn(settings)
     first, _, _, notes = render(str(photo), "pynet", 50, 60, "upload", str(depth_a), "{}")
     assert len(calls) == 1 and "reused" not in notes
