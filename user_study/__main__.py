@@ -143,29 +143,12 @@ def read_import_frame(path: str | Path, fmt: str = "auto", columns: dict[str, st
     return out.reset_index(drop=True)
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    files = sorted(path.rglob("*.jsonl")) if path.is_dir() else [path]
-    if not files:
-        raise FileNotFoundError(f"no .jsonl files under {path}")
-    records = []
-    for f in files:
-        lines = f.read_text(encoding="utf-8").splitlines()
-        for n, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                if n == len(lines):
-                    continue  # a last line cut off by a crash mid-append
-                raise ValueError(f"{f}:{n}: not JSON ({exc})") from exc
-    return records
-
-
 def cmd_import(args: argparse.Namespace) -> int:
     svc = _service(args)
     if args.format == "hub-jsonl":
-        counts = svc.restore_records(args.study, _read_jsonl(Path(args.file)))
+        from user_study.transfer import read_jsonl_records
+
+        counts = svc.restore_records(args.study, read_jsonl_records(Path(args.file)))
         print(f"restored {counts['restored']} ratings into {args.study}; skipped {counts['skipped']}")
         return 0
     cols = {

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -21,7 +23,7 @@ from user_study.storage import (
 from user_study.study_base import StudyError
 from user_study.submission import RatingSubmission
 
-__all__ = ["RatingTransfer"]
+__all__ = ["RatingTransfer", "read_jsonl_records"]
 
 
 class RatingTransfer(RatingSubmission):
@@ -186,3 +188,27 @@ class RatingTransfer(RatingSubmission):
                 skipped += not stored
             s.add(Event(study_id=study_id, kind="restored", detail={"restored": restored, "skipped": skipped}))
         return {"restored": restored, "skipped": skipped}
+
+
+def read_jsonl_records(path: Path) -> list[dict]:
+    """Every JSON line of ``path`` (a .jsonl file, or every .jsonl file under a folder, in name order).
+
+    A last line cut off by a crash mid-append is skipped; any other line that is not JSON raises ``ValueError``
+    naming the file and line.
+    """
+    files = sorted(path.rglob("*.jsonl")) if path.is_dir() else [path]
+    if not files:
+        raise FileNotFoundError(f"no .jsonl files under {path}")
+    records = []
+    for f in files:
+        lines = f.read_text(encoding="utf-8").splitlines()
+        for n, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                if n == len(lines):
+                    continue  # a last line cut off by a crash mid-append
+                raise ValueError(f"{f}:{n}: not JSON ({exc})") from exc
+    return records

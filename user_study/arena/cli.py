@@ -6,12 +6,16 @@
   as the Space and ``GET /arena-api/v1/leaderboard``), votes per pair and per client with the same-side flags,
   refused votes, and the win-rate heatmap (``arena_heatmap.html``); the board is printed too.
 - ``exclude --client-hash H --reason TEXT``: leave a client's votes out (kept, marked).
+- ``restore FILE_OR_DIR``: put votes back from the Hub JSONL backup (``arena/votes-*.jsonl`` of the study's
+  dataset) or from ``export``'s ``arena_votes.jsonl`` into a new or damaged database; repeatable (votes present
+  are skipped), all-or-nothing (a bad line is named and nothing is written).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from bokeh_model.files import atomic_write
@@ -32,15 +36,28 @@ def add_arena_parser(sub: argparse._SubParsersAction) -> None:
     x = asub.add_parser("exclude", help="exclude every vote of a client (nothing is deleted)")
     x.add_argument("--client-hash", required=True)
     x.add_argument("--reason", required=True)
+    t = asub.add_parser("restore", help="put votes back from the Hub JSONL backup or an export (repeatable)")
+    t.add_argument("file", help="a .jsonl file, or a folder (every .jsonl under it, e.g. the backup's arena/)")
     p.set_defaults(func=cmd_arena)
 
 
 def cmd_arena(args: argparse.Namespace) -> int:
-    """Run ``arena export|report|exclude``."""
+    """Run ``arena export|report|exclude|restore``."""
     from user_study.arena.leaderboard import client_flags, heatmap_figure, pair_table
     from user_study.arena.service import get_arena_service
 
     svc = get_arena_service(args.db)
+    if args.arena_command == "restore":
+        from bokeh_model.errors import InputError
+        from user_study.transfer import read_jsonl_records
+
+        try:
+            counts = svc.restore_records(read_jsonl_records(Path(args.file)))
+        except (InputError, ValueError, FileNotFoundError) as exc:
+            print(f"error: nothing restored: {exc}", file=sys.stderr)
+            return 2
+        print(f"restored {counts['restored']} vote(s); skipped {counts['skipped']} already present")
+        return 0
     if args.arena_command == "exclude":
         n = svc.exclude_client(args.client_hash, args.reason)
         print(f"excluded {n} vote(s) of {args.client_hash}")

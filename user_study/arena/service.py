@@ -446,6 +446,36 @@ class ArenaService:
             [(c, (d or {}).get("code", ""), n) for c, d, n in rows], columns=["client_hash", "code", "refused"]
         )
 
+    def restore_records(self, records: list[dict[str, Any]]) -> dict[str, int]:
+        """Put votes back from the Hub JSONL backup (or ``arena export``'s JSON lines) into this database.
+
+        Each record recreates its battle (when missing) and its vote, with the ids, times and exclusions it
+        carries; votes already present (same vote id, or a battle that has its vote) are skipped, so a restore
+        can be repeated. Restored votes are not appended to the backup again. Every record is checked before
+        anything is written: a bad one raises ``InputError`` naming its position and field, and nothing is kept.
+
+        Returns:
+            ``{"restored": n, "skipped": n}``.
+        """
+        parsed = [_vote_from_record(record, n) for n, record in enumerate(records, 1)]
+        restored = skipped = 0
+        with self._tx() as s:
+            for battle, vote in parsed:
+                present = s.get(ArenaVote, vote.id) is not None or (
+                    s.scalars(select(ArenaVote.id).where(ArenaVote.battle_id == battle.id)).first() is not None
+                )
+                if present:
+                    skipped += 1
+                    continue
+                if s.get(ArenaBattle, battle.id) is None:
+                    s.add(battle)
+                    s.flush()  # the vote's foreign key needs its battle first
+                s.add(vote)
+                restored += 1
+            s.add(ArenaEvent(kind="restore", detail={"restored": restored, "skipped": skipped}))
+        self._board_cache = None
+        return {"restored": restored, "skipped": skipped}
+
     def close(self) -> None:
         """Dispose of the connection pool."""
         self.engine.dispose()
@@ -478,6 +508,77 @@ def _record(battle: ArenaBattle, vote: ArenaVote) -> dict[str, Any]:
         "consent": battle.consent,
         "channel": battle.channel,
     }
+
+
+# the text fields of a backup record and their column widths (PostgreSQL refuses longer values)
+_RECORD_TEXT = {"vote_id": 32, "battle_id": 32, "client_hash": 32, "method_a": 64, "method_b": 64, "choice": 8,
+                "photo_sha256": 64}  # fmt: skip
+
+
+def _vote_from_record(record: Any, position: int) -> tuple[ArenaBattle, ArenaVote]:
+    """A battle and its vote from one backup record (the inverse of :func:`_record`), checked field by field."""
+
+    def bad(what: str) -> InputError:
+        return InputError(f"record {position}: {what}")
+
+    if not isinstance(record, dict) or record.get("kind", "arena_vote") != "arena_vote":
+        raise bad("not an arena vote (expected an object with kind 'arena_vote')")
+    for key, width in _RECORD_TEXT.items():
+        if not isinstance(record.get(key), str) or not record[key] or len(record[key]) > width:
+            raise bad(f"{key!r} is missing, not text or longer than {width} characters")
+    if record["choice"] not in CHOICES:
+        raise bad(f"choice must be one of {list(CHOICES)}, got {record['choice']!r}")
+    try:
+        created = dt.datetime.fromisoformat(str(record["created_at"]))
+        seconds = float(record.get("seconds_shown") or 0.0)
+        focus = float(record.get("focus_x", 0.5)), float(record.get("focus_y", 0.5))
+        size = int(record.get("photo_width") or 0), int(record.get("photo_height") or 0)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise bad(f"a time or number field cannot be read ({exc})") from None
+    if created.tzinfo is not None:  # stored naive UTC, as utcnow() writes it
+        created = created.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    params = record.get("params") or {}
+    if not isinstance(params, dict):
+        raise bad("'params' must be an object")
+    flags = {}
+    for key in ("swapped", "consent", "excluded"):
+        value = record.get(key, False)
+        # the export writes flags as JSON booleans; a line that went through a text tool may say "True"/"false"
+        text = str(value).strip().lower()
+        if text not in ("true", "false", "1", "0", "none", ""):
+            raise bad(f"{key!r} must be true or false, got {value!r}")
+        flags[key] = text in ("true", "1")
+    battle = ArenaBattle(
+        id=record["battle_id"],
+        client_hash=record["client_hash"],
+        channel=str(record.get("channel") or "space"),
+        method_a=record["method_a"],
+        method_b=record["method_b"],
+        swapped=flags["swapped"],
+        focus_x=focus[0],
+        focus_y=focus[1],
+        params=params,
+        depth_source=str(record.get("depth_source") or ""),
+        photo_sha256=record["photo_sha256"],
+        photo_width=size[0],
+        photo_height=size[1],
+        consent=flags["consent"],  # the photo itself is not in the backup
+        created_at=created - dt.timedelta(seconds=seconds),
+        shown_at=created - dt.timedelta(seconds=seconds),
+    )
+    vote = ArenaVote(
+        id=record["vote_id"],
+        battle_id=record["battle_id"],
+        client_hash=record["client_hash"],
+        method_a=record["method_a"],
+        method_b=record["method_b"],
+        choice=record["choice"],
+        seconds_shown=seconds,
+        created_at=created,
+        excluded=flags["excluded"],
+        exclusion_reason=str(record.get("exclusion_reason") or ""),
+    )
+    return battle, vote
 
 
 def photo_sha256(data: bytes) -> str:
