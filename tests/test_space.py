@@ -270,12 +270,14 @@ def test_leaderboard_keeps_non_ebb_runs_apart_from_the_papers_rows(tmp_path: Pat
     assert len(table) == 0 and figures == [] and paper is not None and "No evaluation results" in text
 
 
-def test_pynet_runs_at_its_trained_scale_or_a_labelled_preview(tmp_path: Path, monkeypatch) -> None:
+def _small_pynet_space(tmp_path: Path, monkeypatch) -> tuple[Path, SpaceSettings]:
+    """A 320x212 photo and the Space's settings with a random-weights PyNET (sizes and plumbing, not bokeh quality);
+    PyNET's trained scale (a 1536-px long side) is stood in for by 96 px to keep the tests fast (same code path)."""
     from bokeh_model import pynet_scale
     from bokeh_model.pynet import PyNET
 
     weights = tmp_path / "pynet"
-    PyNET().save_pretrained(weights)  # random weights: this checks sizes and plumbing, not bokeh quality
+    PyNET().save_pretrained(weights)
     photo = tmp_path / "photo.png"
     Image.open(EXAMPLES_DIR / "chelsea.png").convert("RGB").resize((320, 212)).save(photo)
     settings = SpaceSettings(
@@ -284,8 +286,12 @@ def test_pynet_runs_at_its_trained_scale_or_a_labelled_preview(tmp_path: Path, m
         results_dir=tmp_path / "results",
         max_render_side=160,
     )
-    # The trained scale is a 1536-px long side; a smaller stand-in keeps this test fast (same code path).
     monkeypatch.setattr(pynet_scale, "PYNET_TRAINED_SIDE", 96)
+    return photo, settings
+
+
+def test_pynet_runs_at_its_trained_scale_or_a_labelled_preview(tmp_path: Path, monkeypatch) -> None:
+    photo, settings = _small_pynet_space(tmp_path, monkeypatch)
     result, (before, after), _, notes = make_render_fn(settings)(str(photo), "pynet", -1, -1, "approximate", None, "{}")
     assert Image.open(result).size == (320, 212) and Image.open(after).size == (160, 106)
     assert "PyNET ran at its trained scale: photo at 96x64 px, network input 48x32" in notes, notes
@@ -300,26 +306,14 @@ def test_pynet_runs_at_its_trained_scale_or_a_labelled_preview(tmp_path: Path, m
 def test_pynet_reuses_its_output_for_another_click_on_the_same_photo(tmp_path: Path, monkeypatch) -> None:
     """PyNET has no focus input: with a given depth map, a second click on the same photo reuses the network output
     (same result, said so), while a new depth map renders anew."""
-    from bokeh_model import pynet_scale
-    from bokeh_model.pynet import PyNET
     from space import services
     from space.render_cache import ContentCache
 
-    weights = tmp_path / "pynet"
-    PyNET().save_pretrained(weights)  # random weights: plumbing only
-    photo = tmp_path / "photo.png"
-    Image.open(EXAMPLES_DIR / "chelsea.png").convert("RGB").resize((320, 212)).save(photo)
+    photo, settings = _small_pynet_space(tmp_path, monkeypatch)
     ramp = np.tile(np.linspace(0, 255, 320, dtype=np.uint8), (212, 1))
     depth_a, depth_b = tmp_path / "depth_a.png", tmp_path / "depth_b.png"
     Image.fromarray(ramp).save(depth_a)
     Image.fromarray(255 - ramp).save(depth_b)
-    settings = SpaceSettings(
-        pynet_weights=str(weights),
-        depth_model=str(tmp_path / "no-depth-model"),
-        results_dir=tmp_path / "results",
-        max_render_side=160,
-    )
-    monkeypatch.setattr(pynet_scale, "PYNET_TRAINED_SIDE", 96)
     calls = []
     original = services.render_pynet_at_scale
     monkeypatch.setattr(services, "render_pynet_at_scale", lambda *a, **k: calls.append(1) or original(*a, **k))
