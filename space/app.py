@@ -110,7 +110,7 @@ def build_app(settings: SpaceSettings | None = None) -> gr.Blocks:
                         "The Portal tab explains how researchers submit."
                     )
             with gr.Tab("Portal", id="portal"):
-                build_portal_tab(settings)
+                build_portal_tab()
             with gr.Tab("Study", id="study"):
                 build_study_ui(db_url=settings.study_db, organizer_token=settings.organizer_token)
             with gr.Tab("Status", id="status"):

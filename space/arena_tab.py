@@ -236,13 +236,17 @@ def build_arena_tab(settings: SpaceSettings, demo: gr.Blocks) -> None:
         note = f"{QUESTION} *(both with the same depth map: {depth})*"
         return state, a, b, note, "", (a, b)
 
+    # a click on the photo and Next pair both end in a render of the new battle (the newest request wins)
+    then_render: dict[str, Any] = {
+        "fn": render_battle,
+        "inputs": [photo, consent, state],
+        "outputs": [state, img_a, img_b, message, reveal, slider],
+        "api_visibility": "private",
+        "trigger_mode": "always_last",
+        "concurrency_id": "render",
+    }
     photo.select(pick, state, [state, img_a, img_b, message, reveal], api_visibility="private", queue=False).then(
-        render_battle,
-        [photo, consent, state],
-        [state, img_a, img_b, message, reveal, slider],
-        api_visibility="private",
-        trigger_mode="always_last",
-        concurrency_id="render",
+        **then_render
     )
 
     def next_pair(state: dict) -> tuple[Any, ...]:
@@ -252,14 +256,7 @@ def build_arena_tab(settings: SpaceSettings, demo: gr.Blocks) -> None:
 
     next_button.click(
         next_pair, state, [state, img_a, img_b, message, reveal], api_visibility="private", queue=False
-    ).then(
-        render_battle,
-        [photo, consent, state],
-        [state, img_a, img_b, message, reveal, slider],
-        api_visibility="private",
-        trigger_mode="always_last",
-        concurrency_id="render",
-    )
+    ).then(**then_render)
 
     def make_vote(choice: str):  # noqa: ANN202 - a Gradio handler
         def vote(request: gr.Request, state: dict) -> tuple[Any, Any]:

@@ -29,8 +29,6 @@ from evaluation.portal import (
 )
 from evaluation.portal.board import PAPER_COLUMNS
 
-from .config import SpaceSettings
-
 __all__ = ["build_portal_board", "build_portal_tab", "get_portal", "portal_closed_reason"]
 
 LICENCES = ["MIT", "Apache-2.0", "BSD-3-Clause", "CC BY 4.0", "CC BY-NC-SA 4.0", "GPL-3.0", "other (say in notes)"]
@@ -181,9 +179,7 @@ def build_portal_board(portal: Portal | None = None) -> Callable[[Any], None]:
     return refresh_on
 
 
-def build_portal_tab(
-    settings: SpaceSettings | None = None, *, portal: Portal | None = None, login: bool | None = None
-) -> None:
+def build_portal_tab(*, portal: Portal | None = None, login: bool | None = None) -> None:
     """Build the Portal tab (submission form with sign-in, progress, organizer actions) inside the current Blocks
     (``portal``/``login`` are for tests); the leaderboard itself is :func:`build_portal_board`."""
     portal = portal or get_portal()

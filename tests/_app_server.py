@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 
@@ -24,3 +25,30 @@ def serving(demo: Any) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}/"
     finally:
         demo.close()
+
+
+def example_photo(folder: Path, size: tuple[int, int] = (300, 200)) -> Path:
+    """The Space's example photo (CC0) resized to ``size`` and saved as ``folder/photo.png``: small, so renders are
+    quick in a browser test."""
+    from PIL import Image
+
+    from space.config import EXAMPLES_DIR
+
+    photo = folder / "photo.png"
+    Image.open(EXAMPLES_DIR / "chelsea.png").convert("RGB").resize(size).save(photo)
+    return photo
+
+
+def browser_space_settings(data: Path, **overrides: Any) -> Any:
+    """The Space's settings the browser tests share: no depth model (approximate depth, nothing is downloaded),
+    results and the study database under ``data``, an organizer token, a 640-px processing size."""
+    from space.config import SpaceSettings
+
+    values: dict[str, Any] = {
+        "depth_model": str(data / "no-depth-model"),
+        "results_dir": data / "results",
+        "study_db": f"sqlite:///{data / 'study.db'}",
+        "organizer_token": "organizer-secret",
+        "max_render_side": 640,
+    }
+    return SpaceSettings(**{**values, **overrides})

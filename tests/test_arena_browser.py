@@ -10,9 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
-from tests._app_server import serving
+from tests._app_server import browser_space_settings, example_photo, serving
 from tests._browser import browser_home, chromium_browser, require_chromium
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,21 +27,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     saved = {k: os.environ.get(k) for k in ("BOKEH_DATA_DIR", "BOKEH_ARENA_MIN_LOOK_S", "BOKEH_RATER_SECRET")}
     os.environ.update(BOKEH_DATA_DIR=str(data), BOKEH_ARENA_MIN_LOOK_S=str(MIN_LOOK_S), BOKEH_RATER_SECRET="t")
     from space.app import build_app
-    from space.config import EXAMPLES_DIR, SpaceSettings
     from user_study.arena.service import get_arena_service
 
     db_url = f"sqlite:///{data / 'study.db'}"
-    photo = data / "photo.png"
-    Image.open(EXAMPLES_DIR / "chelsea.png").resize((300, 200)).save(photo)
+    photo = example_photo(data)
     (data / "notes.txt").write_text("not a photo")
     (data / "notes.png").write_text("not a photo either, despite its name")
-    settings = SpaceSettings(
-        depth_model=str(data / "no-depth-model"),
-        results_dir=data / "results",
-        study_db=db_url,
-        organizer_token="organizer-secret",
-        max_render_side=640,
-    )
+    settings = browser_space_settings(data)
     try:
         with serving(build_app(settings)) as url:
             yield {"url": url, "photo": photo, "text": data / "notes.txt", "service": get_arena_service(db_url)}

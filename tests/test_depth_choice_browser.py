@@ -10,10 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from _app_server import serving
+from _app_server import example_photo, serving
 from _browser import browser_home, chromium_browser, require_chromium
 from _tiny_models import save_tiny_depth_anything
-from PIL import Image
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -23,11 +22,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     require_chromium()
     from bokeh_model.depth import depth_model_status
     from space.app import build_app
-    from space.config import EXAMPLES_DIR, SpaceSettings
+    from space.config import SpaceSettings
 
     data = tmp_path_factory.mktemp("depth_choice")
-    photo = data / "photo.png"
-    Image.open(EXAMPLES_DIR / "chelsea.png").resize((300, 200)).save(photo)
+    photo = example_photo(data)
     settings = SpaceSettings(
         depth_model=str(save_tiny_depth_anything(data / "tiny-da", size=126)),
         results_dir=data / "results",

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from _app_server import serving
+from _app_server import browser_space_settings, serving
 from _browser import browser_home, chromium_browser, require_chromium
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -60,16 +60,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     for name in ("BOKEH_PORTAL_DATASET", "SPACE_ID", "BOKEH_FETCH_MODELS", "BOKEH_PYNET_WEIGHTS"):
         mp.delenv(name, raising=False)
     from space.app import build_app
-    from space.config import SpaceSettings
     from space.services import get_method
 
     get_method.cache_clear()  # instances made under another BOKEH_CACHE by earlier tests
     pynet = _install_stand_ins(data)
-    settings = SpaceSettings(
+    settings = browser_space_settings(
+        data,
         pynet_weights=str(pynet),
-        depth_model=str(data / "no-depth-model"),  # approximate depth: no depth model is downloaded
-        results_dir=data / "results",
-        study_db=f"sqlite:///{data / 'study.db'}",
+        organizer_token=None,
         max_render_side=384,
         cpu_preview_side=192,  # Bokehlicious and BokehMe on a CPU preview: seconds, not minutes
         pynet_cpu_preview_side=192,  # and PyNET on a chosen (labelled) preview instead of its 1536-px scale

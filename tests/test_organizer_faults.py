@@ -233,12 +233,11 @@ def test_submit_tab_states_the_archive_limit_in_mib(tmp_path):
     from evaluation.portal.checks import CheckLimits
     from evaluation.portal.models import PortalSettings
     from evaluation.portal.service import Portal
-    from space.config import SpaceSettings
     from space.submit_tab import build_portal_tab
 
     portal = Portal(PortalSettings(root=tmp_path / "portal", limits=CheckLimits(max_archive_bytes=300 << 20)))
     with gr.Blocks() as demo:
-        build_portal_tab(SpaceSettings(max_upload_mb=64), portal=portal, login=False)
+        build_portal_tab(portal=portal, login=False)
     texts = [block.value for block in demo.blocks.values() if isinstance(block, gr.Markdown)]
     intro = next(text for text in texts if "Submit your method" in text)
     assert "Archives up to 300 MiB are accepted." in intro and " MB" not in intro

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _app_server import serving
+from _app_server import browser_space_settings, example_photo, serving
 from _browser import browser_home, chromium_browser, require_chromium
 from PIL import Image
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -30,7 +30,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     previous = os.environ.get("BOKEH_DATA_DIR")
     os.environ["BOKEH_DATA_DIR"] = str(data)
     from space.app import build_app
-    from space.config import EXAMPLES_DIR, SpaceSettings
     from user_study.config import StudyConfig
     from user_study.service import get_service
     from user_study.testing import make_fake_run
@@ -47,15 +46,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         hidden_ref_per_session=0,
     )
     service.create_study(run, config, study_id=STUDY_ID, n_gold=0, n_trap=0, n_hidden_ref=0)
-    photo = data / "photo.png"
-    Image.open(EXAMPLES_DIR / "chelsea.png").resize((300, 200)).save(photo)
-    settings = SpaceSettings(
-        depth_model=str(data / "no-depth-model"),
-        results_dir=data / "results",
-        study_db=db_url,
-        organizer_token="organizer-secret",
-        max_render_side=640,
-    )
+    photo = example_photo(data)
+    settings = browser_space_settings(data)
     try:
         with serving(build_app(settings)) as url:
             yield {"url": url, "photo": photo, "service": service}

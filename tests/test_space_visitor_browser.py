@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from _app_server import serving
+from _app_server import browser_space_settings, serving
 from _browser import browser_home, chromium_browser, open_tab, require_chromium
 from PIL import Image
 
@@ -38,7 +38,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         mp.delenv(name, raising=False)
     from evaluation.run import main as evaluate
     from space.app import build_app
-    from space.config import SpaceSettings
     from user_study.config import StudyConfig
     from user_study.service import get_service
     from user_study.testing import make_fake_run
@@ -58,13 +57,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         hidden_ref_per_session=0,
     )
     service.create_study(run, config, study_id=STUDY_ID, n_gold=0, n_trap=0, n_hidden_ref=0)
-    settings = SpaceSettings(
-        depth_model=str(data / "no-depth-model"),
-        results_dir=results,
-        study_db=db_url,
-        organizer_token="organizer-secret",
-        max_render_side=640,
-    )
+    settings = browser_space_settings(data)
     bad = data / "bad"
     bad.mkdir()
     Image.open(ROOT / "space" / "examples" / "chelsea.png").convert("RGB").save(bad / "whole.jpg", quality=90)

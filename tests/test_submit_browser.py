@@ -60,7 +60,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     import gradio.oauth
 
     from evaluation.portal import Portal, PortalSettings
-    from space.config import SpaceSettings
     from space.submit_tab import build_portal_board, build_portal_tab
 
     data = tmp_path_factory.mktemp("portal_browser")
@@ -81,7 +80,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         with gr.Tab("Leaderboard", id="leaderboard") as leaderboard_tab:
             build_portal_board(portal)(leaderboard_tab.select)
         with gr.Tab("Portal", id="portal"):
-            build_portal_tab(SpaceSettings(max_upload_mb=40), portal=portal, login=True)
+            build_portal_tab(portal=portal, login=True)
     demo.queue()
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)

@@ -48,12 +48,11 @@ def cmd_arena(args: argparse.Namespace) -> int:
 
     svc = get_arena_service(args.db)
     if args.arena_command == "restore":
-        from bokeh_model.errors import InputError
         from user_study.transfer import read_jsonl_records
 
         try:
             counts = svc.restore_records(read_jsonl_records(Path(args.file)))
-        except (InputError, ValueError, FileNotFoundError) as exc:
+        except (ValueError, FileNotFoundError) as exc:  # InputError is a ValueError
             print(f"error: nothing restored: {exc}", file=sys.stderr)
             return 2
         print(f"restored {counts['restored']} vote(s); skipped {counts['skipped']} already present")
