@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ModelUnavailableError
+from .errors import InputError, ModelUnavailableError
 
 __all__ = [
     "OFFLINE_ENV",
@@ -60,6 +60,33 @@ def is_offline(offline: bool | None = None) -> bool:
         return bool(offline)
     names = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", OFFLINE_ENV)
     return any(os.environ.get(name, "").strip().lower() in _TRUE for name in names)
+
+
+_URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def source_url(location: str) -> str:
+    """Where to download from, as a URL: an ``http(s)://`` or ``file://`` URL as given; a local path (a copy made
+    by hand, e.g. carried to an offline machine) as its ``file://`` URL, a folder's ending in ``/``.
+
+    Raises:
+        InputError: a local path that does not exist.
+    """
+    text = location.strip()
+    if _URL_SCHEME.match(text):
+        return text
+    path = Path(text).expanduser()
+    if not path.exists():
+        raise InputError(
+            f"{location!r} is neither a URL (http://, https://, file://) nor an existing file or folder on this machine"
+        )
+    uri = path.resolve().as_uri()
+    return uri + "/" if path.is_dir() else uri
+
+
+def is_local_url(url: str) -> bool:
+    """Whether ``url`` reads from this machine's disk (``file://``), which offline mode allows."""
+    return url.lower().startswith("file:")
 
 
 def sha256_file(path: str | os.PathLike) -> str:

@@ -39,8 +39,10 @@ from .download import (
     ProgressCallback,
     download,
     exclusive,
+    is_local_url,
     is_offline,
     sha256_file,
+    source_url,
 )
 from .errors import InputError
 from .lpips_trunk import ALEXNET_URL, alexnet_trunk_path, official_sha256_prefix
@@ -106,8 +108,8 @@ class FetchResult:
 
 
 def pynet_source_url(url: str | None = None) -> str:
-    """``url``, else ``$BOKEH_PYNET_URL``, else the authors' URL."""
-    return (url or "").strip() or os.environ.get(PYNET_URL_ENV, "").strip() or DEFAULT_PYNET_URL
+    """``url``, else ``$BOKEH_PYNET_URL``, else the authors' URL; a local path becomes its ``file://`` URL."""
+    return source_url((url or "").strip() or os.environ.get(PYNET_URL_ENV, "").strip() or DEFAULT_PYNET_URL)
 
 
 def _find_checkpoint(names: list[str]) -> str:
@@ -192,9 +194,9 @@ def _fetch_pynet(
     callback: ProgressCallback | None,
     say: Callable[[str], None],
 ) -> FetchResult:
-    if is_offline(offline):
-        raise FetchError(_offline_line("pynet", dest))
     url = pynet_source_url(url)
+    if is_offline(offline) and not is_local_url(url):  # a copy on this machine's disk is fine offline
+        raise FetchError(_offline_line("pynet", dest) + "; or give a copy of the zip: --url PATH")
     downloads = bokeh_cache_dir() / "downloads"
     zip_name = Path(urllib.request.url2pathname(url.split("?")[0].rstrip("/").rsplit("/", 1)[-1])).name
     zip_path = downloads / (zip_name or "PyNET_Bokeh_pretrained.zip")

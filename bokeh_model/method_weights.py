@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .download import FetchError, ProgressCallback, download, exclusive, is_offline
+from .download import FetchError, ProgressCallback, download, exclusive, is_local_url, is_offline, source_url
 from .errors import InputError
 
 __all__ = [
@@ -137,7 +137,7 @@ def weights_availability(method: str, variant: str | None = None) -> tuple[bool,
     flag = "" if variant == spec.default_variant else f" --variant {variant}"
     return False, (
         f"{method} weights ({variant}) are not installed; run `python -m bokeh_model fetch {method}{flag}` "
-        f"(downloads from {spec.source}; `--url URL` for a copy elsewhere) to put them in "
+        f"(downloads from {spec.source}; `--url URL_OR_PATH` for a copy elsewhere) to put them in "
         f"{method_weights_dir(method, variant)}"
     )
 
@@ -185,11 +185,13 @@ def fetch_method_weights(
     folder = Path(dest) if dest is not None else method_weights_dir(method, variant)
     if not overwrite and _complete(folder, files):
         return FetchResult(method, folder, "already installed", _source_details(folder))
-    if is_offline(offline):
+    url = source_url(url) if url else None
+    if is_offline(offline) and not (url and is_local_url(url)):  # a copy on this machine's disk is fine offline
+        copy = "the file" if len(files) == 1 else "a folder holding " + ", ".join(f.filename for f in files)
         raise FetchError(
             f"{method}: weights ({variant}) not installed ({folder}) and this machine is offline "
             "(HF_HUB_OFFLINE / BOKEH_OFFLINE / --offline); run the same command on a machine with internet, "
-            "or copy the folder there"
+            f"or copy the folder there, or give a copy of {copy}: --url PATH"
         )
     from .pynet import bokeh_cache_dir
 

@@ -28,6 +28,7 @@ from _tiny_models import save_tiny_dpt
 from PIL import Image
 
 from bokeh_model.convert_tf_checkpoint import ConversionError, convert_tf_tensors, tf_layout
+from bokeh_model.errors import InputError
 from bokeh_model.fetch import FetchError, download, fetch_lpips, fetch_pynet
 from bokeh_model.modeling_pynet import PyNET
 from bokeh_model.pynet import default_pynet_dir, load_pynet, to_pynet_depth, weights_status
@@ -232,6 +233,22 @@ def test_offline_and_unreachable_exit_3_one_line_per_item(caches: dict[str, str]
     # "no network": nothing listens on the port
     unreachable = _cli(["fetch", "pynet", "--url", "http://127.0.0.1:9/x.zip", "--no-progress"], caches, tmp_path)
     assert unreachable.returncode == 3 and "cannot reach http://127.0.0.1:9/x.zip" in unreachable.stderr
+    _nothing_loadable(Path(caches["BOKEH_CACHE"]))
+
+
+def test_offline_fetch_reads_a_zip_copied_to_this_machine(caches: dict[str, str], tmp_path: Path) -> None:
+    """Offline, `--url PATH` is read from disk (the offline refusal says so); the archive is still checked."""
+    with pytest.raises(FetchError, match="give a copy of the zip: --url PATH"):
+        fetch_pynet(offline=True, progress=False)
+    copied = tmp_path / "carried" / ZIP_NAME
+    copied.parent.mkdir()
+    copied.write_bytes(b"this is not a zip")
+    with pytest.raises(FetchError, match="not a zip") as refused:
+        fetch_pynet(str(copied), offline=True, progress=False)
+    assert "machine is offline" not in str(refused.value)
+    assert copied.read_bytes() == b"this is not a zip"  # "deleted it" is the cache's copy, never the user's file
+    with pytest.raises(InputError, match="nor an existing file"):
+        fetch_pynet(str(tmp_path / "nowhere.zip"), offline=True, progress=False)
     _nothing_loadable(Path(caches["BOKEH_CACHE"]))
 
 

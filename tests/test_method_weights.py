@@ -121,6 +121,31 @@ def test_offline_and_unknown_names(caches: Path, standin: MethodWeights) -> None
         fetch_method_weights("no-such-method")
 
 
+def test_a_local_copy_installs_offline_by_path(
+    caches: Path, standin: MethodWeights, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An offline machine with the checkpoints carried over by hand: `--url PATH` (a file or a folder) installs
+    them; nothing is asked of the network, and a path that does not exist is named."""
+    copies = tmp_path / "carried"
+    copies.mkdir()
+    (copies / "net_a.pth").write_bytes(NET_A)
+    (copies / "net_b.pth").write_bytes(NET_B)
+    (copies / "renamed.pt").write_bytes(NET_B)
+    with pytest.raises(FetchError, match="give a copy of a folder holding net_a.pth, net_b.pth: --url PATH"):
+        fetch_method_weights("standin-weights", offline=True)
+    fetch_method_weights("standin-weights", url=str(copies), offline=True, progress=False)
+    folder = installed_weights("standin-weights")
+    assert folder is not None and (folder / "net_b.pth").read_bytes() == NET_B
+    assert json.loads((folder / "source.json").read_text())["files"][0]["url"] == (copies / "net_a.pth").as_uri()
+    argv = ["fetch", "standin-weights", "--variant", "single", "--offline", "--no-progress"]
+    assert cli_main([*argv, "--url", str(copies / "renamed.pt")]) == 0
+    single = installed_weights("standin-weights", "single")
+    assert single is not None and (single / "small.pt").read_bytes() == NET_B
+    assert cli_main([*argv, "--overwrite", "--url", str(copies / "missing.pt")]) == 2
+    assert "missing.pt' is neither a URL" in capsys.readouterr().err
+    assert (single / "small.pt").read_bytes() == NET_B  # the refused call left the installed copy alone
+
+
 def test_cli_fetch_method_and_its_refusals(
     caches: Path, standin: MethodWeights, capsys: pytest.CaptureFixture[str]
 ) -> None:

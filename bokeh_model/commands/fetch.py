@@ -25,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--url",
         help="where to download from instead of the default: the PyNET-Bokeh zip (default: $BOKEH_PYNET_URL, else "
-        "the authors' URL), or a method's checkpoint file (a folder URL for a method with several files)",
+        "the authors' URL), or a method's checkpoint file (a folder URL for a method with several files); a local "
+        "file or folder path works too, also offline (a copy carried over from another machine)",
     )
     parser.add_argument("--variant", help="which published checkpoint of a method (default: the method's default)")
     parser.add_argument(
