@@ -296,7 +296,7 @@ def _download_locked(
                 continue
             raise FetchError(f"{url}: HTTP {exc.code} {exc.reason}") from None
         except (urllib.error.URLError, OSError) as exc:  # refused, reset, DNS: maybe a short outage
-            if attempt < retries and not url.startswith("file:"):
+            if attempt < retries and not is_local_url(url):  # a missing local file stays missing
                 attempt += 1
                 pause()
                 continue
